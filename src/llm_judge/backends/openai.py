@@ -1,0 +1,243 @@
+"""Any OpenAI-compatible chat-completions server: ``openai:MODEL@BASE_URL``.
+
+vLLM, Ollama, llama.cpp's server and OpenAI itself speak this protocol. The API key is read from
+an environment variable (``OPENAI_API_KEY`` unless the spec or config names another with
+``key_env``); it is sent in the Authorization header and never logged, stored or shown.
+
+Structured verdicts: the backend tries OpenAI's ``json_schema`` response format, then the
+``json_object`` + ``schema`` form that llama-cpp-python's server understands, then plain text
+(the judge's text parser takes over); the first form the server accepts is remembered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from urllib.parse import urlparse
+
+import httpx
+
+from ..errors import LLMJudgeError
+from ..sampling import SamplingParams
+from . import Completion, Messages, TokenCallback
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+SCHEMA_MODES = ("json_schema", "json_object", "none")
+
+
+class RequestFailed(LLMJudgeError):
+    """The server could not give an answer after the allowed attempts (or refused the request)."""
+
+
+def parse_openai_spec(rest: str) -> tuple[str, str]:
+    """``MODEL@BASE_URL`` -> (model, base_url).
+
+    >>> parse_openai_spec("gpt-4o-mini@https://api.openai.com/v1")
+    ('gpt-4o-mini', 'https://api.openai.com/v1')
+    """
+    model, sep, url = rest.rpartition("@")
+    if not sep or not model or not url:
+        raise LLMJudgeError(
+            f"bad spec 'openai:{rest}': write openai:MODEL@BASE_URL, "
+            "e.g. openai:gpt-4o-mini@https://api.openai.com/v1"
+        )
+    parsed = urlparse(url)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+        raise LLMJudgeError(f"bad server URL {url!r} in 'openai:{rest}': it must start with http:// or https://")
+    return model, url.rstrip("/")
+
+
+def backoff_seconds(attempt: int, retry_after: str | None, *, base: float = 0.5, cap: float = 30.0,
+                    rng: random.Random | None = None) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: Retry-After when given, else jittered 2^n.
+
+    >>> backoff_seconds(0, "3")
+    3.0
+    >>> 0.0 <= backoff_seconds(2, None, rng=random.Random(1)) <= 2.0
+    True
+    """
+    if retry_after:
+        try:
+            return min(max(float(retry_after), 0.0), cap)
+        except ValueError:
+            pass
+    return (rng or random).uniform(0, min(cap, base * 2 ** attempt))
+
+
+class OpenAIBackend:
+    def __init__(self, spec: str, model: str, base_url: str, *, key_env: str = "OPENAI_API_KEY",
+                 timeout: float = 120.0, max_attempts: int = 4, schema_mode: str | None = None,
+                 concurrency: int = 16, backoff_base: float = 0.5):
+        self.spec, self.model, self.base_url = spec, model, base_url
+        self.key_env = key_env
+        self.max_attempts = max(1, max_attempts)
+        self.schema_mode = schema_mode  # None: detect on first structured request
+        self.concurrency = concurrency
+        self.backoff_base = backoff_base
+        self.slots = threading.BoundedSemaphore(max(1, concurrency))
+        self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                                   limits=httpx.Limits(max_connections=max(concurrency, 1) + 4))
+
+    def _headers(self) -> dict[str, str]:
+        key = os.environ.get(self.key_env)
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _body(self, messages: Messages, sampling: SamplingParams) -> dict:
+        body = {"model": self.model, "messages": messages, "temperature": sampling.temperature,
+                "max_tokens": sampling.max_tokens}
+        if sampling.top_p < 1.0:
+            body["top_p"] = sampling.top_p
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
+        # Extensions most local servers (vLLM, llama.cpp, Ollama) accept; sent only when in use.
+        if sampling.min_p > 0:
+            body["min_p"] = sampling.min_p
+        if sampling.top_k > 0:
+            body["top_k"] = sampling.top_k
+        if sampling.repeat_penalty != 1.0:
+            body["repeat_penalty"] = sampling.repeat_penalty
+            body["repetition_penalty"] = sampling.repeat_penalty
+        return body
+
+    @staticmethod
+    def _response_format(mode: str, schema: dict) -> dict | None:
+        if mode == "json_schema":
+            return {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema, "strict": True}}
+        if mode == "json_object":
+            return {"type": "json_object", "schema": schema}
+        return None
+
+    def generate(self, messages: Messages, sampling: SamplingParams, *, schema: dict | None = None,
+                 on_token: TokenCallback | None = None) -> Completion:
+        body = self._body(messages, sampling)
+        if schema is None:
+            return self._post(body, on_token)
+        modes = [self.schema_mode] if self.schema_mode else list(SCHEMA_MODES)
+        for i, mode in enumerate(modes):
+            fmt = self._response_format(mode, schema)
+            attempt_body = dict(body, response_format=fmt) if fmt else body
+            try:
+                result = self._post(attempt_body, on_token)
+            except RequestFailed as exc:
+                rejected_format = getattr(exc, "status", None) in {400, 422} and i + 1 < len(modes)
+                if rejected_format and not self.schema_mode:
+                    continue
+                raise
+            self.schema_mode = mode
+            result.raw["response_format"] = mode
+            return result
+        raise AssertionError("unreachable")
+
+    def _post(self, body: dict, on_token: TokenCallback | None) -> Completion:
+        url = f"{self.base_url}/chat/completions"
+        last_error = "no attempt made"
+        for attempt in range(self.max_attempts):
+            start = time.perf_counter()
+            retry_after = None
+            try:
+                with self.slots:
+                    if on_token is None:
+                        resp = self.client.post(url, json=body, headers=self._headers())
+                        if resp.status_code == 200:
+                            return self._completion(resp, time.perf_counter() - start)
+                    else:
+                        with self.client.stream("POST", url, json=dict(body, stream=True),
+                                                headers=self._headers()) as resp:
+                            if resp.status_code == 200:
+                                return self._read_stream(resp, on_token, start)
+                            resp.read()
+                status = resp.status_code
+                detail = _error_text(resp)
+                if status not in RETRY_STATUS:
+                    exc = RequestFailed(_status_message(status, detail, self))
+                    exc.status = status
+                    raise exc
+                last_error = f"HTTP {status}: {detail}"
+                retry_after = resp.headers.get("retry-after")
+            except httpx.TimeoutException:
+                last_error = "timed out"
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                last_error = f"connection failed ({type(exc).__name__})"
+            except MalformedResponse as exc:
+                last_error = str(exc)
+            if attempt + 1 < self.max_attempts:
+                time.sleep(backoff_seconds(attempt, retry_after, base=self.backoff_base))
+        exc = RequestFailed(f"{self.spec} gave no answer after {self.max_attempts} attempts: {last_error}")
+        exc.status = None
+        raise exc
+
+    def _completion(self, resp: httpx.Response, seconds: float) -> Completion:
+        try:
+            data = resp.json()
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise MalformedResponse(f"malformed response from {self.base_url}: {resp.text[:120]!r}") from None
+        usage = data.get("usage") or {}
+        return Completion(text=text, prompt_tokens=usage.get("prompt_tokens"),
+                          completion_tokens=usage.get("completion_tokens"), seconds=seconds,
+                          finish_reason=choice.get("finish_reason"), raw=data)
+
+    def _read_stream(self, resp: httpx.Response, on_token: TokenCallback, start: float) -> Completion:
+        pieces, finish, usage, chunks = [], None, {}, 0
+        for line in resp.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                break
+            try:
+                data = json.loads(payload)
+            except ValueError:
+                raise MalformedResponse(f"malformed stream chunk from {self.base_url}: {payload[:80]!r}") from None
+            usage = data.get("usage") or usage
+            for choice in data.get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    chunks += 1
+                    pieces.append(piece)
+                    on_token(piece)
+                finish = choice.get("finish_reason") or finish
+        return Completion(text="".join(pieces), prompt_tokens=usage.get("prompt_tokens"),
+                          completion_tokens=usage.get("completion_tokens") or chunks,
+                          seconds=time.perf_counter() - start, finish_reason=finish,
+                          raw={"streamed": True})
+
+    def describe(self) -> dict:
+        return {"backend": "openai", "spec": self.spec, "model": self.model, "base_url": self.base_url,
+                "schema_mode": self.schema_mode}
+
+
+class MalformedResponse(Exception):
+    pass
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        data = resp.json()
+        err = data.get("error", data) if isinstance(data, dict) else data
+        msg = err.get("message", err) if isinstance(err, dict) else err
+        text = msg if isinstance(msg, str) else json.dumps(msg)
+    except ValueError:
+        text = resp.text
+    return " ".join(text.split())[:200] or resp.reason_phrase
+
+
+def _status_message(status: int, detail: str, backend: OpenAIBackend) -> str:
+    if status == 401:
+        return (f"{backend.base_url} refused the API key (401: {detail}): set the right key in "
+                f"the environment variable {backend.key_env}")
+    if status == 404:
+        return (f"{backend.base_url} answered 404 for model {backend.model!r} ({detail}): "
+                "check the model name and that the URL ends in the API root, e.g. .../v1")
+    return f"{backend.base_url} refused the request (HTTP {status}: {detail})"
+
+
+def from_spec(prefix: str, rest: str, **options) -> OpenAIBackend:
+    model, base_url = parse_openai_spec(rest)
+    allowed = {"key_env", "timeout", "max_attempts", "schema_mode", "concurrency", "backoff_base"}
+    return OpenAIBackend(f"openai:{rest}", model, base_url,
+                         **{k: v for k, v in options.items() if k in allowed})
