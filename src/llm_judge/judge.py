@@ -135,7 +135,7 @@ class PairVerdict:
     winner: str
     justification: str
 
-    def swapped(self) -> "PairVerdict":
+    def swapped(self) -> PairVerdict:
         """The same verdict with A and B exchanged (maps a swapped-order verdict back)."""
         flip = {"A": "B", "B": "A", "tie": "tie"}
         return PairVerdict({c: {"A": s["B"], "B": s["A"]} for c, s in self.scores.items()},

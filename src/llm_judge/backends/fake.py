@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from ..sampling import SamplingParams
 from . import Completion, Messages, TokenCallback
@@ -36,7 +36,7 @@ class FakeBackend:
         self.responder = responder
         self.calls: list[Call] = []
 
-    def queue(self, *outputs: str) -> "FakeBackend":
+    def queue(self, *outputs: str) -> FakeBackend:
         self.outputs.extend(outputs)
         return self
 

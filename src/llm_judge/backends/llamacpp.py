@@ -154,6 +154,9 @@ class LlamaCppBackend:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
         with self.lock:
             prompt_tokens = self.check_fits(messages, sampling.max_tokens)
+            # Evaluate the whole prompt afresh: reusing a cached prefix changes the arithmetic
+            # slightly, and then the same seed no longer gives the same text.
+            self.llm.reset()
             start = time.perf_counter()
             if on_token is None:
                 out = self.llm.create_chat_completion(**kwargs)

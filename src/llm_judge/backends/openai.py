@@ -122,7 +122,8 @@ class OpenAIBackend:
             try:
                 result = self._post(attempt_body, on_token)
             except RequestFailed as exc:
-                rejected_format = getattr(exc, "status", None) in {400, 422} and i + 1 < len(modes)
+                rejected_format = (getattr(exc, "format_rejected", False)
+                                   or getattr(exc, "status", None) in {400, 422}) and i + 1 < len(modes)
                 if rejected_format and not self.schema_mode:
                     continue
                 raise
@@ -151,6 +152,12 @@ class OpenAIBackend:
                             resp.read()
                 status = resp.status_code
                 detail = _error_text(resp)
+                if "response_format" in body and "response_format" in detail.lower():
+                    # The server does not take this structured-output form (llama-cpp-python's
+                    # server says so with a 500): no retry, the caller tries the next form.
+                    exc = RequestFailed(f"{self.base_url} rejected the response format: {detail}")
+                    exc.status, exc.format_rejected = status, True
+                    raise exc
                 if status not in RETRY_STATUS:
                     exc = RequestFailed(_status_message(status, detail, self))
                     exc.status = status

@@ -1,0 +1,88 @@
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llm_judge.backends import fake
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fakes():
+    fake.reset()
+    yield
+    fake.reset()
+    # keep real models loaded across tests (loading is the slow part); drop only fakes
+    from llm_judge import backends
+    for key in [k for k in backends._loaded if k[0].startswith("fake:")]:
+        del backends._loaded[key]
+
+
+def verdict_json(scores_a, scores_b, winner, names=("Relevance", "Coherence", "Completeness")):
+    return json.dumps({"justification": f"{winner} is better", "winner": winner,
+                       "scores": {n: {"A": a, "B": b} for n, a, b in zip(names, scores_a, scores_b)}})
+
+
+def prefers(word: str):
+    """A fake judge that prefers whichever shown answer contains ``word`` (content, not position)."""
+    def respond(messages, sampling, schema):
+        user = messages[-1]["content"]
+        if schema is None:  # asked as a candidate, not as a judge
+            return f"an answer without the {word[::-1]}"
+        if "Answer (everything" in user:  # single grading
+            score = 4 if word in user.split("Answer (everything")[1] else 2
+            names = schema["properties"]["scores"]["properties"]
+            return json.dumps({"justification": "ok", "scores": {k: score for k in names}})
+        first = re.search(r"<<A-\w+>>\n(.*?)\n<</A-", user, re.S).group(1)
+        win = "A" if word in first else "B"
+        hi, lo = (4, 2) if win == "A" else (2, 4)
+        names = list(schema["properties"]["scores"]["properties"])
+        return verdict_json([hi] * len(names), [lo] * len(names), win, names)
+    return respond
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """llama-cpp-python's real OpenAI-compatible server with the built-in model, on loopback."""
+    from llm_judge.backends.llamacpp import embedded_model_path
+
+    port = free_port()
+    log = open(ROOT / "artifacts" / "llama-server.log", "w") if (ROOT / "artifacts").is_dir() else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path()),
+         "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("llama_cpp.server exited at start")
+        try:
+            if httpx.get(f"{base}/models", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("llama_cpp.server did not start in 120 s")
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
