@@ -141,3 +141,225 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --- studies ----------------------------------------------------------------------------------
+
+def parse_candidate(text: str, sampling_overrides: dict, index: int):
+    """``SPEC[@PRESET][#LABEL]``; the preset is what follows the last @ when it names one.
+
+    >>> c = parse_candidate("embedded@p2#hot", {}, 0); (c.spec, c.sampling.temperature, c.label)
+    ('embedded', 1.5, 'hot')
+    """
+    from .compare import Candidate
+
+    body, _, label = text.partition("#")
+    spec, preset = body, None
+    head, sep, tail = body.rpartition("@")
+    if sep and tail in PRESETS:
+        spec, preset = head, tail
+    sampling = make_sampling(preset or "p1", **sampling_overrides)
+    return Candidate(spec.strip(), sampling, label.strip() or body.strip())
+
+
+def _store(db):
+    from .store import Store
+
+    return Store(db)
+
+
+db_option = click.option("--db", default=None, help="store path (default: $LLM_JUDGE_DB or the user data dir)")
+
+
+@cli.command()
+@click.option("--prompts", "source", default="seed-10", show_default=True,
+              help="built-in set (seed-10) or a file: .jsonl (also MT-Bench question.jsonl), .csv, or text lines")
+@click.option("--candidate", "candidates", multiple=True, help="SPEC[@PRESET][#LABEL], repeat for each candidate")
+@click.option("--judge", default="embedded", show_default=True)
+@click.option("--criteria", default="Relevance,Coherence,Completeness", show_default=True)
+@click.option("--scale", default="1-4", show_default=True)
+@click.option("--mode", type=click.Choice(["single", "pairwise", "both"]), default="single", show_default=True)
+@click.option("--baseline", default=None, help="pairwise against this candidate label only")
+@sampling_options(("",))
+@click.option("--judge-max-tokens", type=int, default=512, show_default=True)
+@click.option("--limit", type=int, default=None, help="only the first N prompts")
+@click.option("--sample", type=int, default=None, help="a random sample of N prompts (see --sample-seed)")
+@click.option("--sample-seed", type=int, default=0, show_default=True)
+@click.option("--n-ctx", type=int, default=2048, show_default=True)
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="bootstrap resamples")
+@db_option
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON (with run_id)")
+def run(source, candidates, judge, criteria, scale, mode, baseline, judge_max_tokens, limit, sample, sample_seed,
+        n_ctx, bootstrap, db, quiet, as_json, **sampling):
+    """Run a study: every prompt x candidate, graded by the judge; stored and resumable."""
+    from .criteria import parse_criteria
+    from .prompts import load_prompts
+    from .sampling import JUDGE_DEFAULT
+    from .study import StudyConfig, run_study, summarize
+
+    overrides = {k: v for k, v in sampling.items() if v is not None}
+    cands = {}
+    for i, text in enumerate(candidates or ("embedded@p1", "embedded@p2")):
+        c = parse_candidate(text, overrides, i)
+        if c.name in cands:
+            raise LLMJudgeError(f"two candidates are labelled {c.name!r}: add #LABEL to tell them apart")
+        cands[c.name] = c
+    config = StudyConfig(
+        prompts=load_prompts(source, limit=limit, sample=sample, seed=sample_seed), candidates=cands, judge=judge,
+        judge_sampling=make_sampling(None, **dict(JUDGE_DEFAULT, max_tokens=judge_max_tokens)),
+        criteria=parse_criteria(criteria), scale=parse_scale(scale), mode=mode, baseline=baseline, n_ctx=n_ctx,
+        source=source)
+    config.validate()
+    store = _store(db)
+    progress = None if (quiet or as_json) else _progress_bar()
+    try:
+        run_id = run_study(config, store, progress and progress.update)
+    finally:
+        if progress:
+            progress.stop()
+    summary = summarize(store, run_id, n_boot=bootstrap)
+    _print_summary(summary, as_json)
+
+
+class _progress_bar:
+    def __init__(self):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                            TimeRemainingColumn(), transient=False)
+        self.tasks = {}
+        self.bar.start()
+
+    def update(self, stage: str, done: int, total: int):
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=total, rate="")
+        task = self.bar.tasks[self.tasks[stage]]
+        rate = f"{task.speed:.2f}/s" if task.speed else ""
+        self.bar.update(self.tasks[stage], completed=done, total=total, rate=rate)
+
+    def stop(self):
+        self.bar.stop()
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from .report import tables
+
+    console = Console()
+    console.print(f"run [bold]{summary['run_id']}[/bold] ({summary['status']}): {summary['prompts']} prompts, "
+                  f"judge {summary['judge']}, mode {summary['mode']}")
+    for title, header, rows in tables(summary):
+        t = Table(title=title)
+        for h in header:
+            t.add_column(h)
+        for r in rows:
+            t.add_row(*r)
+        console.print(t)
+    b = summary["bootstrap"]
+    console.print(f"intervals: {b['method']}, {b['resamples']} resamples, seed {b['seed']}")
+    for w in summary["warnings"]:
+        console.print(f"[yellow]warning: {w}[/yellow]")
+    console.print(f"report: llm-judge report {summary['run_id']} --html report.html")
+
+
+@cli.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def runs(db, as_json):
+    """List stored runs, newest first."""
+    import datetime
+
+    rows = [{"run_id": r["id"], "created": datetime.datetime.fromtimestamp(r["created_at"]).isoformat(" ", "seconds"),
+             "status": r["status"], "prompts": r["n_prompts"], "candidates": r["n_candidates"],
+             "judge": json.loads(r["config"])["judge"], "mode": json.loads(r["config"])["mode"]}
+            for r in _store(db).runs()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no runs stored yet: start one with `llm-judge run`")
+    for r in rows:
+        click.echo(f"{r['run_id']}  {r['created']}  {r['status']:<10}  {r['prompts']} prompts x "
+                   f"{r['candidates']} candidates  judge {r['judge']}  ({r['mode']})")
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--html", "html_path", default=None, help="write a self-contained HTML report here")
+@click.option("--md", "md_path", default=None, help="write a Markdown report here")
+@click.option("--bootstrap", type=int, default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@db_option
+def report(run_id, html_path, md_path, bootstrap, as_json, db):
+    """Show a stored run's statistics; write HTML and Markdown reports."""
+    from .report import write_report
+    from .study import summarize
+
+    store = _store(db)
+    summary = summarize(store, run_id, n_boot=bootstrap)
+    for path in (html_path, md_path):
+        if path:
+            write_report(store, summary["run_id"], path, markdown=path == md_path)
+            click.echo(f"wrote {path}", err=True)
+    if not (html_path or md_path) or as_json:
+        _print_summary(summary, as_json)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "verdicts"]), default="jsonl", show_default=True)
+@click.option("--output", "-o", required=True, help="file to write")
+@db_option
+def export(run_id, fmt, output, db):
+    """Export a stored run as CSV, JSONL, or pairwise verdicts (the `analyze` format)."""
+    from .analyze import export_run
+
+    n = export_run(_store(db), run_id, output, fmt)
+    click.echo(f"wrote {n} rows to {output}", err=True)
+
+
+@cli.command()
+@click.argument("path")
+@click.option("--bootstrap", type=int, default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def analyze(path, bootstrap, as_json):
+    """Win rates, position consistency and human agreement of a pairwise verdict file (JSONL)."""
+    from .analyze import analyze as run_analyze
+    from .analyze import read_verdicts
+
+    result = run_analyze(read_verdicts(path), n_boot=bootstrap)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['items']} items")
+    for pair, s in result["win_rates"].items():
+        wr = s["win_rate"]
+        click.echo(f"{pair}: {s['wins']} wins, {s['ties']} ties, {s['losses']} losses; win rate {wr['value']:.3f} "
+                   f"[{wr['low']:.3f}, {wr['high']:.3f}]; sign test p={s['sign_test_p']}")
+    pc = result["position_consistency"]
+    if pc["items"]:
+        click.echo(f"position consistency: {pc['rate']:.3f} ({pc['agreeing']}/{pc['items']})")
+    ha = result.get("human_agreement")
+    if ha:
+        for name in ("with_ties", "without_ties"):
+            b = ha[name]
+            parts = [f"{k}: accuracy {b[k]['accuracy']:.3f}, kappa {b[k]['kappa']:.3f} (n={b[k]['items']})"
+                     for k in ("verdict", "verdict_swapped") if b[k]["items"] and b[k]["kappa"] is not None]
+            both = b["both_orders_correct"]
+            if both["items"]:
+                parts.append(f"both orders correct {both['rate']:.3f}")
+            click.echo(f"human agreement {name.replace('_', ' ')}: " + "; ".join(parts))

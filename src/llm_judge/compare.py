@@ -72,23 +72,31 @@ def _call_judge(backend: Backend, messages, schema, sampling, parse) -> tuple[st
         return completion.text, None, str(exc), completion
 
 
+def judge_pairwise_order(backend: Backend, prompt: str, answer_a: str, answer_b: str, order: str,
+                         criteria: list[Criterion], scale: Scale, sampling: SamplingParams,
+                         reference: str | None = None) -> JudgeCall:
+    """One order of a pairwise judgment ("AB": A shown first; "BA": B shown first).
+
+    The verdict is returned in the original labels, whatever the order shown.
+    """
+    first, second = (answer_a, answer_b) if order == "AB" else (answer_b, answer_a)
+    messages = J.pairwise_messages(prompt, first, second, criteria, scale, reference)
+    raw, verdict, error, completion = _call_judge(
+        backend, messages, J.pairwise_schema(criteria, scale), sampling,
+        lambda text: J.parse_verdict(text, criteria, scale, "pairwise"))
+    if verdict is not None and order == "BA":
+        verdict = verdict.swapped()
+    return JudgeCall(order, raw, _asdict(verdict), error, completion)
+
+
 def judge_pairwise(backend: Backend, prompt: str, answer_a: str, answer_b: str,
                    criteria: list[Criterion], scale: Scale, sampling: SamplingParams,
                    reference: str | None = None) -> tuple[list[JudgeCall], J.Combined]:
     """Ask the judge in both orders and combine (see ``judge.combine`` for the rule)."""
-    schema = J.pairwise_schema(criteria, scale)
-
-    def parse(text):
-        return J.parse_verdict(text, criteria, scale, "pairwise")
-
-    calls, verdicts = [], []
-    for order, first, second in (("AB", answer_a, answer_b), ("BA", answer_b, answer_a)):
-        messages = J.pairwise_messages(prompt, first, second, criteria, scale, reference)
-        raw, verdict, error, completion = _call_judge(backend, messages, schema, sampling, parse)
-        if verdict is not None and order == "BA":
-            verdict = verdict.swapped()
-        verdicts.append(verdict)
-        calls.append(JudgeCall(order, raw, _asdict(verdict), error, completion))
+    calls = [judge_pairwise_order(backend, prompt, answer_a, answer_b, order, criteria, scale, sampling, reference)
+             for order in ("AB", "BA")]
+    verdicts = [None if c.verdict is None else
+                J.PairVerdict(c.verdict["scores"], c.verdict["winner"], c.verdict["justification"]) for c in calls]
     return calls, J.combine(*verdicts)
 
 

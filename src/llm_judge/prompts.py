@@ -1,0 +1,127 @@
+"""Prompt sets: the built-in ``seed-10`` and files in JSONL, MT-Bench, CSV or plain text.
+
+    >>> len(load_prompts("seed-10"))
+    10
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LLMJudgeError
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    id: str
+    prompt: str
+    reference: str | None = None
+    category: str | None = None
+
+
+SEED_10 = [  # the seed study's ten instruction prompts
+    "Describe step-by-step how to set up a tent in a windy environment.",
+    "Explain how to bake a chocolate cake without using eggs.",
+    "Provide instructions for troubleshooting a laptop that won't turn on.",
+    "Teach a beginner how to solve a Rubik's Cube in simple steps.",
+    "Give detailed instructions for building a birdhouse using basic tools.",
+    "Design a beginner-friendly 15-minute workout routine that requires no equipment.",
+    "Explain how to properly season and cook a medium-rare steak.",
+    "Write a step-by-step guide for setting up a local Git repository and pushing code to GitHub.",
+    "Provide instructions for administering first aid to someone with a sprained ankle.",
+    "Outline a simple plan for a beginner to learn Spanish in 30 days.",
+]
+BUILTIN = {"seed-10": [PromptItem(f"seed-{i:02d}", p, category="instructions") for i, p in enumerate(SEED_10, 1)]}
+
+
+def _text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise LLMJudgeError(f"prompt set not found: {path} (built in: {', '.join(BUILTIN)})") from None
+    except OSError as exc:
+        raise LLMJudgeError(f"cannot read prompt set {path}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise LLMJudgeError(f"{path} line {line}: not UTF-8 text") from None
+
+
+def _item(rec: dict, where: str, default_id: str) -> PromptItem:
+    if "turns" in rec:  # MT-Bench question.jsonl: the first turn
+        turns = rec.get("turns") or []
+        prompt = turns[0] if turns else None
+        ref = rec.get("reference")
+        ref = ref[0] if isinstance(ref, list) and ref else ref
+        pid = rec.get("question_id", rec.get("id", default_id))
+    else:
+        prompt, ref, pid = rec.get("prompt"), rec.get("reference"), rec.get("id", default_id)
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise LLMJudgeError(f"{where}: no \"prompt\" text (expected {{\"id\", \"prompt\", \"reference\"?, \"category\"?}})")
+    cat = rec.get("category")
+    return PromptItem(str(pid), prompt, str(ref) if ref not in (None, "") else None, str(cat) if cat else None)
+
+
+def parse_jsonl(text: str, name: str) -> list[PromptItem]:
+    items = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as exc:
+            raise LLMJudgeError(f"{name} line {n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(rec, dict):
+            raise LLMJudgeError(f"{name} line {n}: expected a JSON object")
+        items.append(_item(rec, f"{name} line {n}", str(n)))
+    return items
+
+
+def parse_csv(text: str, name: str) -> list[PromptItem]:
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "prompt" not in reader.fieldnames:
+        raise LLMJudgeError(f"{name}: a CSV prompt set needs a header with a 'prompt' column (and optionally id, "
+                            "reference, category)")
+    return [_item({k: v for k, v in row.items() if k}, f"{name} line {n}", str(n - 1))
+            for n, row in enumerate(reader, 2)]
+
+
+def parse_lines(text: str, name: str) -> list[PromptItem]:
+    return [PromptItem(str(n), line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def load_prompts(source: str, *, limit: int | None = None, sample: int | None = None,
+                 seed: int = 0) -> list[PromptItem]:
+    """A built-in set name or a file (.jsonl/.json, .csv, anything else: one prompt per line)."""
+    if source in BUILTIN:
+        items = list(BUILTIN[source])
+    else:
+        path = Path(source).expanduser()
+        text = _text(path)
+        suffix = path.suffix.lower()
+        parse = parse_jsonl if suffix in {".jsonl", ".json", ".ndjson"} else parse_csv if suffix == ".csv" else parse_lines
+        items = parse(text, path.name)
+    if not items:
+        raise LLMJudgeError(f"prompt set {source!r} holds no prompts")
+    seen = set()
+    for item in items:
+        if item.id in seen:
+            raise LLMJudgeError(f"prompt set {source!r}: id {item.id!r} appears twice; ids must be unique")
+        if "\x00" in item.prompt:
+            raise LLMJudgeError(f"prompt set {source!r}: prompt {item.id!r} holds a NUL character")
+        seen.add(item.id)
+    if sample is not None:
+        if sample < 1:
+            raise LLMJudgeError("--sample must be at least 1")
+        items = random.Random(seed).sample(items, min(sample, len(items)))
+    if limit is not None:
+        if limit < 1:
+            raise LLMJudgeError("--limit must be at least 1")
+        items = items[:limit]
+    return items

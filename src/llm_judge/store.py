@@ -1,0 +1,218 @@
+"""The SQLite store: runs, prompts, generations and judgments, with numbered migrations.
+
+Generations and judgments are keyed by a hash of everything that determines them, so they are
+reused across runs; failures are stored as failures (status ``failed``) and are retried, never
+reused. Every write is its own short transaction in WAL mode, so a run killed at any moment
+leaves a consistent database and a reader (the UI) never sees half a result.
+
+Default path: ``$LLM_JUDGE_DB``, else ``llm-judge.db`` in the user's data directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from .errors import LLMJudgeError
+
+
+def default_db_path() -> Path:
+    env = os.environ.get("LLM_JUDGE_DB")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("llm-judge")) / "llm-judge.db"
+
+
+def cache_key(kind: str, **parts) -> str:
+    """A stable key from everything that determines a result.
+
+    >>> cache_key("gen", spec="embedded", prompt="hi") == cache_key("gen", prompt="hi", spec="embedded")
+    True
+    """
+    blob = json.dumps({"kind": kind, **parts}, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# Each migration is SQL applied atomically with its row in `migrations`; append, never edit.
+_M1 = ("""
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY, created_at REAL NOT NULL, finished_at REAL,
+        config TEXT NOT NULL, manifest TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'running');
+    CREATE TABLE run_prompts (
+        run_id TEXT NOT NULL REFERENCES runs(id), prompt_id TEXT NOT NULL, position INTEGER NOT NULL,
+        prompt TEXT NOT NULL, reference TEXT, category TEXT, PRIMARY KEY (run_id, prompt_id));
+    CREATE TABLE run_candidates (
+        run_id TEXT NOT NULL REFERENCES runs(id), label TEXT NOT NULL, spec TEXT NOT NULL,
+        sampling TEXT NOT NULL, PRIMARY KEY (run_id, label));
+    CREATE TABLE generations (
+        key TEXT PRIMARY KEY, spec TEXT NOT NULL, sampling TEXT NOT NULL, prompt TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('ok', 'failed')), text TEXT, error TEXT,
+        prompt_tokens INTEGER, completion_tokens INTEGER, seconds REAL, finish_reason TEXT,
+        created_at REAL NOT NULL);
+    CREATE TABLE judgments (
+        key TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('single', 'pairwise')),
+        judge_spec TEXT NOT NULL, template_version TEXT NOT NULL, display_order TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('scored', 'unscored', 'failed')),
+        raw TEXT, verdict TEXT, error TEXT, completion_tokens INTEGER, seconds REAL,
+        created_at REAL NOT NULL);
+    CREATE TABLE run_items (
+        run_id TEXT NOT NULL REFERENCES runs(id), item TEXT NOT NULL, prompt_id TEXT NOT NULL,
+        kind TEXT NOT NULL, labels TEXT NOT NULL, display_order TEXT NOT NULL, result_key TEXT NOT NULL,
+        PRIMARY KEY (run_id, item));
+    CREATE INDEX run_items_by_run ON run_items(run_id, kind);
+    """)
+
+MIGRATIONS: list[str] = [_M1]
+
+
+class Store:
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else default_db_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.migrate()
+        except sqlite3.DatabaseError as exc:
+            raise LLMJudgeError(f"cannot use {self.path} as the store ({exc}): give another path with "
+                                "--db or LLM_JUDGE_DB") from None
+        except OSError as exc:
+            raise LLMJudgeError(f"cannot create the store at {self.path}: {exc.strerror}; give a writable "
+                                "path with --db or LLM_JUDGE_DB") from None
+
+    def migrate(self) -> int:
+        """Apply the migrations this database lacks; returns the schema version."""
+        self.db.execute("CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+        done = {r[0] for r in self.db.execute("SELECT version FROM migrations")}
+        for version, migration in enumerate(MIGRATIONS, start=1):
+            if version in done:
+                continue
+            self.db.executescript(f"BEGIN IMMEDIATE; {migration}; "
+                                  f"INSERT INTO migrations VALUES ({version}, {time.time()}); COMMIT;")
+        return len(MIGRATIONS)
+
+    def tx(self):
+        return _Tx(self.db)
+
+    # --- runs --------------------------------------------------------------------------------
+    def create_run(self, run_id: str, config: dict, manifest: dict, prompts: list, candidates: dict) -> bool:
+        """Create the run unless it exists; returns True when it was new."""
+        with self.tx():
+            if self.db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone():
+                self.db.execute("UPDATE runs SET status='running' WHERE id=?", (run_id,))
+                return False
+            self.db.execute("INSERT INTO runs (id, created_at, config, manifest) VALUES (?,?,?,?)",
+                            (run_id, time.time(), _j(config), _j(manifest)))
+            self.db.executemany(
+                "INSERT INTO run_prompts VALUES (?,?,?,?,?,?)",
+                [(run_id, p.id, i, p.prompt, p.reference, p.category) for i, p in enumerate(prompts)])
+            self.db.executemany("INSERT INTO run_candidates VALUES (?,?,?,?)",
+                                [(run_id, lab, c.spec, _j(c.sampling.model_dump())) for lab, c in candidates.items()])
+        return True
+
+    def finish_run(self, run_id: str, status: str = "done") -> None:
+        with self.tx():
+            self.db.execute("UPDATE runs SET status=?, finished_at=? WHERE id=?", (status, time.time(), run_id))
+
+    def run(self, run_id: str) -> sqlite3.Row:
+        rows = self.db.execute("SELECT * FROM runs WHERE id=? OR id LIKE ?", (run_id, f"{run_id}%")).fetchall()
+        if not rows:
+            raise LLMJudgeError(f"no run {run_id!r} in {self.path}: `llm-judge runs` lists the stored runs")
+        if len(rows) > 1:
+            raise LLMJudgeError(f"run id {run_id!r} is ambiguous: give more characters")
+        return rows[0]
+
+    def runs(self) -> list[sqlite3.Row]:
+        return self.db.execute("""
+            SELECT r.*, (SELECT COUNT(*) FROM run_prompts p WHERE p.run_id=r.id) AS n_prompts,
+                   (SELECT COUNT(*) FROM run_candidates c WHERE c.run_id=r.id) AS n_candidates
+            FROM runs r ORDER BY created_at DESC""").fetchall()
+
+    def prompts(self, run_id: str) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM run_prompts WHERE run_id=? ORDER BY position", (run_id,)).fetchall()
+
+    def candidates(self, run_id: str) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM run_candidates WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
+
+    # --- results -----------------------------------------------------------------------------
+    def generation(self, key: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM generations WHERE key=? AND status='ok'", (key,)).fetchone()
+
+    def put_generation(self, key: str, spec: str, sampling: dict, prompt: str, *, text=None, error=None,
+                       prompt_tokens=None, completion_tokens=None, seconds=None, finish_reason=None) -> None:
+        status = "failed" if error else "ok"
+        with self.tx():
+            self.db.execute("INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                            (key, spec, _j(sampling), prompt, status, text, error, prompt_tokens,
+                             completion_tokens, seconds, finish_reason, time.time()))
+
+    def judgment(self, key: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM judgments WHERE key=? AND status!='failed'", (key,)).fetchone()
+
+    def put_judgment(self, key: str, kind: str, judge_spec: str, template_version: str, order: str, *,
+                     status: str, raw=None, verdict=None, error=None, completion_tokens=None, seconds=None,
+                     link: tuple | None = None) -> None:
+        """Store a judgment and, in the same transaction, link it to its run item."""
+        with self.tx():
+            self.db.execute("INSERT OR REPLACE INTO judgments VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                            (key, kind, judge_spec, template_version, order, status, raw,
+                             None if verdict is None else _j(verdict), error, completion_tokens, seconds,
+                             time.time()))
+            if link:
+                self._link(*link, result_key=key)
+
+    def link(self, run_id, item, prompt_id, kind, labels, order, result_key) -> None:
+        with self.tx():
+            self._link(run_id, item, prompt_id, kind, labels, order, result_key=result_key)
+
+    def _link(self, run_id, item, prompt_id, kind, labels, order, *, result_key) -> None:
+        self.db.execute("INSERT OR REPLACE INTO run_items VALUES (?,?,?,?,?,?,?)",
+                        (run_id, item, prompt_id, kind, _j(labels), order, result_key))
+
+    def items(self, run_id: str, kind: str | None = None) -> list[dict]:
+        """Every result of a run, joined with its generation or judgment."""
+        rows = self.db.execute("""
+            SELECT i.*, j.status AS j_status, j.raw, j.verdict, j.error AS j_error, j.judge_spec,
+                   g.status AS g_status, g.text, g.error AS g_error, g.completion_tokens AS g_tokens,
+                   g.seconds AS g_seconds
+            FROM run_items i LEFT JOIN judgments j ON j.key=i.result_key
+            LEFT JOIN generations g ON g.key=i.result_key
+            WHERE i.run_id=? AND (? IS NULL OR i.kind=?) ORDER BY i.rowid""", (run_id, kind, kind)).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["labels"] = json.loads(d["labels"])
+            d["verdict"] = json.loads(d["verdict"]) if d.get("verdict") else None
+            out.append(d)
+        return out
+
+    def integrity(self) -> str:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class _Tx:
+    def __init__(self, db):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, *_):
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
+
+
+def _j(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True)

@@ -1,0 +1,264 @@
+"""Studies: a prompt set x candidates -> generations -> judgments, stored, resumable, summarised.
+
+The run id is a hash of the configuration, so running the same command again continues the same
+run: every finished generation and judgment is found by its cache key and reused, failed ones are
+retried, and each result is linked to its run item once (primary key), so nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import itertools
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import __version__
+from . import judge as J
+from . import stats as S
+from .backends import get_backend, parse_spec
+from .compare import Candidate, _load_options, judge_pairwise_order, judge_single, judge_warnings
+from .criteria import Criterion, Scale
+from .errors import LLMJudgeError
+from .prompts import PromptItem
+from .sampling import SamplingParams
+from .store import Store, cache_key
+
+MODES = ("single", "pairwise", "both")
+
+
+@dataclass
+class StudyConfig:
+    prompts: list[PromptItem]
+    candidates: dict[str, Candidate]
+    judge: str
+    judge_sampling: SamplingParams
+    criteria: list[Criterion]
+    scale: Scale = field(default_factory=Scale)
+    mode: str = "single"
+    baseline: str | None = None  # pairwise against one candidate instead of every pair
+    n_ctx: int = 2048
+    source: str = ""
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise LLMJudgeError(f"unknown mode {self.mode!r}: use {', '.join(MODES)}")
+        if not self.candidates:
+            raise LLMJudgeError("no candidates: add at least one --candidate SPEC[@PRESET]")
+        if self.mode != "single" and len(self.candidates) < 2:
+            raise LLMJudgeError("pairwise judging needs at least two candidates")
+        if self.baseline is not None and self.baseline not in self.candidates:
+            raise LLMJudgeError(f"baseline {self.baseline!r} is not a candidate label ({', '.join(self.candidates)})")
+        for spec in [c.spec for c in self.candidates.values()] + [self.judge]:
+            parse_spec(spec)
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source, "prompts": [[p.id, p.prompt, p.reference] for p in self.prompts],
+            "candidates": {lab: {"spec": c.spec, "sampling": c.sampling.model_dump()} for lab, c in self.candidates.items()},
+            "judge": self.judge, "judge_sampling": self.judge_sampling.model_dump(),
+            "criteria": [[c.name, c.rubric] for c in self.criteria], "scale": [self.scale.low, self.scale.high],
+            "mode": self.mode, "baseline": self.baseline, "n_ctx": self.n_ctx,
+            "template_version": J.TEMPLATE_VERSION,
+        }
+
+    def run_id(self) -> str:
+        return cache_key("run", **self.to_dict())[:12]
+
+    def pairs(self) -> list[tuple[str, str]]:
+        labels = list(self.candidates)
+        if self.baseline:
+            return [(self.baseline, lab) for lab in labels if lab != self.baseline]
+        return list(itertools.combinations(labels, 2))
+
+
+def _identity(backend) -> dict:
+    """What identifies a model for caching: the file hash for local models, the spec otherwise."""
+    d = backend.describe()
+    return {"sha256": d["sha256"], "n_ctx": d.get("n_ctx")} if "sha256" in d else {"spec": d["spec"]}
+
+
+def manifest(config: StudyConfig, backends: dict) -> dict:
+    import llama_cpp
+
+    return {"llm_judge": __version__, "llama_cpp_python": llama_cpp.__version__, "python": platform.python_version(),
+            "models": {spec: b.describe() for spec, b in backends.items()},
+            "template_version": J.TEMPLATE_VERSION}
+
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def run_study(config: StudyConfig, store: Store, progress: Progress | None = None) -> str:
+    """Run (or continue) a study; returns its run id."""
+    config.validate()
+    tell = progress or (lambda *_: None)
+    specs = {c.spec for c in config.candidates.values()} | {config.judge}
+    backends = {s: get_backend(s, **_load_options(s, config.n_ctx)) for s in specs}
+    run_id = config.run_id()
+    store.create_run(run_id, config.to_dict(), manifest(config, backends), config.prompts, config.candidates)
+    answers = _generate_all(config, store, run_id, backends, tell)
+    failed = _judge_all(config, store, run_id, backends[config.judge], answers, tell)
+    failed += sum(1 for v in answers.values() if v is None)
+    store.finish_run(run_id, "done" if failed == 0 else "incomplete")
+    return run_id
+
+
+def _generate_all(config, store, run_id, backends, tell) -> dict:
+    answers: dict[tuple[str, str], str | None] = {}
+    total = len(config.prompts) * len(config.candidates)
+    done = 0
+    for p in config.prompts:
+        messages = [{"role": "user", "content": p.prompt}]
+        for label, cand in config.candidates.items():
+            backend = backends[cand.spec]
+            sampling = cand.sampling.model_dump()
+            key = cache_key("gen", model=_identity(backend), sampling=sampling, messages=messages)
+            row = store.generation(key)
+            if row is None:
+                try:
+                    c = backend.generate(messages, cand.sampling)
+                    store.put_generation(key, cand.spec, sampling, p.prompt, text=c.text, prompt_tokens=c.prompt_tokens,
+                                         completion_tokens=c.completion_tokens, seconds=c.seconds,
+                                         finish_reason=c.finish_reason)
+                    row = store.generation(key)
+                except LLMJudgeError as exc:
+                    store.put_generation(key, cand.spec, sampling, p.prompt, error=str(exc))
+            if row is not None:
+                store.link(run_id, f"gen:{p.id}:{label}", p.id, "generation", [label], "-", key)
+            answers[(p.id, label)] = row["text"] if row is not None else None
+            done += 1
+            tell("generating", done, total)
+    return answers
+
+
+def _judge_all(config, store, run_id, judge_backend, answers, tell) -> int:
+    jobs = []
+    for p in config.prompts:
+        if config.mode in ("single", "both"):
+            jobs += [("single", p, (lab,), lab) for lab in config.candidates]
+        if config.mode in ("pairwise", "both"):
+            jobs += [("pairwise", p, pair, order) for pair in config.pairs() for order in ("AB", "BA")]
+    failed = 0
+    judge_id = _identity(judge_backend)
+    common = dict(judge=judge_id, template=J.TEMPLATE_VERSION, sampling=config.judge_sampling.model_dump(),
+                  criteria=[[c.name, c.rubric] for c in config.criteria], scale=[config.scale.low, config.scale.high])
+    for n, (kind, p, labels, order) in enumerate(jobs, 1):
+        texts = [answers.get((p.id, lab)) for lab in labels]
+        if any(t is None for t in texts):
+            failed += 1  # its generation failed: judged on a later run
+            tell("judging", n, len(jobs))
+            continue
+        shown = texts if order != "BA" else texts[::-1]
+        key = cache_key(kind, **common, prompt=p.prompt, reference=p.reference, shown=shown)
+        item = f"{kind}:{p.id}:{'|'.join(labels)}:{order}"
+        link = (run_id, item, p.id, kind, list(labels), order)
+        if store.judgment(key) is not None:
+            store.link(*link, result_key=key)
+        else:
+            if kind == "single":
+                call = judge_single(judge_backend, p.prompt, texts[0], labels[0], config.criteria, config.scale,
+                                    config.judge_sampling, p.reference)
+            else:
+                call = judge_pairwise_order(judge_backend, p.prompt, texts[0], texts[1], order, config.criteria,
+                                            config.scale, config.judge_sampling, p.reference)
+            status = "scored" if call.verdict else ("failed" if call.completion is None else "unscored")
+            failed += status == "failed"
+            comp = call.completion
+            store.put_judgment(key, kind, config.judge, J.TEMPLATE_VERSION, order, status=status, raw=call.raw,
+                               verdict=call.verdict, error=call.error,
+                               completion_tokens=comp.completion_tokens if comp else None,
+                               seconds=comp.seconds if comp else None, link=None if status == "failed" else link)
+        tell("judging", n, len(jobs))
+    return failed
+
+
+# --- summaries ------------------------------------------------------------------------------
+
+def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> dict:
+    """Everything the CLI table, the report and `--json` show about a run."""
+    run = store.run(run_id)
+    run_id = run["id"]
+    import json
+
+    config = json.loads(run["config"])
+    labels = [c["label"] for c in store.candidates(run_id)]
+    criteria = [c[0] for c in config["criteria"]]
+    items = store.items(run_id)
+    gens = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "generation"}
+    singles = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "single"}
+    prompts = store.prompts(run_id)
+
+    per_candidate = {}
+    for lab in labels:
+        graded = [singles[(p["prompt_id"], lab)]["verdict"] for p in prompts if (p["prompt_id"], lab) in singles]
+        scored = [g for g in graded if g]
+        per_candidate[lab] = {
+            "criteria": {c: S.mean_ci([g["scores"][c] for g in scored], n_boot, seed).to_dict() for c in criteria},
+            "total": S.mean_ci([g["total"] for g in scored], n_boot, seed).to_dict(),
+            "graded": len(scored), "unscored": len(graded) - len(scored),
+            "generated": sum((p["prompt_id"], lab) in gens for p in prompts),
+            "mean_tokens": _mean([gens[(p["prompt_id"], lab)]["g_tokens"] for p in prompts if (p["prompt_id"], lab) in gens]),
+        }
+
+    pairwise = _pairwise_summary(items, labels, gens, n_boot, seed)
+    single_pairs = {}
+    if any(singles.values()):
+        for a, b in itertools.combinations(labels, 2):
+            outs = []
+            for p in prompts:
+                va, vb = singles.get((p["prompt_id"], a)), singles.get((p["prompt_id"], b))
+                if va and vb and va["verdict"] and vb["verdict"]:
+                    outs.append(S.outcome(J.single_winner(va["verdict"]["total"], vb["verdict"]["total"])))
+            single_pairs[f"{a} vs {b}"] = S.pairwise_summary(outs, n_boot, seed)
+    return {
+        "run_id": run_id, "status": run["status"], "mode": config["mode"], "judge": config["judge"],
+        "candidates": {c["label"]: {"spec": c["spec"], "sampling": json.loads(c["sampling"])} for c in store.candidates(run_id)},
+        "criteria": criteria, "scale": config["scale"], "prompts": len(prompts),
+        "bootstrap": {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed, "level": 0.95},
+        "single": per_candidate, "pairwise_from_totals": single_pairs, "pairwise": pairwise,
+        "warnings": judge_warnings(config["judge"], [c["spec"] for c in config["candidates"].values()]),
+    }
+
+
+def pair_rows(items: list[dict]) -> dict:
+    """Pairwise items grouped per (prompt, pair): {"AB": verdict|None, "BA": verdict|None}."""
+    rows: dict = {}
+    for i in items:
+        if i["kind"] == "pairwise":
+            rows.setdefault((i["prompt_id"], tuple(i["labels"])), {})[i["display_order"]] = i["verdict"]
+    return rows
+
+
+def _pairwise_summary(items, labels, gens, n_boot, seed) -> dict:
+    rows = pair_rows(items)
+    if not rows:
+        return {}
+    per_pair, games, consistency, first_won, longer, unscored = {}, [], [], [], [], 0
+    for (pid, (a, b)), orders in rows.items():
+        ab, ba = orders.get("AB"), orders.get("BA")
+        unscored += sum(orders.get(o) is None for o in ("AB", "BA"))
+        w1, w2 = (ab or {}).get("winner"), (ba or {}).get("winner")
+        comb = J.combine(_pv(ab), _pv(ba))
+        per_pair.setdefault(f"{a} vs {b}", []).append(S.outcome(comb.winner))
+        if comb.winner is not None:
+            games.append((a, b, {"A": 1.0, "B": 0.0, "tie": 0.5}[comb.winner]))
+        consistency.append((w1, w2))
+        first_won += [None if w1 in (None, "tie") else w1 == "A", None if w2 in (None, "tie") else w2 == "B"]
+        la, lb = (len((gens.get((pid, x)) or {}).get("text") or "") for x in (a, b))
+        longer.append((comb.winner, la, lb))
+    out = {"pairs": {k: S.pairwise_summary(v, n_boot, seed) for k, v in per_pair.items()},
+           "diagnostics": {"position_consistency": S.position_consistency(consistency),
+                           "first_position_wins": S.first_position_rate(first_won),
+                           "unscored_judgments": unscored, "longer_answer_wins": S.longer_answer_rate(longer)}}
+    if len(labels) > 2 and games:
+        out["bradley_terry"] = S.bradley_terry_ci(games, n_boot=min(n_boot, 200), seed=seed)
+    return out
+
+
+def _pv(v: dict | None) -> J.PairVerdict | None:
+    return None if v is None else J.PairVerdict(v["scores"], v["winner"], v.get("justification", ""))
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
