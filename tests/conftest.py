@@ -13,7 +13,15 @@ import pytest
 from llm_judge.backends import fake
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("LLM_JUDGE_SHARED", ROOT.parent / "shared"))
+
+
+def shared_file(*parts: str) -> Path:
+    """A file of the third-party data sets laid beside the checkout (as CI does)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is missing: set LLM_JUDGE_SHARED to the folder holding data/")
+    return path
 
 
 @pytest.fixture(autouse=True)

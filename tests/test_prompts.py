@@ -5,7 +5,7 @@ import pytest
 from llm_judge import LLMJudgeError
 from llm_judge.prompts import SEED_10, load_prompts
 
-from .conftest import SHARED
+from .conftest import shared_file
 
 
 def test_seed_10_is_the_seed_study():
@@ -14,7 +14,7 @@ def test_seed_10_is_the_seed_study():
 
 
 def test_mt_bench_question_file():
-    items = load_prompts(str(SHARED / "data" / "mt-bench" / "question.jsonl"))
+    items = load_prompts(str(shared_file("data", "mt-bench", "question.jsonl")))
     assert len(items) == 80 and items[0].id == "81" and items[0].category == "writing"
     assert items[0].prompt.startswith("Compose an engaging travel blog post")
 

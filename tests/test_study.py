@@ -17,7 +17,7 @@ from llm_judge.report import render_html, render_markdown
 from llm_judge.store import MIGRATIONS, Store
 from llm_judge.study import StudyConfig, run_study, summarize
 
-from .conftest import SHARED, prefers
+from .conftest import prefers, shared_file
 
 
 def config(mode="both", n=3, **kw):
@@ -122,7 +122,7 @@ def test_report_and_exports(tmp_path):
 
 
 def test_llmbar_agreement_matches_hand_computation(tmp_path):
-    data = json.loads((SHARED / "data" / "llmbar-natural" / "dataset.json").read_text())
+    data = json.loads(shared_file("data", "llmbar-natural", "dataset.json").read_text())
     # a scripted judge: always the first shown (A), and A again when swapped, i.e. B in original labels
     rows = [{"id": str(i), "model_a": "output_1", "model_b": "output_2", "verdict": "A", "verdict_swapped": "B",
              "human": "A" if d["label"] == 1 else "B"} for i, d in enumerate(data)]
