@@ -22,28 +22,15 @@ from . import stats as S
 from .errors import LLMJudgeError
 from .store import Store
 from .study import pair_rows
+from .textfiles import iter_jsonl, read_text
 
 VALID = {"A", "B", "tie"}
 
 
 def read_verdicts(path: str | Path) -> list[dict]:
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise LLMJudgeError(f"verdict file not found: {path}") from None
-    except UnicodeDecodeError:
-        raise LLMJudgeError(f"{path} is not UTF-8 text") from None
     items = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError as exc:
-            raise LLMJudgeError(f"{path.name} line {n}: not valid JSON ({exc.msg})") from None
-        if not isinstance(rec, dict):
-            raise LLMJudgeError(f"{path.name} line {n}: expected a JSON object")
+    for n, rec in iter_jsonl(read_text(path, "verdict file"), path.name):
         for key in ("verdict", "verdict_swapped", "human"):
             value = rec.get(key)
             if value is not None and value not in VALID:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -48,17 +47,9 @@ def collect_sampling(params: dict, preset: str | None, suffix: str):
 
 def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
     if prompt_file:
-        path = Path(prompt_file)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise LLMJudgeError(f"prompt file not found: {path}") from None
-        except OSError as exc:
-            raise LLMJudgeError(f"cannot read prompt file {path}: {exc.strerror}") from None
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise LLMJudgeError(f"prompt file {path} is not UTF-8 text (bad byte at offset {exc.start})") from None
+        from .textfiles import read_text
+
+        return read_text(prompt_file, "prompt file")
     if prompt == "-" or (prompt is None and not sys.stdin.isatty()):
         return sys.stdin.read()
     return prompt or ""

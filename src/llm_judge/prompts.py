@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LLMJudgeError
+from .textfiles import iter_jsonl, read_text
 
 
 @dataclass(frozen=True)
@@ -40,17 +40,7 @@ BUILTIN = {"seed-10": [PromptItem(f"seed-{i:02d}", p, category="instructions") f
 
 
 def _text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise LLMJudgeError(f"prompt set not found: {path} (built in: {', '.join(BUILTIN)})") from None
-    except OSError as exc:
-        raise LLMJudgeError(f"cannot read prompt set {path}: {exc.strerror}") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise LLMJudgeError(f"{path} line {line}: not UTF-8 text") from None
+    return read_text(path, "prompt set", f" (built in: {', '.join(BUILTIN)})")
 
 
 def _item(rec: dict, where: str, default_id: str) -> PromptItem:
@@ -69,18 +59,7 @@ def _item(rec: dict, where: str, default_id: str) -> PromptItem:
 
 
 def parse_jsonl(text: str, name: str) -> list[PromptItem]:
-    items = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError as exc:
-            raise LLMJudgeError(f"{name} line {n}: not valid JSON ({exc.msg})") from None
-        if not isinstance(rec, dict):
-            raise LLMJudgeError(f"{name} line {n}: expected a JSON object")
-        items.append(_item(rec, f"{name} line {n}", str(n)))
-    return items
+    return [_item(rec, f"{name} line {n}", str(n)) for n, rec in iter_jsonl(text, name)]
 
 
 def parse_csv(text: str, name: str) -> list[PromptItem]:
