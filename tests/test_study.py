@@ -108,10 +108,11 @@ def test_report_and_exports(tmp_path):
     script()
     store = Store(tmp_path / "s.db")
     run_id = run_study(config(), store)
-    page = render_html(store, run_id)
+    summary = summarize(store, run_id)
+    page = render_html(store, summary)
     assert page.count("<svg") == 3 and "Total score per prompt" in page and "GOOD and long answer" in page
     assert "<script" not in page and "http" not in page.split("<body>")[1].split("xmlns")[0]
-    md = render_markdown(store, run_id)
+    md = render_markdown(store, summary)
     assert "| good |" in md
     n = export_run(store, run_id, tmp_path / "v.jsonl", "verdicts")
     assert n == 3
@@ -156,6 +157,8 @@ def test_cli_study_errors(capsys, tmp_path):
     assert "cannot write the report" in capsys.readouterr().err
     assert main(["report", run_id, "--html", str(tmp_path / "r.html"), "--md", str(tmp_path / "r.md"), "--db", db]) == 0
     assert (tmp_path / "r.html").read_text().startswith("<!doctype html>") and (tmp_path / "r.md").exists()
+    assert main(["report", run_id, "--md", str(tmp_path / "b.md"), "--bootstrap", "200", "--db", db]) == 0
+    assert "200 resamples" in (tmp_path / "b.md").read_text()  # the written report uses --bootstrap
     assert main(["runs", "--db", db]) == 0 and run_id in capsys.readouterr().out
 
 

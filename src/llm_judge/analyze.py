@@ -66,14 +66,13 @@ def analyze(items: list[dict], n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> d
 def verdict_records(store: Store, run_id: str) -> list[dict]:
     """A stored run's pairwise verdicts in the analyze format."""
     run_id = store.run(run_id)["id"]
-    specs = {c["label"]: c["label"] for c in store.candidates(run_id)}
     cats = {p["prompt_id"]: p["category"] for p in store.prompts(run_id)}
     out = []
     for (pid, (a, b)), orders in pair_rows(store.items(run_id)).items():
         ab, ba = orders.get("AB"), orders.get("BA")
         if ab is None and ba is None:
             continue
-        rec = {"id": pid, "model_a": specs[a], "model_b": specs[b],
+        rec = {"id": pid, "model_a": a, "model_b": b,
                "verdict": (ab or ba)["winner"]}
         if ab and ba:
             rec["verdict_swapped"] = ba["winner"]

@@ -136,10 +136,10 @@ if __name__ == "__main__":
 
 # --- studies ----------------------------------------------------------------------------------
 
-def parse_candidate(text: str, sampling_overrides: dict, index: int):
+def parse_candidate(text: str, sampling_overrides: dict):
     """``SPEC[@PRESET][#LABEL]``; the preset is what follows the last @ when it names one.
 
-    >>> c = parse_candidate("embedded@p2#hot", {}, 0); (c.spec, c.sampling.temperature, c.label)
+    >>> c = parse_candidate("embedded@p2#hot", {}); (c.spec, c.sampling.temperature, c.label)
     ('embedded', 1.5, 'hot')
     """
     from .compare import Candidate
@@ -191,8 +191,8 @@ def run(source, candidates, judge, criteria, scale, mode, baseline, judge_max_to
 
     overrides = {k: v for k, v in sampling.items() if v is not None}
     cands = {}
-    for i, text in enumerate(candidates or ("embedded@p1", "embedded@p2")):
-        c = parse_candidate(text, overrides, i)
+    for text in candidates or ("embedded@p1", "embedded@p2"):
+        c = parse_candidate(text, overrides)
         if c.name in cands:
             raise LLMJudgeError(f"two candidates are labelled {c.name!r}: add #LABEL to tell them apart")
         cands[c.name] = c
@@ -304,7 +304,7 @@ def report(run_id, html_path, md_path, bootstrap, as_json, db):
     summary = summarize(store, run_id, n_boot=bootstrap)
     for path in (html_path, md_path):
         if path:
-            write_report(store, summary["run_id"], path, markdown=path == md_path)
+            write_report(store, summary, path, markdown=path == md_path)
             click.echo(f"wrote {path}", err=True)
     if not (html_path or md_path) or as_json:
         _print_summary(summary, as_json)

@@ -95,9 +95,7 @@ def judge_pairwise(backend: Backend, prompt: str, answer_a: str, answer_b: str,
     """Ask the judge in both orders and combine (see ``judge.combine`` for the rule)."""
     calls = [judge_pairwise_order(backend, prompt, answer_a, answer_b, order, criteria, scale, sampling, reference)
              for order in ("AB", "BA")]
-    verdicts = [None if c.verdict is None else
-                J.PairVerdict(c.verdict["scores"], c.verdict["winner"], c.verdict["justification"]) for c in calls]
-    return calls, J.combine(*verdicts)
+    return calls, J.combine(*(J.PairVerdict.from_dict(c.verdict) for c in calls))
 
 
 def judge_single(backend: Backend, prompt: str, answer: str, label: str, criteria: list[Criterion],

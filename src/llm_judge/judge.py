@@ -135,6 +135,11 @@ class PairVerdict:
     winner: str
     justification: str
 
+    @classmethod
+    def from_dict(cls, d: dict | None) -> PairVerdict | None:
+        """The inverse of the dict stored and printed for a verdict (None stays None)."""
+        return None if d is None else cls(d["scores"], d["winner"], d.get("justification", ""))
+
     def swapped(self) -> PairVerdict:
         """The same verdict with A and B exchanged (maps a swapped-order verdict back)."""
         flip = {"A": "B", "B": "A", "tie": "tie"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import LLMJudgeError
 from .store import Store
-from .study import pair_rows, summarize
+from .study import pair_rows
 
 COLOURS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"]
 
@@ -132,8 +132,9 @@ def drilldown(store: Store, run_id: str) -> list[dict]:
     return out
 
 
-def render_html(store: Store, run_id: str) -> str:
-    summary = summarize(store, run_id)
+def render_html(store: Store, summary: dict) -> str:
+    """The HTML page of a run from its ``study.summarize`` result (computed once by the caller)."""
+    run_id = summary["run_id"]
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>llm-judge run {e(summary['run_id'])}</title>",
              "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
@@ -171,8 +172,8 @@ def render_html(store: Store, run_id: str) -> str:
     return "".join(parts)
 
 
-def render_markdown(store: Store, run_id: str) -> str:
-    summary = summarize(store, run_id)
+def render_markdown(store: Store, summary: dict) -> str:
+    run_id = summary["run_id"]
     lines = [f"# llm-judge run {summary['run_id']}", "",
              f"Judge `{summary['judge']}`, mode {summary['mode']}, {summary['prompts']} prompts, criteria "
              f"{', '.join(summary['criteria'])}. Intervals: {summary['bootstrap']['method']}, "
@@ -190,11 +191,11 @@ def render_markdown(store: Store, run_id: str) -> str:
     return "\n".join(lines)
 
 
-def write_report(store: Store, run_id: str, path: str | Path, markdown: bool | None = None) -> Path:
+def write_report(store: Store, summary: dict, path: str | Path, markdown: bool | None = None) -> Path:
     path = Path(path)
     if markdown is None:
         markdown = path.suffix.lower() in {".md", ".markdown"}
-    text = render_markdown(store, run_id) if markdown else render_html(store, run_id)
+    text = render_markdown(store, summary) if markdown else render_html(store, summary)
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:

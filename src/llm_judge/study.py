@@ -181,7 +181,8 @@ def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int
     import json
 
     config = json.loads(run["config"])
-    labels = [c["label"] for c in store.candidates(run_id)]
+    candidates = store.candidates(run_id)
+    labels = [c["label"] for c in candidates]
     criteria = [c[0] for c in config["criteria"]]
     items = store.items(run_id)
     gens = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "generation"}
@@ -212,7 +213,7 @@ def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int
             single_pairs[f"{a} vs {b}"] = S.pairwise_summary(outs, n_boot, seed)
     return {
         "run_id": run_id, "status": run["status"], "mode": config["mode"], "judge": config["judge"],
-        "candidates": {c["label"]: {"spec": c["spec"], "sampling": json.loads(c["sampling"])} for c in store.candidates(run_id)},
+        "candidates": {c["label"]: {"spec": c["spec"], "sampling": json.loads(c["sampling"])} for c in candidates},
         "criteria": criteria, "scale": config["scale"], "prompts": len(prompts),
         "bootstrap": {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed, "level": 0.95},
         "single": per_candidate, "pairwise_from_totals": single_pairs, "pairwise": pairwise,
@@ -238,7 +239,7 @@ def _pairwise_summary(items, labels, gens, n_boot, seed) -> dict:
         ab, ba = orders.get("AB"), orders.get("BA")
         unscored += sum(orders.get(o) is None for o in ("AB", "BA"))
         w1, w2 = (ab or {}).get("winner"), (ba or {}).get("winner")
-        comb = J.combine(_pv(ab), _pv(ba))
+        comb = J.combine(J.PairVerdict.from_dict(ab), J.PairVerdict.from_dict(ba))
         per_pair.setdefault(f"{a} vs {b}", []).append(S.outcome(comb.winner))
         if comb.winner is not None:
             games.append((a, b, {"A": 1.0, "B": 0.0, "tie": 0.5}[comb.winner]))
@@ -253,10 +254,6 @@ def _pairwise_summary(items, labels, gens, n_boot, seed) -> dict:
     if len(labels) > 2 and games:
         out["bradley_terry"] = S.bradley_terry_ci(games, n_boot=min(n_boot, 200), seed=seed)
     return out
-
-
-def _pv(v: dict | None) -> J.PairVerdict | None:
-    return None if v is None else J.PairVerdict(v["scores"], v["winner"], v.get("justification", ""))
 
 
 def _mean(xs):

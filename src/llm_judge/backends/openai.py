@@ -31,6 +31,11 @@ SCHEMA_MODES = ("json_schema", "json_object", "none")
 class RequestFailed(LLMJudgeError):
     """The server could not give an answer after the allowed attempts (or refused the request)."""
 
+    def __init__(self, message: str, status: int | None = None, format_rejected: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.format_rejected = format_rejected
+
 
 def parse_openai_spec(rest: str) -> tuple[str, str]:
     """``MODEL@BASE_URL`` -> (model, base_url).
@@ -122,8 +127,7 @@ class OpenAIBackend:
             try:
                 result = self._post(attempt_body, on_token)
             except RequestFailed as exc:
-                rejected_format = (getattr(exc, "format_rejected", False)
-                                   or getattr(exc, "status", None) in {400, 422}) and i + 1 < len(modes)
+                rejected_format = (exc.format_rejected or exc.status in {400, 422}) and i + 1 < len(modes)
                 if rejected_format and not self.schema_mode:
                     continue
                 raise
@@ -155,13 +159,9 @@ class OpenAIBackend:
                 if "response_format" in body and "response_format" in detail.lower():
                     # The server does not take this structured-output form (llama-cpp-python's
                     # server says so with a 500): no retry, the caller tries the next form.
-                    exc = RequestFailed(f"{self.base_url} rejected the response format: {detail}")
-                    exc.status, exc.format_rejected = status, True
-                    raise exc
+                    raise RequestFailed(f"{self.base_url} rejected the response format: {detail}", status, True)
                 if status not in RETRY_STATUS:
-                    exc = RequestFailed(_status_message(status, detail, self))
-                    exc.status = status
-                    raise exc
+                    raise RequestFailed(_status_message(status, detail, self), status)
                 last_error = f"HTTP {status}: {detail}"
                 retry_after = resp.headers.get("retry-after")
             except httpx.TimeoutException:
@@ -172,9 +172,7 @@ class OpenAIBackend:
                 last_error = str(exc)
             if attempt + 1 < self.max_attempts:
                 time.sleep(backoff_seconds(attempt, retry_after, base=self.backoff_base))
-        exc = RequestFailed(f"{self.spec} gave no answer after {self.max_attempts} attempts: {last_error}")
-        exc.status = None
-        raise exc
+        raise RequestFailed(f"{self.spec} gave no answer after {self.max_attempts} attempts: {last_error}")
 
     def _completion(self, resp: httpx.Response, seconds: float) -> Completion:
         try:
