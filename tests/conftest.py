@@ -94,3 +94,27 @@ def llama_server():
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture
+def test_server():
+    """Start llm-judge's fault-injecting OpenAI-compatible server: ``start(*args) -> base URL``."""
+    procs = []
+
+    def start(*args: str) -> str:
+        proc = subprocess.Popen([sys.executable, "-m", "llm_judge.testserver", "--port", "0", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(proc)
+        line = proc.stdout.readline()
+        if not line.startswith("listening on "):
+            raise RuntimeError(f"test server did not start: {line}")
+        return line.split()[-1]
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+def server_stats(base: str) -> dict:
+    return httpx.get(base.rsplit("/v1", 1)[0] + "/stats", timeout=5).json()

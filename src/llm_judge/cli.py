@@ -57,8 +57,17 @@ def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="llm-judge")
-def cli():
+@click.option("--config", "config_file", default=None, envvar="LLM_JUDGE_CONFIG",
+              help="TOML file naming models (default: ~/.config/llm-judge/config.toml)")
+def cli(config_file):
     """Compare language models by letting another model judge their answers."""
+    if config_file:
+        import os
+        from pathlib import Path
+
+        if not Path(config_file).is_file():
+            raise LLMJudgeError(f"config file not found: {config_file}")
+        os.environ["LLM_JUDGE_CONFIG"] = config_file  # read where specs are resolved, in this process
 
 
 @cli.command()
@@ -178,11 +187,13 @@ db_option = click.option("--db", default=None, help="store path (default: $LLM_J
 @click.option("--sample-seed", type=int, default=0, show_default=True)
 @click.option("--n-ctx", type=int, default=2048, show_default=True)
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="bootstrap resamples")
+@click.option("--concurrency", type=int, default=None,
+              help="requests in flight for remote models (overrides the endpoints' limits)")
 @db_option
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON (with run_id)")
 def run(source, candidates, judge, criteria, scale, mode, baseline, judge_max_tokens, limit, sample, sample_seed,
-        n_ctx, bootstrap, db, quiet, as_json, **sampling):
+        n_ctx, bootstrap, concurrency, db, quiet, as_json, **sampling):
     """Run a study: every prompt x candidate, graded by the judge; stored and resumable."""
     from .criteria import parse_criteria
     from .prompts import load_prompts
@@ -205,7 +216,7 @@ def run(source, candidates, judge, criteria, scale, mode, baseline, judge_max_to
     store = _store(db)
     progress = None if (quiet or as_json) else _progress_bar()
     try:
-        run_id = run_study(config, store, progress and progress.update)
+        run_id = run_study(config, store, progress and progress.update, concurrency=concurrency)
     finally:
         if progress:
             progress.stop()
@@ -225,17 +236,18 @@ class _progress_bar:
         )
 
         self.bar = Progress(TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                            TimeRemainingColumn(), transient=False)
+                            TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[flight]}"),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
         self.tasks = {}
         self.bar.start()
 
-    def update(self, stage: str, done: int, total: int):
+    def update(self, stage: str, done: int, total: int, in_flight: int = 0):
         if stage not in self.tasks:
-            self.tasks[stage] = self.bar.add_task(stage, total=total, rate="")
+            self.tasks[stage] = self.bar.add_task(stage, total=total, rate="", flight="")
         task = self.bar.tasks[self.tasks[stage]]
         rate = f"{task.speed:.2f}/s" if task.speed else ""
-        self.bar.update(self.tasks[stage], completed=done, total=total, rate=rate)
+        flight = f"{in_flight} in flight" if in_flight else ""
+        self.bar.update(self.tasks[stage], completed=done, total=total, rate=rate, flight=flight)
 
     def stop(self):
         self.bar.stop()
@@ -354,3 +366,34 @@ def analyze(path, bootstrap, as_json):
             if both["items"]:
                 parts.append(f"both orders correct {both['rate']:.3f}")
             click.echo(f"human agreement {name.replace('_', ' ')}: " + "; ".join(parts))
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="ping every endpoint and check every local file")
+@click.option("--json", "as_json", is_flag=True)
+def models(check, as_json):
+    """List the built-in model, the spec forms and the models of the config file."""
+    from .config import config_path, load_config
+    from .models import check_model
+
+    rows = [{"name": "embedded", "spec": "embedded", "source": "built in",
+             "description": "SmolLM2-135M-Instruct Q4_1 (for trying the pipeline)"}]
+    rows += [{"name": e.name, "spec": e.spec, "source": str(config_path()), "description": e.description,
+              **{k: v for k, v in e.options.items()}} for e in load_config().values()]
+    if check:
+        for row in rows:
+            row["check"] = check_model(row["name"])
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        line = f"{row['name']:<16} {row['spec']}"
+        if "concurrency" in row:
+            line += f"  (concurrency {row['concurrency']})"
+        if check:
+            line += f"  -> {row['check']}"
+        click.echo(line)
+    click.echo("spec forms: embedded, gguf:PATH, hf:OWNER/REPO/FILE.gguf, openai:MODEL@BASE_URL; "
+               f"name more in {config_path()}")
+    if check and any(not r["check"].startswith("ok") for r in rows):
+        click.get_current_context().exit(1)

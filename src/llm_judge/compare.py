@@ -222,6 +222,8 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
             totals = {lab: float(graded[lab]["total"]) for lab in ("A", "B")}
         winner = J.single_winner(*(totals[lab] for lab in ("A", "B"))) if totals else None
         consistent = bias = None
+    for backend in {id(b): b for b in (*backends.values(), judge_backend)}.values():
+        warnings += [w for w in getattr(backend, "warnings", []) if w not in warnings]
     for call in calls:
         if call.error:
             warnings.append(f"order {call.order} is unscored: {call.error}")

@@ -68,7 +68,10 @@ _M1 = ("""
     CREATE INDEX run_items_by_run ON run_items(run_id, kind);
     """)
 
-MIGRATIONS: list[str] = [_M1]
+# 2: the judge's per-token log probabilities, where the server gives them.
+_M2 = "ALTER TABLE judgments ADD COLUMN logprobs TEXT"
+
+MIGRATIONS: list[str] = [_M1, _M2]
 
 
 class Store:
@@ -122,6 +125,14 @@ class Store:
         with self.tx():
             self.db.execute("UPDATE runs SET status=?, finished_at=? WHERE id=?", (status, time.time(), run_id))
 
+    def add_run_warnings(self, run_id: str, warnings: list[str]) -> None:
+        """Record what the backends warned about during a run (in its manifest)."""
+        with self.tx():
+            row = self.db.execute("SELECT manifest FROM runs WHERE id=?", (run_id,)).fetchone()
+            manifest = json.loads(row["manifest"])
+            manifest["warnings"] = sorted(set(manifest.get("warnings", [])) | set(warnings))
+            self.db.execute("UPDATE runs SET manifest=? WHERE id=?", (_j(manifest), run_id))
+
     def run(self, run_id: str) -> sqlite3.Row:
         rows = self.db.execute("SELECT * FROM runs WHERE id=? OR id LIKE ?", (run_id, f"{run_id}%")).fetchall()
         if not rows:
@@ -150,6 +161,9 @@ class Store:
                        prompt_tokens=None, completion_tokens=None, seconds=None, finish_reason=None) -> None:
         status = "failed" if error else "ok"
         with self.tx():
+            if status == "failed" and self.db.execute(
+                    "SELECT 1 FROM generations WHERE key=? AND status='ok'", (key,)).fetchone():
+                return  # a failure never replaces a result
             self.db.execute("INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                             (key, spec, _j(sampling), prompt, status, text, error, prompt_tokens,
                              completion_tokens, seconds, finish_reason, time.time()))
@@ -159,13 +173,17 @@ class Store:
 
     def put_judgment(self, key: str, kind: str, judge_spec: str, template_version: str, order: str, *,
                      status: str, raw=None, verdict=None, error=None, completion_tokens=None, seconds=None,
-                     link: tuple | None = None) -> None:
+                     logprobs=None, link: tuple | None = None) -> None:
         """Store a judgment and, in the same transaction, link it to its run item."""
         with self.tx():
-            self.db.execute("INSERT OR REPLACE INTO judgments VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                            (key, kind, judge_spec, template_version, order, status, raw,
-                             None if verdict is None else _j(verdict), error, completion_tokens, seconds,
-                             time.time()))
+            if status == "failed" and self.db.execute(
+                    "SELECT 1 FROM judgments WHERE key=? AND status!='failed'", (key,)).fetchone():
+                return  # a failure never replaces a result
+            self.db.execute(
+                "INSERT OR REPLACE INTO judgments (key, kind, judge_spec, template_version, display_order, status, raw, "
+                "verdict, error, completion_tokens, seconds, created_at, logprobs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (key, kind, judge_spec, template_version, order, status, raw, None if verdict is None else _j(verdict),
+                 error, completion_tokens, seconds, time.time(), None if logprobs is None else _j(logprobs)))
             if link:
                 self._link(*link, result_key=key)
 

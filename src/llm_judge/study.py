@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import platform
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from . import __version__
@@ -85,90 +86,158 @@ def manifest(config: StudyConfig, backends: dict) -> dict:
             "template_version": J.TEMPLATE_VERSION}
 
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
+Progress = Callable[..., None]  # (stage, done, total, in_flight)
 
 
-def run_study(config: StudyConfig, store: Store, progress: Progress | None = None) -> str:
-    """Run (or continue) a study; returns its run id."""
+def pool_size(backends: dict, concurrency: int | None) -> int:
+    """Workers for a run: ``concurrency`` when given, else the endpoints' own limits added up
+    (an in-process model counts 1: it runs one call at a time behind its lock)."""
+    if concurrency is not None:
+        if concurrency < 1:
+            raise LLMJudgeError("--concurrency must be at least 1")
+        return concurrency
+    return max(1, sum(getattr(b, "concurrency", 1) for b in backends.values()))
+
+
+def run_study(config: StudyConfig, store: Store, progress: Progress | None = None,
+              concurrency: int | None = None) -> str:
+    """Run (or continue) a study; returns its run id.
+
+    Remote calls run concurrently up to each endpoint's limit (or ``concurrency``, which also
+    overrides the endpoints' limits); results are written by this thread, one short transaction each.
+    """
     config.validate()
     tell = progress or (lambda *_: None)
     specs = {c.spec for c in config.candidates.values()} | {config.judge}
-    backends = {s: get_backend(s, **_load_options(s, config.n_ctx)) for s in specs}
+    extra = {} if concurrency is None else {"concurrency": concurrency}
+    backends = {s: get_backend(s, **_load_options(s, config.n_ctx), **_remote(s, extra)) for s in specs}
     run_id = config.run_id()
     store.create_run(run_id, config.to_dict(), manifest(config, backends), config.prompts, config.candidates)
-    answers = _generate_all(config, store, run_id, backends, tell)
-    failed = _judge_all(config, store, run_id, backends[config.judge], answers, tell)
+    workers = pool_size(backends, concurrency)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-judge") as pool:
+        answers = _generate_all(config, store, run_id, backends, pool, tell)
+        failed = _judge_all(config, store, run_id, backends[config.judge], answers, pool, tell)
     failed += sum(1 for v in answers.values() if v is None)
+    warnings = [w for b in backends.values() for w in getattr(b, "warnings", [])]
+    if warnings:
+        store.add_run_warnings(run_id, warnings)
     store.finish_run(run_id, "done" if failed == 0 else "incomplete")
     return run_id
 
 
-def _generate_all(config, store, run_id, backends, tell) -> dict:
+def _remote(spec: str, extra: dict) -> dict:
+    return extra if parse_spec(spec)[0] == "openai" else {}
+
+
+def _run_jobs(pool, jobs: list, call, write, stage: str, tell, done: int = 0, total: int | None = None) -> None:
+    """Run ``call(job)`` for every job on the pool; ``write(job, result or exception)`` in this thread."""
+    total = len(jobs) if total is None else total
+    futures = {pool.submit(call, job): job for job in jobs}
+    pending = set(futures)
+    while pending:
+        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            try:
+                result = fut.result()
+            except LLMJudgeError as exc:
+                result = exc
+            write(futures[fut], result)
+            done += 1
+            tell(stage, done, total, len(pending))
+
+
+def _generate_all(config, store, run_id, backends, pool, tell) -> dict:
     answers: dict[tuple[str, str], str | None] = {}
+    todo: dict[str, list] = {}  # key -> the items waiting for that generation
     total = len(config.prompts) * len(config.candidates)
-    done = 0
     for p in config.prompts:
         messages = [{"role": "user", "content": p.prompt}]
         for label, cand in config.candidates.items():
             backend = backends[cand.spec]
-            sampling = cand.sampling.model_dump()
-            key = cache_key("gen", model=_identity(backend), sampling=sampling, messages=messages)
+            key = cache_key("gen", model=_identity(backend), sampling=cand.sampling.model_dump(), messages=messages)
             row = store.generation(key)
             if row is None:
-                try:
-                    c = backend.generate(messages, cand.sampling)
-                    store.put_generation(key, cand.spec, sampling, p.prompt, text=c.text, prompt_tokens=c.prompt_tokens,
-                                         completion_tokens=c.completion_tokens, seconds=c.seconds,
-                                         finish_reason=c.finish_reason)
-                    row = store.generation(key)
-                except LLMJudgeError as exc:
-                    store.put_generation(key, cand.spec, sampling, p.prompt, error=str(exc))
-            if row is not None:
+                todo.setdefault(key, []).append((p, label, cand, backend, messages, key))
+                continue
+            store.link(run_id, f"gen:{p.id}:{label}", p.id, "generation", [label], "-", key)
+            answers[(p.id, label)] = row["text"]
+
+    def call(items):
+        _p, _label, cand, backend, messages, _key = items[0]
+        return backend.generate(messages, cand.sampling)
+
+    def write(items, result):
+        p, _label, cand, _backend, _messages, key = items[0]
+        sampling = cand.sampling.model_dump()
+        if isinstance(result, LLMJudgeError):
+            store.put_generation(key, cand.spec, sampling, p.prompt, error=str(result))
+        else:
+            store.put_generation(key, cand.spec, sampling, p.prompt, text=result.text,
+                                 prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                                 seconds=result.seconds, finish_reason=result.finish_reason)
+        for p, label, *_ in items:
+            if not isinstance(result, LLMJudgeError):
                 store.link(run_id, f"gen:{p.id}:{label}", p.id, "generation", [label], "-", key)
-            answers[(p.id, label)] = row["text"] if row is not None else None
-            done += 1
-            tell("generating", done, total)
+            answers[(p.id, label)] = None if isinstance(result, LLMJudgeError) else result.text
+
+    waiting = sum(len(v) for v in todo.values())
+    tell("generating", total - waiting, total, 0)
+    _run_jobs(pool, list(todo.values()), call, write, "generating", tell, total - waiting, total)
     return answers
 
 
-def _judge_all(config, store, run_id, judge_backend, answers, tell) -> int:
+def _judge_all(config, store, run_id, judge_backend, answers, pool, tell) -> int:
     jobs = []
     for p in config.prompts:
         if config.mode in ("single", "both"):
             jobs += [("single", p, (lab,), lab) for lab in config.candidates]
         if config.mode in ("pairwise", "both"):
             jobs += [("pairwise", p, pair, order) for pair in config.pairs() for order in ("AB", "BA")]
-    failed = 0
     judge_id = _identity(judge_backend)
     common = dict(judge=judge_id, template=J.TEMPLATE_VERSION, sampling=config.judge_sampling.model_dump(),
                   criteria=[[c.name, c.rubric] for c in config.criteria], scale=[config.scale.low, config.scale.high])
-    for n, (kind, p, labels, order) in enumerate(jobs, 1):
+    todo: dict[str, list] = {}  # key -> the run items waiting for that judgment
+    failed = 0
+    for kind, p, labels, order in jobs:
         texts = [answers.get((p.id, lab)) for lab in labels]
         if any(t is None for t in texts):
             failed += 1  # its generation failed: judged on a later run
-            tell("judging", n, len(jobs))
             continue
         shown = texts if order != "BA" else texts[::-1]
         key = cache_key(kind, **common, prompt=p.prompt, reference=p.reference, shown=shown)
-        item = f"{kind}:{p.id}:{'|'.join(labels)}:{order}"
-        link = (run_id, item, p.id, kind, list(labels), order)
+        link = (run_id, f"{kind}:{p.id}:{'|'.join(labels)}:{order}", p.id, kind, list(labels), order)
         if store.judgment(key) is not None:
             store.link(*link, result_key=key)
         else:
-            if kind == "single":
-                call = judge_single(judge_backend, p.prompt, texts[0], labels[0], config.criteria, config.scale,
-                                    config.judge_sampling, p.reference)
-            else:
-                call = judge_pairwise_order(judge_backend, p.prompt, texts[0], texts[1], order, config.criteria,
-                                            config.scale, config.judge_sampling, p.reference)
-            status = "scored" if call.verdict else ("failed" if call.completion is None else "unscored")
-            failed += status == "failed"
-            comp = call.completion
-            store.put_judgment(key, kind, config.judge, J.TEMPLATE_VERSION, order, status=status, raw=call.raw,
-                               verdict=call.verdict, error=call.error,
-                               completion_tokens=comp.completion_tokens if comp else None,
-                               seconds=comp.seconds if comp else None, link=None if status == "failed" else link)
-        tell("judging", n, len(jobs))
+            todo.setdefault(key, []).append((kind, p, labels, order, texts, key, link))
+
+    def call(items):
+        kind, p, labels, order, texts, _key, _link = items[0]
+        if kind == "single":
+            return judge_single(judge_backend, p.prompt, texts[0], labels[0], config.criteria, config.scale,
+                                config.judge_sampling, p.reference)
+        return judge_pairwise_order(judge_backend, p.prompt, texts[0], texts[1], order, config.criteria,
+                                    config.scale, config.judge_sampling, p.reference)
+
+    def write(items, call_result):
+        nonlocal failed
+        kind, _p, _labels, order, _texts, key, link = items[0]
+        comp = call_result.completion
+        status = "scored" if call_result.verdict else ("failed" if comp is None else "unscored")
+        store.put_judgment(key, kind, config.judge, J.TEMPLATE_VERSION, order, status=status, raw=call_result.raw,
+                           verdict=call_result.verdict, error=call_result.error,
+                           completion_tokens=comp.completion_tokens if comp else None,
+                           seconds=comp.seconds if comp else None, logprobs=comp.logprobs if comp else None,
+                           link=None if status == "failed" else link)
+        if status == "failed":
+            failed += len(items)
+            return
+        for *_, other_link in items[1:]:
+            store.link(*other_link, result_key=key)
+
+    waiting = sum(len(v) for v in todo.values())
+    tell("judging", len(jobs) - waiting, len(jobs), 0)
+    _run_jobs(pool, list(todo.values()), call, write, "judging", tell, len(jobs) - waiting, len(jobs))
     return failed
 
 
@@ -217,7 +286,8 @@ def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int
         "criteria": criteria, "scale": config["scale"], "prompts": len(prompts),
         "bootstrap": {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed, "level": 0.95},
         "single": per_candidate, "pairwise_from_totals": single_pairs, "pairwise": pairwise,
-        "warnings": judge_warnings(config["judge"], [c["spec"] for c in config["candidates"].values()]),
+        "warnings": judge_warnings(config["judge"], [c["spec"] for c in config["candidates"].values()])
+        + json.loads(run["manifest"]).get("warnings", []),
     }
 
 

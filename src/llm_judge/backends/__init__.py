@@ -33,6 +33,7 @@ class Completion:
     seconds: float = 0.0
     finish_reason: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    logprobs: Any = None  # the server's per-token log probabilities, where it gives them
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -79,22 +80,32 @@ def register(prefix: str, module: str, factory: str = "from_spec") -> None:
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
-    spec = (spec or "").strip()
+    """(prefix, rest) of a spec, after resolving a name from the config file."""
+    from ..config import resolve
+
+    spec = resolve((spec or "").strip())[0]
     if not spec:
         raise LLMJudgeError("empty model spec: use embedded, gguf:PATH, hf:REPO/FILE or openai:MODEL@URL")
     prefix, sep, rest = spec.partition(":")
     if prefix not in _REGISTRY:
         raise LLMJudgeError(
-            f"unknown model spec {spec!r}: use embedded, gguf:PATH, hf:REPO/FILE.gguf "
-            "or openai:MODEL@BASE_URL"
+            f"unknown model spec {spec!r}: use embedded, gguf:PATH, hf:REPO/FILE.gguf, "
+            "openai:MODEL@BASE_URL or a name from the config file (llm-judge models)"
         )
     return prefix, rest
 
 
 def get_backend(spec: str, **options: Any) -> Backend:
-    """Resolve a spec to a loaded backend; each (spec, options) is loaded once per process."""
-    prefix, rest = parse_spec(spec)
-    key = (spec.strip(), tuple(sorted(options.items())))
+    """Resolve a spec (or configured name) to a loaded backend, once per (spec, options) per process.
+
+    Options given here win over those of the config file.
+    """
+    from ..config import resolve
+
+    real, configured = resolve(spec.strip())
+    options = {**configured, **options}
+    prefix, rest = parse_spec(real)
+    key = (real.strip(), tuple(sorted(options.items())))
     with _load_lock:
         if key not in _loaded:
             module_name, factory = _REGISTRY[prefix]

@@ -25,6 +25,9 @@ from ..sampling import SamplingParams
 from . import Completion, Messages, TokenCallback
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+# Body fields beyond OpenAI's own that local servers (vLLM, llama.cpp, Ollama) accept.
+EXTENSIONS = ("min_p", "top_k", "repeat_penalty", "repetition_penalty")
+HOSTED_OPENAI = "api.openai.com"
 SCHEMA_MODES = ("json_schema", "json_object", "none")
 
 
@@ -83,6 +86,10 @@ class OpenAIBackend:
         self.concurrency = concurrency
         self.backoff_base = backoff_base
         self.slots = threading.BoundedSemaphore(max(1, concurrency))
+        self.warnings: list[str] = []
+        # fields this server refused (or is known not to take): never sent again
+        self.dropped: set[str] = set(EXTENSIONS) if urlparse(base_url).hostname == HOSTED_OPENAI else set()
+        self._warn_lock = threading.Lock()
         self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                                    limits=httpx.Limits(max_connections=max(concurrency, 1) + 4))
 
@@ -105,7 +112,16 @@ class OpenAIBackend:
         if sampling.repeat_penalty != 1.0:
             body["repeat_penalty"] = sampling.repeat_penalty
             body["repetition_penalty"] = sampling.repeat_penalty
+        for name in EXTENSIONS:
+            if name in body and name in self.dropped:
+                self._warn(f"{self.base_url} does not take {name}: {self.model} sampled without it")
+                del body[name]
         return body
+
+    def _warn(self, text: str) -> None:
+        with self._warn_lock:
+            if text not in self.warnings:
+                self.warnings.append(text)
 
     @staticmethod
     def _response_format(mode: str, schema: dict) -> dict | None:
@@ -120,6 +136,8 @@ class OpenAIBackend:
         body = self._body(messages, sampling)
         if schema is None:
             return self._post(body, on_token)
+        if "logprobs" not in self.dropped:
+            body["logprobs"] = True  # kept with the verdict where the server gives them
         modes = [self.schema_mode] if self.schema_mode else list(SCHEMA_MODES)
         for i, mode in enumerate(modes):
             fmt = self._response_format(mode, schema)
@@ -137,6 +155,23 @@ class OpenAIBackend:
         raise AssertionError("unreachable")
 
     def _post(self, body: dict, on_token: TokenCallback | None) -> Completion:
+        """POST with retries; a field the server refuses (400/422 naming it) is dropped and re-sent."""
+        while True:
+            try:
+                return self._post_once(body, on_token)
+            except RequestFailed as exc:
+                refused = [f for f in (*EXTENSIONS, "logprobs") if f in body and exc.status in {400, 422}
+                           and f in str(exc)]
+                if not refused:
+                    raise
+                body = dict(body)
+                for name in refused:
+                    self.dropped.add(name)
+                    del body[name]
+                    if name != "logprobs":
+                        self._warn(f"{self.base_url} does not take {name}: {self.model} sampled without it")
+
+    def _post_once(self, body: dict, on_token: TokenCallback | None) -> Completion:
         url = f"{self.base_url}/chat/completions"
         last_error = "no attempt made"
         for attempt in range(self.max_attempts):
@@ -184,7 +219,8 @@ class OpenAIBackend:
         usage = data.get("usage") or {}
         return Completion(text=text, prompt_tokens=usage.get("prompt_tokens"),
                           completion_tokens=usage.get("completion_tokens"), seconds=seconds,
-                          finish_reason=choice.get("finish_reason"), raw=data)
+                          finish_reason=choice.get("finish_reason"), raw=data,
+                          logprobs=choice.get("logprobs") or None)
 
     def _read_stream(self, resp: httpx.Response, on_token: TokenCallback, start: float) -> Completion:
         pieces, finish, usage, chunks = [], None, {}, 0

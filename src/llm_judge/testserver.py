@@ -1,0 +1,199 @@
+"""A small OpenAI-compatible server for tests and benchmarks, with fault injection.
+
+    python -m llm_judge.testserver --port 0 --fault-rate 0.3 --delay 0.2
+
+It answers ``POST /v1/chat/completions`` deterministically: a candidate request (no
+``response_format``) gets ``answer (T=<temperature>): <last user message>``; a judge request with a JSON schema
+gets a verdict built from the schema by ``expected_content``, so a test can tell a correct result
+from a corrupted one. At ``--fault-rate`` it instead serves one of these faults, chosen at random
+(seeded): ``429`` (with ``Retry-After``), ``500``, ``timeout`` (hangs for ``--hang`` seconds),
+``drop`` (closes the connection without an answer), ``malformed`` (invalid JSON) and ``schema``
+(valid JSON that is not a chat completion). ``--delay`` adds a fixed latency to every answer, with
+unlimited parallelism. ``GET /stats`` returns the counts of what was served.
+
+Written on raw asyncio streams so that faults such as a dropped connection are real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import random
+import sys
+from collections import Counter
+
+FAULTS = ("429", "500", "timeout", "drop", "malformed", "schema")
+
+
+def expected_content(body: dict) -> str:
+    """The content a correct answer to this request carries."""
+    messages = body.get("messages") or [{"content": ""}]
+    last = str(messages[-1].get("content", ""))
+    fmt = body.get("response_format") or {}
+    schema = fmt.get("schema") or (fmt.get("json_schema") or {}).get("schema")
+    if not schema:
+        return f"answer (T={body.get('temperature')}): {last[-200:]}"
+    digest = int(hashlib.sha256(last.encode()).hexdigest(), 16)
+    scores_schema = schema["properties"]["scores"]["properties"]
+    scores = {}
+    for k, (name, sub) in enumerate(scores_schema.items()):
+        if sub.get("type") == "object":
+            values = sub["properties"]["A"]["enum"]
+            scores[name] = {"A": values[(digest >> (2 * k)) % len(values)],
+                            "B": values[(digest >> (2 * k + 1)) % len(values)]}
+        else:
+            values = sub["enum"]
+            scores[name] = values[(digest >> k) % len(values)]
+    verdict = {"justification": "scripted verdict", "scores": scores}
+    if "winner" in schema["properties"]:
+        verdict["winner"] = ("A", "B", "tie")[digest % 3]
+    return json.dumps(verdict)
+
+
+class TestServer:
+    def __init__(self, fault_rate=0.0, faults=FAULTS, delay=0.0, hang=5.0, retry_after="1", seed=0,
+                 require_key: str | None = None, reject_fields=()):
+        self.fault_rate, self.faults, self.delay, self.hang = fault_rate, tuple(faults), delay, hang
+        self.retry_after = retry_after
+        self.rng = random.Random(seed)
+        self.stats: Counter = Counter()
+        self.require_key = require_key
+        self.reject_fields = tuple(reject_fields)
+        self.in_flight = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await _read_request(reader)
+                if request is None:
+                    break
+                method, path, headers, body = request
+                if self.require_key and headers.get("authorization") != f"Bearer {self.require_key}":
+                    await _send(writer, 401, {"error": {"message": "Incorrect API key provided"}})
+                    continue
+                self.in_flight += 1
+                self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self.in_flight)
+                try:
+                    keep = await self.respond(method, path, body, writer)
+                finally:
+                    self.in_flight -= 1
+                if not keep:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def respond(self, method: str, path: str, body: bytes, writer) -> bool:
+        """Serve one request; False when the connection must be closed."""
+        if method == "GET" and path.rstrip("/").endswith("/models"):
+            return await _send(writer, 200, {"object": "list", "data": [{"id": "test", "object": "model"}]})
+        if method == "GET" and path == "/stats":
+            return await _send(writer, 200, dict(self.stats))
+        if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
+            return await _send(writer, 404, {"error": {"message": f"no route {method} {path}"}})
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return await _send(writer, 400, {"error": {"message": "request body is not JSON"}})
+        for name in self.reject_fields:
+            if name in data:
+                return await _send(writer, 400, {"error": {"message": f"Unrecognized request argument supplied: {name}"}})
+        fault = self.rng.choice(self.faults) if self.faults and self.rng.random() < self.fault_rate else None
+        self.stats[fault or "ok"] += 1
+        if fault == "429":
+            return await _send(writer, 429, {"error": {"message": "rate limited"}}, {"Retry-After": self.retry_after})
+        if fault == "500":
+            return await _send(writer, 500, {"error": {"message": "injected server error"}})
+        if fault == "timeout":
+            await asyncio.sleep(self.hang)
+            return False
+        if fault == "drop":
+            return False
+        if fault == "malformed":
+            return await _send(writer, 200, b'{"choices": [ {"message": ')
+        if fault == "schema":
+            return await _send(writer, 200, {"object": "chat.completion", "choices": "none"})
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        content = expected_content(data)
+        if data.get("stream"):
+            chunk = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": content},
+                                                                     "finish_reason": "stop"}]}
+            return await _send(writer, 200, f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode(),
+                               {"Content-Type": "text/event-stream"})
+        words = len(content.split())
+        return await _send(writer, 200, {
+            "object": "chat.completion", "model": data.get("model", "test"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": words, "total_tokens": 10 + words}})
+
+
+async def _read_request(reader: asyncio.StreamReader):
+    line = await reader.readline()
+    if not line:
+        return None
+    method, path, _ = line.decode("latin-1").split(" ", 2)
+    headers = {}
+    while True:
+        header = await reader.readline()
+        if header in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = header.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", 0))
+    body = await reader.readexactly(length) if length else b""
+    return method, path, headers, body
+
+
+async def _send(writer, status: int, payload, headers: dict | None = None) -> bool:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
+              500: "Internal Server Error"}
+    head = [f"HTTP/1.1 {status} {reason.get(status, 'Status')}", f"Content-Length: {len(body)}",
+            "Content-Type: application/json"]
+    head += [f"{k}: {v}" for k, v in (headers or {}).items() if k != "Content-Type"]
+    if headers and "Content-Type" in headers:
+        head[2] = f"Content-Type: {headers['Content-Type']}"
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    await writer.drain()
+    return True
+
+
+async def serve(server: TestServer, host: str, port: int) -> None:
+    srv = await asyncio.start_server(server.handle, host, port, backlog=1024)
+    port = srv.sockets[0].getsockname()[1]
+    print(f"listening on http://{host}:{port}/v1", flush=True)
+    async with srv:
+        await srv.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--fault-rate", type=float, default=0.0)
+    ap.add_argument("--faults", default=",".join(FAULTS), help="comma-separated subset of " + ",".join(FAULTS))
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds before every correct answer")
+    ap.add_argument("--hang", type=float, default=5.0, help="seconds a 'timeout' fault hangs")
+    ap.add_argument("--retry-after", default="1")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--require-key", default=None, help="answer 401 unless this key is sent")
+    ap.add_argument("--reject-fields", default="", help="answer 400 to requests carrying these body fields")
+    args = ap.parse_args(argv)
+    faults = [f for f in args.faults.split(",") if f]
+    unknown = set(faults) - set(FAULTS)
+    if unknown:
+        sys.exit(f"unknown faults: {', '.join(sorted(unknown))}")
+    server = TestServer(args.fault_rate, faults, args.delay, args.hang, args.retry_after, args.seed,
+                        args.require_key, [f for f in args.reject_fields.split(",") if f])
+    try:
+        asyncio.run(serve(server, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
