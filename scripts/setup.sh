@@ -48,6 +48,6 @@ if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
 fi
 $PIP install -q "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
 echo "==> installing llm-judge and its dependencies"
-$PIP install -q -e ".[dev]"
+$PIP install -q -e ".[ui,dev]"
 "$VENV/bin/llm-judge" --version
 echo "ready: source $VENV/bin/activate"

@@ -76,19 +76,27 @@ def llama_server():
          "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"],
         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
+    wait_until_serving(proc, f"{base}/models", 120, "llama_cpp.server")
+    yield base
+    stop(proc)
+
+
+def wait_until_serving(proc: subprocess.Popen, url: str, seconds: float, what: str) -> None:
+    """Poll ``url`` until it answers 200; fail (and kill ``proc``) if it exits or time runs out."""
+    deadline = time.time() + seconds
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("llama_cpp.server exited at start")
+            break
         try:
-            if httpx.get(f"{base}/models", timeout=2).status_code == 200:
-                break
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
         except httpx.HTTPError:
             time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("llama_cpp.server did not start in 120 s")
-    yield base
+    proc.kill()
+    raise RuntimeError(f"{what} did not start within {seconds:.0f} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(10)

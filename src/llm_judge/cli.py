@@ -397,3 +397,34 @@ def models(check, as_json):
                f"name more in {config_path()}")
     if check and any(not r["check"].startswith("ok") for r in rows):
         click.get_current_context().exit(1)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=int, default=7860, show_default=True)
+@click.option("--auth", default=None, envvar="LLM_JUDGE_UI_AUTH", help="USER:PASSWORD login (or $LLM_JUDGE_UI_AUTH)")
+@click.option("--allow-dir", "allow_dirs", multiple=True,
+              help="directory whose GGUF files visitors may load when listening beyond localhost (repeatable)")
+@click.option("--max-criteria", type=int, default=3, show_default=True)
+@click.option("--n-ctx", type=int, default=2048, show_default=True)
+@click.option("--concurrency", type=int, default=4, show_default=True, help="requests handled at once")
+@db_option
+def ui(host, port, auth, allow_dirs, max_criteria, n_ctx, concurrency, db):
+    """Open the web page: compare, run studies, vote (http://127.0.0.1:7860)."""
+    from pathlib import Path
+
+    try:
+        from .ui import launch
+    except ImportError as exc:
+        raise LLMJudgeError(f"the web page needs gradio ({exc.name} is missing): pip install 'llm-judge[ui]'") from None
+    login = None
+    if auth:
+        user, sep, password = auth.partition(":")
+        if not sep or not user or not password:
+            raise LLMJudgeError("--auth takes USER:PASSWORD")
+        login = (user, password)
+    if max_criteria < 1:
+        raise LLMJudgeError("--max-criteria must be at least 1")
+    click.echo(f"llm-judge page on http://{host}:{port} (Ctrl-C stops it)", err=True)
+    launch(host=host, port=port, auth=login, allowed_dirs=[Path(d) for d in allow_dirs], max_criteria=max_criteria,
+           db=db, n_ctx=n_ctx, concurrency=concurrency)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -71,7 +72,18 @@ _M1 = ("""
 # 2: the judge's per-token log probabilities, where the server gives them.
 _M2 = "ALTER TABLE judgments ADD COLUMN logprobs TEXT"
 
-MIGRATIONS: list[str] = [_M1, _M2]
+# 3: comparisons made in the UI, and human votes on the answers of stored runs.
+_M3 = """
+    CREATE TABLE comparisons (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL NOT NULL, result TEXT NOT NULL);
+    CREATE TABLE votes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL REFERENCES runs(id), prompt_id TEXT NOT NULL,
+        label_a TEXT NOT NULL, label_b TEXT NOT NULL, shown_left TEXT NOT NULL,
+        choice TEXT NOT NULL CHECK (choice IN ('A', 'B', 'tie')), created_at REAL NOT NULL);
+    CREATE INDEX votes_by_run ON votes(run_id);
+"""
+
+MIGRATIONS: list[str] = [_M1, _M2, _M3]
 
 
 class Store:
@@ -81,6 +93,7 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self.db.row_factory = sqlite3.Row
+            self.lock = threading.RLock()  # one transaction at a time on this connection (UI threads)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.migrate()
@@ -103,7 +116,7 @@ class Store:
         return len(MIGRATIONS)
 
     def tx(self):
-        return _Tx(self.db)
+        return _Tx(self.db, self.lock)
 
     # --- runs --------------------------------------------------------------------------------
     def create_run(self, run_id: str, config: dict, manifest: dict, prompts: list, candidates: dict) -> bool:
@@ -212,6 +225,26 @@ class Store:
             out.append(d)
         return out
 
+    def save_comparison(self, result: dict) -> int:
+        with self.tx():
+            cur = self.db.execute("INSERT INTO comparisons (created_at, result) VALUES (?, ?)", (time.time(), _j(result)))
+            return cur.lastrowid
+
+    def comparisons(self, limit: int = 50) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM comparisons ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [{"id": r["id"], "created_at": r["created_at"], **json.loads(r["result"])} for r in rows]
+
+    def add_vote(self, run_id: str, prompt_id: str, label_a: str, label_b: str, shown_left: str, choice: str) -> None:
+        """A human's verdict on (label_a, label_b) of one prompt, in those original labels."""
+        if choice not in ("A", "B", "tie"):
+            raise LLMJudgeError(f"a vote is A, B or tie, not {choice!r}")
+        with self.tx():
+            self.db.execute("INSERT INTO votes (run_id, prompt_id, label_a, label_b, shown_left, choice, created_at) "
+                            "VALUES (?,?,?,?,?,?,?)", (run_id, prompt_id, label_a, label_b, shown_left, choice, time.time()))
+
+    def votes(self, run_id: str) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM votes WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+
     def integrity(self) -> str:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]
 
@@ -220,15 +253,23 @@ class Store:
 
 
 class _Tx:
-    def __init__(self, db):
-        self.db = db
+    def __init__(self, db, lock):
+        self.db, self.lock = db, lock
 
     def __enter__(self):
-        self.db.execute("BEGIN IMMEDIATE")
+        self.lock.acquire()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
         return self.db
 
     def __exit__(self, exc_type, *_):
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.lock.release()
         return False
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -70,7 +71,8 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "fake": ("llm_judge.backends.fake", "from_spec"),
 }
 
-_loaded: dict[tuple, Backend] = {}
+MAX_LOADED = 4  # models kept loaded at once; the least recently used goes first
+_loaded: OrderedDict[tuple, Backend] = OrderedDict()
 _load_lock = threading.Lock()
 
 
@@ -111,6 +113,9 @@ def get_backend(spec: str, **options: Any) -> Backend:
             module_name, factory = _REGISTRY[prefix]
             module = importlib.import_module(module_name)
             _loaded[key] = getattr(module, factory)(prefix, rest, **options)
+            while len(_loaded) > MAX_LOADED:
+                _loaded.popitem(last=False)  # a call still holding it finishes; then it is freed
+        _loaded.move_to_end(key)
         return _loaded[key]
 
 

@@ -1,0 +1,275 @@
+"""The web page (Gradio): Compare, Study and Vote, a thin layer over the library.
+
+Every handler parses input (``views``), calls one library function and formats its result.
+Errors become messages in the page (``gr.Error``), never tracebacks. In-process models are
+loaded once (a bounded cache) and used by one thread at a time (the backend's lock); requests
+queue, and Gradio shows each visitor their place in the queue.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import queue
+import random
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from . import views
+from .analyze import export_run
+from .compare import compare
+from .config import load_config
+from .criteria import DEFAULT_CRITERIA, parse_criteria
+from .errors import LLMJudgeError
+from .prompts import load_prompts
+from .report import charts, tables, write_report
+from .sampling import JUDGE_DEFAULT, PRESETS, make_sampling
+from .store import Store
+from .study import StudyConfig, run_study, summarize
+from .votes import agreement, cast, next_item
+
+log = logging.getLogger("llm_judge.ui")
+
+
+def user_errors(fn):
+    """Our errors as page messages; anything else logged here and shown as one neutral line."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LLMJudgeError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception:
+            log.exception("handler %s failed", fn.__name__)
+            raise gr.Error("internal error: the server log has the details", print_exception=False) from None
+    return wrapper
+
+
+class App:
+    def __init__(self, store: Store, *, public: bool = False, allowed_dirs: list[Path] | None = None,
+                 max_criteria: int = 3, n_ctx: int = 2048):
+        self.store, self.public, self.allowed_dirs = store, public, list(allowed_dirs or [])
+        self.max_criteria, self.n_ctx = max_criteria, n_ctx
+        self.files = Path(tempfile.mkdtemp(prefix="llm-judge-ui-"))
+        self.rng = random.Random()
+
+    def spec(self, text: str) -> str:
+        spec = views.normalise_spec(text)
+        views.check_spec_allowed(spec, public=self.public, allowed_dirs=self.allowed_dirs,
+                                 configured={e.spec for e in load_config().values()})
+        return spec
+
+    # --- Compare -------------------------------------------------------------------------------
+    def compare(self, model_a, model_b, judge, preset_a, preset_b, max_tokens, temp_a, min_p_a, temp_b, min_p_b,
+                seed, chosen, custom, prompt):
+        """Stream both answers as they are written, then the verdict; the result is stored."""
+        try:
+            specs = [self.spec(x) for x in (model_a, model_b, judge)]
+            criteria = views.selected_criteria(chosen, custom, self.max_criteria)
+            parse_criteria(criteria)
+            num = views.optional_number
+            common = {"max_tokens": num(max_tokens, "max tokens", int), "seed": num(seed, "seed", int)}
+            sa = make_sampling(preset_a, temperature=num(temp_a, "temperature A"), min_p=num(min_p_a, "min_p A"),
+                               **common)
+            sb = make_sampling(preset_b, temperature=num(temp_b, "temperature B"), min_p=num(min_p_b, "min_p B"),
+                               **common)
+        except LLMJudgeError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        events: queue.Queue = queue.Queue()
+
+        def work():
+            try:
+                result = compare(prompt, model_a=specs[0], model_b=specs[1], judge=specs[2], sampling_a=sa,
+                                 sampling_b=sb, criteria=criteria, n_ctx=self.n_ctx,
+                                 judge_sampling=make_sampling(None, **JUDGE_DEFAULT),
+                                 on_token=lambda label, piece: events.put(("token", label, piece)),
+                                 on_stage=lambda text: events.put(("stage", text, None)))
+                events.put(("done", result, None))
+            except LLMJudgeError as exc:
+                events.put(("error", str(exc), None))
+            except Exception:
+                log.exception("comparison failed")
+                events.put(("error", "internal error: the server log has the details", None))
+
+        threading.Thread(target=work, daemon=True, name="llm-judge-compare").start()
+        texts, status, last = {"A": "", "B": ""}, "Loading models…", 0.0
+        empty_rows = [[c, "", ""] for c in criteria]
+        while True:
+            kind, a, b = events.get()
+            if kind == "token":
+                texts[a] += b
+                if time.monotonic() - last < 0.1:
+                    continue
+            elif kind == "stage":
+                status = f"Working: {a}…"
+            elif kind == "error":
+                raise gr.Error(a, print_exception=False)
+            elif kind == "done":
+                d = a.to_dict()
+                self.store.save_comparison(d)
+                yield ("Done (saved).", d["candidates"]["A"]["text"], d["candidates"]["B"]["text"],
+                       views.verdict_rows(d), views.verdict_markdown(d), d)
+                return
+            last = time.monotonic()
+            yield status, texts["A"], texts["B"], empty_rows, "", None
+
+    # --- Study ---------------------------------------------------------------------------------
+    def run_choices(self) -> list[tuple[str, str]]:
+        return [(f"{r['id']} · {r['status']} · {r['n_prompts']} prompts x {r['n_candidates']}", r["id"])
+                for r in self.store.runs()]
+
+    def study(self, source, upload, candidates, judge, mode, limit, max_tokens, progress=gr.Progress()):
+        from .cli import parse_candidate
+
+        path = upload if isinstance(upload, str) else getattr(upload, "name", None)
+        prompts = load_prompts(path or source, limit=views.optional_number(limit, "the number of prompts", int))
+        cands = {}
+        for line in (candidates or "").splitlines():
+            if line.strip():
+                c = parse_candidate(line.strip(), {"max_tokens": views.optional_number(max_tokens, "max tokens", int)})
+                c = type(c)(self.spec(c.spec), c.sampling, c.label)
+                if c.name in cands:
+                    raise LLMJudgeError(f"two candidates are labelled {c.name!r}: add #LABEL to tell them apart")
+                cands[c.name] = c
+        config = StudyConfig(prompts=prompts, candidates=cands, judge=self.spec(judge),
+                             judge_sampling=make_sampling(None, **JUDGE_DEFAULT),
+                             criteria=parse_criteria(None), mode=mode, n_ctx=self.n_ctx, source=path or source)
+
+        def tell(stage, done, total, in_flight=0):
+            progress((done, total), desc=stage)
+
+        run_id = run_study(config, self.store, tell)
+        return self.open_run(run_id) + (gr.update(choices=self.run_choices(), value=run_id),)
+
+    def open_run(self, run_id):
+        if not run_id:
+            raise LLMJudgeError("choose a run first")
+        summary = summarize(self.store, run_id)
+        rid = summary["run_id"]
+        files = []
+        for name, fmt in ((f"{rid}.csv", "csv"), (f"{rid}.jsonl", "jsonl")):
+            export_run(self.store, rid, self.files / name, fmt)
+            files.append(str(self.files / name))
+        files.append(str(write_report(self.store, summary, self.files / f"{rid}.html")))
+        head = (f"Run **{rid}** ({summary['status']}): {summary['prompts']} prompts, judge `{summary['judge']}`, "
+                f"mode {summary['mode']}.\n\n" + "\n\n".join(f"> warning: {w}" for w in summary["warnings"]))
+        return head, views.tables_html(tables(summary)), "".join(charts(self.store, summary)), files
+
+    # --- Vote ----------------------------------------------------------------------------------
+    def next_pair(self, run_id):
+        if not run_id:
+            raise LLMJudgeError("choose a run to vote on")
+        item = next_item(self.store, run_id, self.rng)
+        return (item, f"**Prompt:** {item['prompt']}", item["left_text"], item["right_text"], "",
+                views.agreement_markdown(agreement(self.store, item["run_id"])))
+
+    def vote(self, side, item):
+        if not item:
+            raise LLMJudgeError("press “Next pair” first")
+        cast(self.store, item, side)
+        reveal = f"Left was **{item['left']}**, right was **{item['right']}**. Press “Next pair” for another."
+        return None, reveal, views.agreement_markdown(agreement(self.store, item["run_id"]))
+
+
+def build(app: App) -> gr.Blocks:
+    with gr.Blocks(title="LLM as a Judge", analytics_enabled=False) as demo:
+        gr.Markdown("# LLM as a Judge\nTwo models answer, a third judges both answers in both orders.")
+        with gr.Tab("Compare"):
+            with gr.Row():
+                model_a = gr.Textbox("embedded", label="Model A (spec, or repo and file name)", elem_id="model-a")
+                model_b = gr.Textbox("embedded", label="Model B", elem_id="model-b")
+                judge = gr.Textbox("embedded", label="Judge", elem_id="judge")
+            with gr.Row():
+                preset_a = gr.Dropdown(list(PRESETS), value="p1", label="Sampling A")
+                preset_b = gr.Dropdown(list(PRESETS), value="p2", label="Sampling B")
+                max_tokens = gr.Textbox("256", label="Max tokens per answer", elem_id="max-tokens")
+            with gr.Accordion("Sampling details (blank: from the preset)", open=False):
+                with gr.Row():
+                    temp_a = gr.Textbox("", label="Temperature A", placeholder="from the preset")
+                    min_p_a = gr.Textbox("", label="min_p A", placeholder="from the preset")
+                    temp_b = gr.Textbox("", label="Temperature B", placeholder="from the preset")
+                    min_p_b = gr.Textbox("", label="min_p B", placeholder="from the preset")
+                    seed = gr.Textbox("0", label="Seed")
+            chosen = gr.CheckboxGroup(views.CRITERIA_CHOICES, value=list(DEFAULT_CRITERIA),
+                                      label=f"Select up to {app.max_criteria} evaluation criteria")
+            custom = gr.Textbox(label="Custom criteria (one name=description per line)", lines=1)
+            prompt = gr.Textbox(label="Prompt", lines=3, elem_id="prompt")
+            evaluate = gr.Button("Evaluate Models", variant="primary", elem_id="evaluate")
+            status = gr.Markdown(elem_id="status")
+            with gr.Row():
+                answer_a = gr.Textbox(label="Response A", lines=12, elem_id="answer-a")
+                answer_b = gr.Textbox(label="Response B", lines=12, elem_id="answer-b")
+            table = gr.Dataframe(headers=["Criterion", "A", "B"], interactive=False, elem_id="verdict-table")
+            verdict = gr.Markdown(elem_id="verdict")
+            result_json = gr.JSON(visible=False)
+            evaluate.click(app.compare, [model_a, model_b, judge, preset_a, preset_b, max_tokens, temp_a, min_p_a,
+                                         temp_b, min_p_b, seed, chosen, custom, prompt],
+                           [status, answer_a, answer_b, table, verdict, result_json], api_name="compare")
+        with gr.Tab("Study"):
+            with gr.Row():
+                source = gr.Dropdown(["seed-10"], value="seed-10", label="Prompt set")
+                upload = gr.File(label="…or upload prompts (.jsonl, .csv, .txt)", file_types=[".jsonl", ".json",
+                                                                                             ".csv", ".txt"])
+            candidates = gr.Textbox("embedded@p1\nembedded@p2", lines=3,
+                                    label="Candidates, one per line: SPEC@PRESET#LABEL")
+            with gr.Row():
+                study_judge = gr.Textbox("embedded", label="Judge")
+                mode = gr.Radio(["single", "pairwise", "both"], value="single", label="Judging")
+                limit = gr.Textbox("", label="Only the first N prompts", placeholder="all")
+                study_tokens = gr.Textbox("128", label="Max tokens per answer")
+            run_btn = gr.Button("Run study", variant="primary", elem_id="run-study")
+            with gr.Row():
+                runs = gr.Dropdown(app.run_choices(), label="Stored runs", elem_id="runs")
+                refresh = gr.Button("Refresh list")
+                open_btn = gr.Button("Open run", elem_id="open-run")
+            study_head = gr.Markdown(elem_id="study-head")
+            study_tables = gr.HTML(elem_id="study-tables")
+            study_charts = gr.HTML(elem_id="study-charts")
+            downloads = gr.File(label="Downloads: CSV, JSONL, HTML report", file_count="multiple")
+            outputs = [study_head, study_tables, study_charts, downloads]
+            run_btn.click(user_errors(app.study), [source, upload, candidates, study_judge, mode, limit, study_tokens],
+                          outputs + [runs], api_name="study")
+            open_btn.click(user_errors(app.open_run), [runs], outputs, api_name="open_run")
+            refresh.click(lambda: gr.update(choices=app.run_choices()), None, [runs])
+        with gr.Tab("Vote"):
+            gr.Markdown("Blind voting: which answer is better? The models' names show after your vote.")
+            with gr.Row():
+                vote_run = gr.Dropdown(app.run_choices(), label="Run", elem_id="vote-run")
+                vote_refresh = gr.Button("Refresh list")
+                next_btn = gr.Button("Next pair", variant="primary", elem_id="next-pair")
+            item = gr.State(None)
+            vote_prompt = gr.Markdown(elem_id="vote-prompt")
+            with gr.Row():
+                left = gr.Textbox(label="Left answer", lines=10, elem_id="left")
+                right = gr.Textbox(label="Right answer", lines=10, elem_id="right")
+            with gr.Row():
+                left_btn = gr.Button("Left is better", elem_id="vote-left")
+                tie_btn = gr.Button("Tie", elem_id="vote-tie")
+                right_btn = gr.Button("Right is better", elem_id="vote-right")
+            reveal = gr.Markdown(elem_id="reveal")
+            agreement_md = gr.Markdown(elem_id="agreement")
+            next_btn.click(user_errors(app.next_pair), [vote_run], [item, vote_prompt, left, right, reveal, agreement_md])
+            vote_refresh.click(lambda: gr.update(choices=app.run_choices()), None, [vote_run])
+            for button, side in ((left_btn, "left"), (tie_btn, "tie"), (right_btn, "right")):
+                button.click(user_errors(functools.partial(app.vote, side)), [item], [item, reveal, agreement_md])
+    return demo
+
+
+def launch(*, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
+           allowed_dirs: list[Path] | None = None, max_criteria: int = 3, db: str | None = None,
+           n_ctx: int = 2048, concurrency: int = 4, block: bool = True):
+    """Start the page; returns the Gradio app (``block=False`` for tests and benchmarks)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    public = host not in {"127.0.0.1", "localhost", "::1"}
+    app = App(Store(db), public=public, allowed_dirs=allowed_dirs, max_criteria=max_criteria, n_ctx=n_ctx)
+    demo = build(app).queue(default_concurrency_limit=concurrency, max_size=64)
+    demo.launch(server_name=host, server_port=port, auth=auth, show_error=False, ssr_mode=False, quiet=True,
+                prevent_thread_lock=not block, allowed_paths=[str(app.files)])
+    return demo

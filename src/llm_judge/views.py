@@ -1,0 +1,132 @@
+"""Pure functions that turn page input into library calls and library results into what the page
+shows. No Gradio here, so all of it is unit-tested without a browser."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+from .criteria import CATALOGUE
+from .errors import LLMJudgeError
+
+
+def normalise_spec(text: str) -> str:
+    """A model spec from what a visitor typed, the Space's repo + file naming included.
+
+    >>> normalise_spec("forestav/LoRA-2000 unsloth.F16.gguf")
+    'hf:forestav/LoRA-2000/unsloth.F16.gguf'
+    >>> normalise_spec("forestav/LoRA-2000/unsloth.F16.gguf"), normalise_spec(" embedded ")
+    ('hf:forestav/LoRA-2000/unsloth.F16.gguf', 'embedded')
+    """
+    text = (text or "").strip()
+    if not text:
+        raise LLMJudgeError("a model is empty: give a spec such as embedded, or a repo and a file name")
+    parts = text.split()
+    if len(parts) == 2 and ":" not in parts[0]:
+        repo, file = parts
+        return f"hf:{repo.strip('/')}/{file}"
+    if ":" not in text and text.lower().endswith(".gguf") and text.count("/") >= 2:
+        return f"hf:{text}"
+    return text
+
+
+def check_spec_allowed(spec: str, *, public: bool, allowed_dirs: list[Path], configured: set[str]) -> None:
+    """On a server reachable beyond localhost, visitors may not open arbitrary files or URLs.
+
+    Local GGUF files must lie inside an allowed directory; server URLs must be names from the
+    operator's config file (so no visitor can make the server call an address of their choice).
+    """
+    if not public:
+        return
+    if spec.startswith("gguf:"):
+        path = Path(os.path.realpath(Path(spec[5:]).expanduser()))
+        roots = [Path(os.path.realpath(d)) for d in allowed_dirs]
+        if not any(path == r or r in path.parents for r in roots):
+            raise LLMJudgeError("local model files are restricted on this server: use a file inside "
+                                + (", ".join(map(str, roots)) if roots else "an allowed directory (none is allowed)"))
+    elif spec.startswith("openai:") and spec not in configured:
+        raise LLMJudgeError("server URLs are restricted on this server: use a model name the operator configured")
+
+
+def optional_number(text, name: str, kind=float):
+    """A number typed in an optional field: blank is None, anything else must parse.
+
+    >>> optional_number(" ", "temperature"), optional_number("0.7", "temperature"), optional_number("3", "n", int)
+    (None, 0.7, 3)
+    """
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        return kind(str(text).strip())
+    except ValueError:
+        raise LLMJudgeError(f"{name} must be a {'whole ' if kind is int else ''}number, not {text!r}") from None
+
+
+def selected_criteria(chosen: list[str] | None, custom: str | None, maximum: int) -> list[str]:
+    """Checkbox choices plus ``name=description`` lines, at most ``maximum`` in all."""
+    items = list(chosen or []) + [line.strip() for line in (custom or "").splitlines() if line.strip()]
+    if not items:
+        raise LLMJudgeError("select at least one criterion")
+    if len(items) > maximum:
+        raise LLMJudgeError(f"select up to {maximum} criteria ({len(items)} selected)")
+    return items
+
+
+def verdict_rows(result: dict) -> list[list]:
+    """Criteria x (A, B), then the totals; '-' where unscored."""
+    def fmt(x):
+        return "-" if x is None else (f"{x:g}" if float(x).is_integer() else f"{x:.1f}")
+
+    scores, totals = result.get("scores") or {}, result.get("totals") or {}
+    rows = [[c["name"], fmt((scores.get(c["name"]) or {}).get("A")), fmt((scores.get(c["name"]) or {}).get("B"))]
+            for c in result["criteria"]]
+    rows.append(["Total", fmt(totals.get("A")), fmt(totals.get("B"))])
+    return rows
+
+
+def verdict_markdown(result: dict) -> str:
+    """Winner, agreement of the two orders, the judge's reasons and the warnings."""
+    winner = result.get("winner")
+    names = {lab: c["label"] for lab, c in result["candidates"].items()}
+    head = ("**Winner: none** (unscored: the judge gave no readable verdict)" if winner is None
+            else "**Winner: tie**" if winner == "tie" else f"**Winner: {winner}** ({names[winner]})")
+    lines = [head]
+    if result["mode"] == "pairwise":
+        agreed = {True: "yes", False: "**no**", None: "unknown"}[result.get("consistent")]
+        per = ", ".join(f"{o['order']}: {o['verdict']['winner'] if o['verdict'] else 'unscored'}"
+                        for o in result["orders"])
+        lines.append(f"Both orders agreed: {agreed} ({per}; in the original labels)")
+    for o in result["orders"]:
+        if o["verdict"]:
+            lines.append(f"- Judge ({o['order']}): {o['verdict'].get('justification') or '(no justification)'}")
+    lines += [f"> warning: {w}" for w in result.get("warnings", [])]
+    return "\n\n".join(lines)
+
+
+def agreement_markdown(result: dict) -> str:
+    """The votes so far and the judge's agreement with them."""
+    if not result["votes"]:
+        return "No votes yet."
+    text = f"{result['votes']} votes, {result['judged_votes']} on pairs the judge rated."
+    ha = (result.get("analysis") or {}).get("human_agreement")
+    if ha:
+        b = ha["with_ties"]
+        acc = b["verdict"]["accuracy"]
+        kappa = b["verdict"]["kappa"]
+        text += f" Judge agrees with you on {acc:.0%} of them" + (f" (Cohen's kappa {kappa:.2f})." if kappa is not None
+                                                                  else ".")
+        both = b["both_orders_correct"]
+        if both["items"]:
+            text += f" Both orders agreed with you on {both['rate']:.0%} of {both['items']}."
+    return text
+
+
+def tables_html(tables: list[tuple[str, list[str], list[list[str]]]]) -> str:
+    e = html.escape
+    return "".join(f"<h3>{e(t)}</h3><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
+                   + "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+                   + "</table>" for t, head, rows in tables)
+
+
+CRITERIA_CHOICES = list(CATALOGUE)

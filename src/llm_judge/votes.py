@@ -1,0 +1,91 @@
+"""Blind human votes on a stored run's answers, and the judge's agreement with them.
+
+The judge's verdict on a pair is its pairwise verdict in both orders when the run has one,
+else the comparison of the two single-grading totals. Agreement figures are those of
+``llm-judge analyze``, computed on the same records.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import Counter
+
+from . import judge as J
+from .analyze import analyze
+from .errors import LLMJudgeError
+from .store import Store
+from .study import pair_rows
+
+
+def _answers(store: Store, run_id: str) -> dict[tuple[str, str], str]:
+    return {(i["prompt_id"], i["labels"][0]): i["text"] for i in store.items(run_id, "generation") if i["text"]}
+
+
+def vote_pairs(store: Store, run_id: str) -> list[tuple[str, str, str]]:
+    """Every (prompt_id, label_a, label_b) of the run whose two answers exist."""
+    labels = [c["label"] for c in store.candidates(run_id)]
+    answers = _answers(store, run_id)
+    return [(p["prompt_id"], a, b) for p in store.prompts(run_id) for a, b in itertools.combinations(labels, 2)
+            if (p["prompt_id"], a) in answers and (p["prompt_id"], b) in answers]
+
+
+def next_item(store: Store, run_id: str, rng: random.Random) -> dict:
+    """A pair with the fewest votes so far, sides randomised; names are for after the vote."""
+    run_id = store.run(run_id)["id"]
+    pairs = vote_pairs(store, run_id)
+    if not pairs:
+        raise LLMJudgeError(f"run {run_id} has no pair of answers to vote on (it needs two candidates)")
+    counts = Counter((v["prompt_id"], v["label_a"], v["label_b"]) for v in store.votes(run_id))
+    fewest = min(counts[p] for p in pairs)
+    prompt_id, a, b = rng.choice([p for p in pairs if counts[p] == fewest])
+    left, right = (a, b) if rng.random() < 0.5 else (b, a)
+    answers = _answers(store, run_id)
+    prompt = next(p["prompt"] for p in store.prompts(run_id) if p["prompt_id"] == prompt_id)
+    return {"run_id": run_id, "prompt_id": prompt_id, "prompt": prompt, "label_a": a, "label_b": b,
+            "left": left, "right": right, "left_text": answers[(prompt_id, left)],
+            "right_text": answers[(prompt_id, right)]}
+
+
+def cast(store: Store, item: dict, side: str) -> str:
+    """Record a vote given as 'left', 'right' or 'tie'; returns it in the original labels."""
+    if side not in ("left", "right", "tie"):
+        raise LLMJudgeError(f"a vote is left, right or tie, not {side!r}")
+    if side == "tie":
+        choice = "tie"
+    else:
+        chosen = item[side]
+        choice = "A" if chosen == item["label_a"] else "B"
+    store.add_vote(item["run_id"], item["prompt_id"], item["label_a"], item["label_b"], item["left"], choice)
+    return choice
+
+
+def judge_verdicts(store: Store, run_id: str) -> dict[tuple[str, str, str], dict]:
+    """(prompt_id, a, b) -> {"verdict", "verdict_swapped"?} from the run's own judgments."""
+    out = {}
+    for (pid, (a, b)), orders in pair_rows(store.items(run_id)).items():
+        ab, ba = orders.get("AB"), orders.get("BA")
+        if ab or ba:
+            out[(pid, a, b)] = {"verdict": (ab or ba)["winner"], **({"verdict_swapped": ba["winner"]} if ab and ba else {})}
+    singles = {(i["prompt_id"], i["labels"][0]): i["verdict"] for i in store.items(run_id, "single")}
+    for pid, a, b in vote_pairs(store, run_id):
+        va, vb = singles.get((pid, a)), singles.get((pid, b))
+        if (pid, a, b) not in out and va and vb:
+            out[(pid, a, b)] = {"verdict": J.single_winner(va["total"], vb["total"])}
+    return out
+
+
+def agreement(store: Store, run_id: str) -> dict:
+    """The judge's agreement with the human votes so far (the figures of ``analyze``)."""
+    run_id = store.run(run_id)["id"]
+    verdicts = judge_verdicts(store, run_id)
+    records = []
+    for v in store.votes(run_id):
+        judged = verdicts.get((v["prompt_id"], v["label_a"], v["label_b"]))
+        if judged:
+            records.append({"id": v["prompt_id"], "model_a": v["label_a"], "model_b": v["label_b"],
+                            "human": v["choice"], **judged})
+    result = {"votes": len(store.votes(run_id)), "judged_votes": len(records)}
+    if records:
+        result["analysis"] = analyze(records, n_boot=200)
+    return result
