@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llm_judge.backends import fake
+from llm_judge.backends import fake, forget_backends
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LLM_JUDGE_SHARED", ROOT.parent / "shared"))
@@ -22,6 +22,16 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is missing: set LLM_JUDGE_SHARED to the folder holding data/")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _free_models_before_exit():
+    """Free loaded models while the interpreter is whole (llama.cpp's finaliser fails at shutdown)."""
+    yield
+    import gc
+
+    forget_backends()
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)

@@ -189,11 +189,13 @@ db_option = click.option("--db", default=None, help="store path (default: $LLM_J
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="bootstrap resamples")
 @click.option("--concurrency", type=int, default=None,
               help="requests in flight for remote models (overrides the endpoints' limits)")
+@click.option("--repeat", type=int, default=1, show_default=True,
+              help="judge each item N times and report the spread")
 @db_option
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON (with run_id)")
 def run(source, candidates, judge, criteria, scale, mode, baseline, judge_max_tokens, limit, sample, sample_seed,
-        n_ctx, bootstrap, concurrency, db, quiet, as_json, **sampling):
+        n_ctx, bootstrap, concurrency, repeat, db, quiet, as_json, **sampling):
     """Run a study: every prompt x candidate, graded by the judge; stored and resumable."""
     from .criteria import parse_criteria
     from .prompts import load_prompts
@@ -211,7 +213,7 @@ def run(source, candidates, judge, criteria, scale, mode, baseline, judge_max_to
         prompts=load_prompts(source, limit=limit, sample=sample, seed=sample_seed), candidates=cands, judge=judge,
         judge_sampling=make_sampling(None, **dict(JUDGE_DEFAULT, max_tokens=judge_max_tokens)),
         criteria=parse_criteria(criteria), scale=parse_scale(scale), mode=mode, baseline=baseline, n_ctx=n_ctx,
-        source=source)
+        source=source, repeat=repeat)
     config.validate()
     store = _store(db)
     progress = None if (quiet or as_json) else _progress_bar()
@@ -274,6 +276,12 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         console.print(t)
     b = summary["bootstrap"]
     console.print(f"intervals: {b['method']}, {b['resamples']} resamples, seed {b['seed']}")
+    spread = summary.get("repeat_spread")
+    if spread:
+        parts = [f"{k}: {v['identical_share']:.0%} of {v['items']} items identical"
+                 + (f", mean range of totals {v['mean_range']:.2f}" if "mean_range" in v else "")
+                 for k, v in spread.items() if isinstance(v, dict)]
+        console.print(f"judged {spread['repeats']} times each (statistics use the first): " + "; ".join(parts))
     for w in summary["warnings"]:
         console.print(f"[yellow]warning: {w}[/yellow]")
     console.print(f"report: llm-judge report {summary['run_id']} --html report.html")

@@ -53,11 +53,19 @@ class JudgeCall:
         return out
 
 
+MAX_PROMPT_CHARS = 200_000  # far beyond any context a judge can take; larger is a mistake
+
+
 def check_prompt(prompt: str | None) -> str:
+    """A prompt worth sending, or an error that says what is wrong with it and where."""
     if prompt is None or not prompt.strip():
         raise LLMJudgeError("empty prompt: give the question to answer as an argument, a file or stdin")
-    if "\x00" in prompt:
-        raise LLMJudgeError("the prompt holds a NUL character: pass plain text")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise LLMJudgeError(f"the prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
+    for n, line in enumerate(prompt.split("\n"), 1):
+        bad = next((ch for ch in line if (ord(ch) < 32 and ch not in "\t\r") or ord(ch) == 127), None)
+        if bad is not None:
+            raise LLMJudgeError(f"the prompt holds control character U+{ord(bad):04X} on line {n}: remove it")
     return prompt
 
 
@@ -65,6 +73,8 @@ def _call_judge(backend: Backend, messages, schema, sampling, parse) -> tuple[st
     try:
         completion = backend.generate(messages, sampling, schema=schema)
     except LLMJudgeError as exc:
+        if exc.fatal:
+            raise
         return "", None, f"judge call failed: {exc}", None
     try:
         return completion.text, parse(completion.text), None, completion

@@ -25,6 +25,7 @@ CATALOGUE: dict[str, str] = {
 }
 
 DEFAULT_CRITERIA = ("Relevance", "Coherence", "Completeness")
+MAX_CRITERIA = 10  # more makes the judge's prompt and output long and its scores unreliable
 
 
 @dataclass(frozen=True)
@@ -93,4 +94,6 @@ def parse_criteria(items: list[str] | tuple[str, ...] | str | None) -> list[Crit
         out.append(crit)
     if not out:
         raise LLMJudgeError("no criteria given: name at least one, e.g. --criteria Relevance")
+    if len(out) > MAX_CRITERIA:
+        raise LLMJudgeError(f"too many criteria ({len(out)}): judge on at most {MAX_CRITERIA} at once")
     return out

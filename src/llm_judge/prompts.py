@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from .compare import check_prompt
 from .errors import LLMJudgeError
 from .textfiles import iter_jsonl, read_text
 
@@ -63,12 +64,15 @@ def parse_jsonl(text: str, name: str) -> list[PromptItem]:
 
 
 def parse_csv(text: str, name: str) -> list[PromptItem]:
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "prompt" not in reader.fieldnames:
-        raise LLMJudgeError(f"{name}: a CSV prompt set needs a header with a 'prompt' column (and optionally id, "
-                            "reference, category)")
-    return [_item({k: v for k, v in row.items() if k}, f"{name} line {n}", str(n - 1))
-            for n, row in enumerate(reader, 2)]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        if not reader.fieldnames or "prompt" not in reader.fieldnames:
+            raise LLMJudgeError(f"{name}: a CSV prompt set needs a header with a 'prompt' column (and optionally id, "
+                                "reference, category)")
+        return [_item({k: v for k, v in row.items() if k}, f"{name} line {reader.line_num}", str(n - 1))
+                for n, row in enumerate(reader, 2)]
+    except csv.Error as exc:
+        raise LLMJudgeError(f"{name} line {reader.line_num}: not valid CSV ({exc})") from None
 
 
 def parse_lines(text: str, name: str) -> list[PromptItem]:
@@ -92,8 +96,10 @@ def load_prompts(source: str, *, limit: int | None = None, sample: int | None = 
     for item in items:
         if item.id in seen:
             raise LLMJudgeError(f"prompt set {source!r}: id {item.id!r} appears twice; ids must be unique")
-        if "\x00" in item.prompt:
-            raise LLMJudgeError(f"prompt set {source!r}: prompt {item.id!r} holds a NUL character")
+        try:
+            check_prompt(item.prompt)
+        except LLMJudgeError as exc:
+            raise LLMJudgeError(f"prompt set {source!r}, prompt {item.id!r}: {exc}") from None
         seen.add(item.id)
     if sample is not None:
         if sample < 1:

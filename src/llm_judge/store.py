@@ -83,7 +83,10 @@ _M3 = """
     CREATE INDEX votes_by_run ON votes(run_id);
 """
 
-MIGRATIONS: list[str] = [_M1, _M2, _M3]
+# 4: the repeat a run item belongs to (--repeat N judges each item N times; 0 is the first).
+_M4 = "ALTER TABLE run_items ADD COLUMN repeat INTEGER NOT NULL DEFAULT 0"
+
+MIGRATIONS: list[str] = [_M1, _M2, _M3, _M4]
 
 
 class Store:
@@ -200,23 +203,25 @@ class Store:
             if link:
                 self._link(*link, result_key=key)
 
-    def link(self, run_id, item, prompt_id, kind, labels, order, result_key) -> None:
+    def link(self, run_id, item, prompt_id, kind, labels, order, repeat: int = 0, *, result_key: str) -> None:
         with self.tx():
-            self._link(run_id, item, prompt_id, kind, labels, order, result_key=result_key)
+            self._link(run_id, item, prompt_id, kind, labels, order, repeat, result_key=result_key)
 
-    def _link(self, run_id, item, prompt_id, kind, labels, order, *, result_key) -> None:
-        self.db.execute("INSERT OR REPLACE INTO run_items VALUES (?,?,?,?,?,?,?)",
-                        (run_id, item, prompt_id, kind, _j(labels), order, result_key))
+    def _link(self, run_id, item, prompt_id, kind, labels, order, repeat=0, *, result_key) -> None:
+        self.db.execute("INSERT OR REPLACE INTO run_items (run_id, item, prompt_id, kind, labels, display_order, "
+                        "result_key, repeat) VALUES (?,?,?,?,?,?,?,?)",
+                        (run_id, item, prompt_id, kind, _j(labels), order, result_key, repeat))
 
-    def items(self, run_id: str, kind: str | None = None) -> list[dict]:
-        """Every result of a run, joined with its generation or judgment."""
+    def items(self, run_id: str, kind: str | None = None, repeat: int | None = 0) -> list[dict]:
+        """Every result of a run, joined with its generation or judgment (``repeat=None``: all repeats)."""
         rows = self.db.execute("""
             SELECT i.*, j.status AS j_status, j.raw, j.verdict, j.error AS j_error, j.judge_spec,
                    g.status AS g_status, g.text, g.error AS g_error, g.completion_tokens AS g_tokens,
                    g.seconds AS g_seconds
             FROM run_items i LEFT JOIN judgments j ON j.key=i.result_key
             LEFT JOIN generations g ON g.key=i.result_key
-            WHERE i.run_id=? AND (? IS NULL OR i.kind=?) ORDER BY i.rowid""", (run_id, kind, kind)).fetchall()
+            WHERE i.run_id=? AND (? IS NULL OR i.kind=?) AND (? IS NULL OR i.repeat=?) ORDER BY i.rowid""",
+                               (run_id, kind, kind, repeat, repeat)).fetchall()
         out = []
         for r in rows:
             d = dict(r)

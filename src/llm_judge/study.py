@@ -39,6 +39,7 @@ class StudyConfig:
     baseline: str | None = None  # pairwise against one candidate instead of every pair
     n_ctx: int = 2048
     source: str = ""
+    repeat: int = 1  # judge each item this many times (temperature 0 is not deterministic on every server)
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -47,6 +48,8 @@ class StudyConfig:
             raise LLMJudgeError("no candidates: add at least one --candidate SPEC[@PRESET]")
         if self.mode != "single" and len(self.candidates) < 2:
             raise LLMJudgeError("pairwise judging needs at least two candidates")
+        if not 1 <= self.repeat <= 100:
+            raise LLMJudgeError(f"--repeat {self.repeat}: judge each item 1 to 100 times")
         if self.baseline is not None and self.baseline not in self.candidates:
             raise LLMJudgeError(f"baseline {self.baseline!r} is not a candidate label ({', '.join(self.candidates)})")
         for spec in [c.spec for c in self.candidates.values()] + [self.judge]:
@@ -60,6 +63,7 @@ class StudyConfig:
             "criteria": [[c.name, c.rubric] for c in self.criteria], "scale": [self.scale.low, self.scale.high],
             "mode": self.mode, "baseline": self.baseline, "n_ctx": self.n_ctx,
             "template_version": J.TEMPLATE_VERSION,
+            **({"repeat": self.repeat} if self.repeat > 1 else {}),
         }
 
     def run_id(self) -> str:
@@ -83,7 +87,11 @@ def manifest(config: StudyConfig, backends: dict) -> dict:
 
     return {"llm_judge": __version__, "llama_cpp_python": llama_cpp.__version__, "python": platform.python_version(),
             "models": {spec: b.describe() for spec, b in backends.items()},
-            "template_version": J.TEMPLATE_VERSION}
+            "template_version": J.TEMPLATE_VERSION,
+            "candidates": {lab: {"spec": c.spec, "sampling": c.sampling.model_dump()} for lab, c in config.candidates.items()},
+            "judge_sampling": config.judge_sampling.model_dump(), "repeat": config.repeat,
+            "orders": "every pairwise item is judged in both orders: AB shows the first label first, BA the "
+                      "second; each run item records its order (run_items.display_order)"}
 
 
 Progress = Callable[..., None]  # (stage, done, total, in_flight)
@@ -109,14 +117,22 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
     config.validate()
     tell = progress or (lambda *_: None)
     specs = {c.spec for c in config.candidates.values()} | {config.judge}
+    pool_size({}, concurrency)  # a bad --concurrency fails before any model loads
     extra = {} if concurrency is None else {"concurrency": concurrency}
     backends = {s: get_backend(s, **_load_options(s, config.n_ctx), **_remote(s, extra)) for s in specs}
+    workers = pool_size(backends, concurrency)
     run_id = config.run_id()
     store.create_run(run_id, config.to_dict(), manifest(config, backends), config.prompts, config.candidates)
-    workers = pool_size(backends, concurrency)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-judge") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-judge")
+    try:
         answers = _generate_all(config, store, run_id, backends, pool, tell)
         failed = _judge_all(config, store, run_id, backends[config.judge], answers, pool, tell)
+    except BaseException:
+        # Ctrl-C, or an error no item can get past (a refused key): what finished is stored.
+        pool.shutdown(wait=False, cancel_futures=True)
+        store.finish_run(run_id, "interrupted")
+        raise
+    pool.shutdown()
     failed += sum(1 for v in answers.values() if v is None)
     warnings = [w for b in backends.values() for w in getattr(b, "warnings", [])]
     if warnings:
@@ -140,6 +156,8 @@ def _run_jobs(pool, jobs: list, call, write, stage: str, tell, done: int = 0, to
             try:
                 result = fut.result()
             except LLMJudgeError as exc:
+                if exc.fatal:
+                    raise
                 result = exc
             write(futures[fut], result)
             done += 1
@@ -159,7 +177,7 @@ def _generate_all(config, store, run_id, backends, pool, tell) -> dict:
             if row is None:
                 todo.setdefault(key, []).append((p, label, cand, backend, messages, key))
                 continue
-            store.link(run_id, f"gen:{p.id}:{label}", p.id, "generation", [label], "-", key)
+            store.link(run_id, f"gen:{p.id}:{label}", p.id, "generation", [label], "-", result_key=key)
             answers[(p.id, label)] = row["text"]
 
     def call(items):
@@ -177,7 +195,7 @@ def _generate_all(config, store, run_id, backends, pool, tell) -> dict:
                                  seconds=result.seconds, finish_reason=result.finish_reason)
         for p, label, *_ in items:
             if not isinstance(result, LLMJudgeError):
-                store.link(run_id, f"gen:{p.id}:{label}", p.id, "generation", [label], "-", key)
+                store.link(run_id, f"gen:{p.id}:{label}", p.id, "generation", [label], "-", result_key=key)
             answers[(p.id, label)] = None if isinstance(result, LLMJudgeError) else result.text
 
     waiting = sum(len(v) for v in todo.values())
@@ -188,24 +206,26 @@ def _generate_all(config, store, run_id, backends, pool, tell) -> dict:
 
 def _judge_all(config, store, run_id, judge_backend, answers, pool, tell) -> int:
     jobs = []
-    for p in config.prompts:
-        if config.mode in ("single", "both"):
-            jobs += [("single", p, (lab,), lab) for lab in config.candidates]
-        if config.mode in ("pairwise", "both"):
-            jobs += [("pairwise", p, pair, order) for pair in config.pairs() for order in ("AB", "BA")]
+    for r in range(config.repeat):
+        for p in config.prompts:
+            if config.mode in ("single", "both"):
+                jobs += [("single", p, (lab,), lab, r) for lab in config.candidates]
+            if config.mode in ("pairwise", "both"):
+                jobs += [("pairwise", p, pair, order, r) for pair in config.pairs() for order in ("AB", "BA")]
     judge_id = _identity(judge_backend)
     common = dict(judge=judge_id, template=J.TEMPLATE_VERSION, sampling=config.judge_sampling.model_dump(),
                   criteria=[[c.name, c.rubric] for c in config.criteria], scale=[config.scale.low, config.scale.high])
     todo: dict[str, list] = {}  # key -> the run items waiting for that judgment
     failed = 0
-    for kind, p, labels, order in jobs:
+    for kind, p, labels, order, r in jobs:
         texts = [answers.get((p.id, lab)) for lab in labels]
         if any(t is None for t in texts):
             failed += 1  # its generation failed: judged on a later run
             continue
         shown = texts if order != "BA" else texts[::-1]
-        key = cache_key(kind, **common, prompt=p.prompt, reference=p.reference, shown=shown)
-        link = (run_id, f"{kind}:{p.id}:{'|'.join(labels)}:{order}", p.id, kind, list(labels), order)
+        key = cache_key(kind, **common, prompt=p.prompt, reference=p.reference, shown=shown, **({"repeat": r} if r else {}))
+        item = f"{kind}:{p.id}:{'|'.join(labels)}:{order}" + (f"#{r}" if r else "")
+        link = (run_id, item, p.id, kind, list(labels), order, r)
         if store.judgment(key) is not None:
             store.link(*link, result_key=key)
         else:
@@ -286,9 +306,33 @@ def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int
         "criteria": criteria, "scale": config["scale"], "prompts": len(prompts),
         "bootstrap": {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed, "level": 0.95},
         "single": per_candidate, "pairwise_from_totals": single_pairs, "pairwise": pairwise,
+        "repeat_spread": repeat_spread(store.items(run_id, repeat=None)),
         "warnings": judge_warnings(config["judge"], [c["spec"] for c in config["candidates"].values()])
         + json.loads(run["manifest"]).get("warnings", []),
     }
+
+
+def repeat_spread(items: list[dict]) -> dict | None:
+    """How much the judge's verdicts vary when the same item is judged again (``--repeat N``).
+
+    Statistics use each item's first judgment; this says how far the others strayed from it.
+    """
+    groups: dict[tuple, list] = {}
+    for i in items:
+        if i["kind"] != "generation" and i["verdict"] is not None:
+            groups.setdefault((i["kind"], i["prompt_id"], tuple(i["labels"]), i["display_order"]), []).append(i["verdict"])
+    repeated = {k: v for k, v in groups.items() if len(v) > 1}
+    if not repeated:
+        return None
+    singles = [[v["total"] for v in vs] for k, vs in repeated.items() if k[0] == "single"]
+    pairs = [[v["winner"] for v in vs] for k, vs in repeated.items() if k[0] == "pairwise"]
+    out = {"repeats": max(len(v) for v in repeated.values())}
+    if singles:
+        out["single"] = {"items": len(singles), "identical_share": sum(len(set(t)) == 1 for t in singles) / len(singles),
+                         "mean_range": sum(max(t) - min(t) for t in singles) / len(singles)}
+    if pairs:
+        out["pairwise"] = {"items": len(pairs), "identical_share": sum(len(set(w)) == 1 for w in pairs) / len(pairs)}
+    return out
 
 
 def pair_rows(items: list[dict]) -> dict:

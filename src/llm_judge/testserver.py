@@ -8,7 +8,8 @@ gets a verdict built from the schema by ``expected_content``, so a test can tell
 from a corrupted one. At ``--fault-rate`` it instead serves one of these faults, chosen at random
 (seeded): ``429`` (with ``Retry-After``), ``500``, ``timeout`` (hangs for ``--hang`` seconds),
 ``drop`` (closes the connection without an answer), ``malformed`` (invalid JSON) and ``schema``
-(valid JSON that is not a chat completion). ``--delay`` adds a fixed latency to every answer, with
+(valid JSON that is not a chat completion), ``html`` (an HTML page where JSON belongs) and
+``empty`` (a completion with no choices). ``--delay`` adds a fixed latency to every answer, with
 unlimited parallelism. ``GET /stats`` returns the counts of what was served.
 
 Written on raw asyncio streams so that faults such as a dropped connection are real.
@@ -24,7 +25,7 @@ import random
 import sys
 from collections import Counter
 
-FAULTS = ("429", "500", "timeout", "drop", "malformed", "schema")
+FAULTS = ("429", "500", "timeout", "drop", "malformed", "schema", "html", "empty")
 
 
 def expected_content(body: dict) -> str:
@@ -88,11 +89,12 @@ class TestServer:
 
     async def respond(self, method: str, path: str, body: bytes, writer) -> bool:
         """Serve one request; False when the connection must be closed."""
-        if method == "GET" and path.rstrip("/").endswith("/models"):
+        path = path.split("?", 1)[0].rstrip("/")
+        if method == "GET" and path == "/v1/models":
             return await _send(writer, 200, {"object": "list", "data": [{"id": "test", "object": "model"}]})
         if method == "GET" and path == "/stats":
             return await _send(writer, 200, dict(self.stats))
-        if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
+        if method != "POST" or path != "/v1/chat/completions":
             return await _send(writer, 404, {"error": {"message": f"no route {method} {path}"}})
         try:
             data = json.loads(body)
@@ -116,6 +118,11 @@ class TestServer:
             return await _send(writer, 200, b'{"choices": [ {"message": ')
         if fault == "schema":
             return await _send(writer, 200, {"object": "chat.completion", "choices": "none"})
+        if fault == "html":
+            return await _send(writer, 200, b"<html><body><h1>Welcome to nginx!</h1></body></html>",
+                               {"Content-Type": "text/html"})
+        if fault == "empty":
+            return await _send(writer, 200, {"object": "chat.completion", "choices": []})
         if self.delay:
             await asyncio.sleep(self.delay)
         content = expected_content(data)

@@ -38,6 +38,7 @@ class RequestFailed(LLMJudgeError):
         super().__init__(message)
         self.status = status
         self.format_rejected = format_rejected
+        self.fatal = status in {401, 403, 404}
 
 
 def parse_openai_spec(rest: str) -> tuple[str, str]:
