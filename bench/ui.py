@@ -32,7 +32,7 @@ def free_port() -> int:
 
 
 def args_for(max_tokens: int, prompt: str = PROMPT) -> list:
-    return ["embedded", "embedded", "embedded", "p1", "p2", str(max_tokens), "", "", "", "", "0",
+    return ["embedded", "embedded", "embedded", "p1", "p2", str(max_tokens), *[""] * 8, "0",
             ["Relevance", "Coherence", "Completeness"], "", prompt]
 
 

@@ -227,7 +227,8 @@ def ui_message(call) -> str:
 
 
 COMPARE_DEFAULTS = dict(model_a="embedded", model_b="embedded", judge="embedded", preset_a="p1", preset_b="p2",
-                        max_tokens="16", temp_a="", min_p_a="", temp_b="", min_p_b="", seed="0",
+                        max_tokens="16", temp_a="", min_p_a="", top_p_a="", top_k_a="", temp_b="", min_p_b="",
+                        top_p_b="", top_k_b="", seed="0",
                         chosen=["Relevance"], custom="", prompt="hi")
 
 
@@ -244,6 +245,7 @@ UI_CASES = [
     ("ui-no-criteria", lambda app: compare_with(app, chosen=[]), "select at least one criterion"),
     ("ui-bad-number", lambda app: compare_with(app, temp_a="warm"), "temperature A must be a number"),
     ("ui-bad-max-tokens", lambda app: compare_with(app, max_tokens="0"), "max_tokens=0"),
+    ("ui-bad-top-k", lambda app: compare_with(app, top_k_b="1.5"), "top_k B must be a whole number"),
     ("ui-file-outside-allowed", lambda app: compare_with(app, model_a="gguf:/etc/passwd"), "local model files are restricted"),
     ("ui-url-not-configured", lambda app: compare_with(app, judge="openai:m@http://10.1.2.3/v1"),
      "server URLs are restricted"),

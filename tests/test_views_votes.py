@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from llm_judge import LLMJudgeError, compare, make_sampling, parse_criteria, views
+from llm_judge.analyze import analyze, verdict_records
 from llm_judge.backends import fake
 from llm_judge.compare import Candidate
 from llm_judge.prompts import load_prompts
@@ -98,6 +99,9 @@ def test_blind_votes_map_back_and_agreement(tmp_path):
     assert ha["verdict"]["accuracy"] == 1.0 and ha["both_orders_correct"]["rate"] == 1.0
     assert "Judge agrees with you on 100%" in views.agreement_markdown(result)
     assert len(judge_verdicts(store, run_id)) == 3
+    exported = verdict_records(store, run_id)  # the votes fill "human" in the analyze format
+    assert [r["human"] for r in exported] == [("A" if r["model_a"] == "good" else "B") for r in exported]
+    assert analyze(exported)["human_agreement"]["with_ties"]["verdict"]["accuracy"] == 1.0
 
 
 def test_vote_errors(tmp_path):
@@ -107,3 +111,20 @@ def test_vote_errors(tmp_path):
         cast(store, item, "up")
     with pytest.raises(LLMJudgeError, match="no run 'zzz'"):
         next_item(store, "zzz", random.Random(0))
+
+
+def test_page_compare_passes_each_sides_sampling_and_saves_the_result(tmp_path):
+    from llm_judge.ui import App
+
+    fake.named("a").queue("GOOD")
+    fake.named("b").queue("meh")
+    fake.named("j").responder = prefers("GOOD")
+    app = App(Store(tmp_path / "ui.db"))
+    updates = list(app.compare("fake:a", "fake:b", "fake:j", "p1", "p2", "64", "0.3", "", "0.9", "5",
+                               "", "0.2", "", "", "7", ["Relevance"], "", "Why?"))
+    status, answer_a, answer_b, rows, verdict, result = updates[-1]
+    sa, sb = fake.named("a").calls[0].sampling, fake.named("b").calls[0].sampling
+    assert (sa.temperature, sa.min_p, sa.top_p, sa.top_k, sa.max_tokens, sa.seed) == (0.3, 0.05, 0.9, 5, 64, 7)
+    assert (sb.temperature, sb.min_p, sb.top_p, sb.top_k) == (1.5, 0.2, 1.0, 0)
+    assert rows == [["Relevance", "4", "2"], ["Total", "4", "2"]] and "Winner: A" in verdict
+    assert app.store.comparisons()[0]["candidates"]["A"]["text"] == answer_a == "GOOD"

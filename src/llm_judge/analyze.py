@@ -64,9 +64,10 @@ def analyze(items: list[dict], n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> d
 
 
 def verdict_records(store: Store, run_id: str) -> list[dict]:
-    """A stored run's pairwise verdicts in the analyze format."""
+    """A stored run's pairwise verdicts in the analyze format, with the page's human votes as ``human``."""
     run_id = store.run(run_id)["id"]
     cats = {p["prompt_id"]: p["category"] for p in store.prompts(run_id)}
+    human = {(v["prompt_id"], v["label_a"], v["label_b"]): v["choice"] for v in store.votes(run_id)}  # latest wins
     out = []
     for (pid, (a, b)), orders in pair_rows(store.items(run_id)).items():
         ab, ba = orders.get("AB"), orders.get("BA")
@@ -76,6 +77,8 @@ def verdict_records(store: Store, run_id: str) -> list[dict]:
                "verdict": (ab or ba)["winner"]}
         if ab and ba:
             rec["verdict_swapped"] = ba["winner"]
+        if (pid, a, b) in human:
+            rec["human"] = human[(pid, a, b)]
         if cats.get(pid):
             rec["category"] = cats[pid]
         out.append(rec)

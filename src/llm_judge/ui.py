@@ -67,8 +67,8 @@ class App:
         return spec
 
     # --- Compare -------------------------------------------------------------------------------
-    def compare(self, model_a, model_b, judge, preset_a, preset_b, max_tokens, temp_a, min_p_a, temp_b, min_p_b,
-                seed, chosen, custom, prompt):
+    def compare(self, model_a, model_b, judge, preset_a, preset_b, max_tokens, temp_a, min_p_a, top_p_a, top_k_a,
+                temp_b, min_p_b, top_p_b, top_k_b, seed, chosen, custom, prompt):
         """Stream both answers as they are written, then the verdict; the result is stored."""
         try:
             specs = [self.spec(x) for x in (model_a, model_b, judge)]
@@ -77,9 +77,9 @@ class App:
             num = views.optional_number
             common = {"max_tokens": num(max_tokens, "max tokens", int), "seed": num(seed, "seed", int)}
             sa = make_sampling(preset_a, temperature=num(temp_a, "temperature A"), min_p=num(min_p_a, "min_p A"),
-                               **common)
+                               top_p=num(top_p_a, "top_p A"), top_k=num(top_k_a, "top_k A", int), **common)
             sb = make_sampling(preset_b, temperature=num(temp_b, "temperature B"), min_p=num(min_p_b, "min_p B"),
-                               **common)
+                               top_p=num(top_p_b, "top_p B"), top_k=num(top_k_b, "top_k B", int), **common)
         except LLMJudgeError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         events: queue.Queue = queue.Queue()
@@ -191,12 +191,13 @@ def build(app: App) -> gr.Blocks:
                 preset_b = gr.Dropdown(list(PRESETS), value="p2", label="Sampling B")
                 max_tokens = gr.Textbox("256", label="Max tokens per answer", elem_id="max-tokens")
             with gr.Accordion("Sampling details (blank: from the preset)", open=False):
-                with gr.Row():
-                    temp_a = gr.Textbox("", label="Temperature A", placeholder="from the preset")
-                    min_p_a = gr.Textbox("", label="min_p A", placeholder="from the preset")
-                    temp_b = gr.Textbox("", label="Temperature B", placeholder="from the preset")
-                    min_p_b = gr.Textbox("", label="min_p B", placeholder="from the preset")
-                    seed = gr.Textbox("0", label="Seed")
+                sampling_boxes = {}
+                for side in ("A", "B"):
+                    with gr.Row():
+                        for field in ("Temperature", "min_p", "top_p", "top_k"):
+                            sampling_boxes[field, side] = gr.Textbox("", label=f"{field} {side}",
+                                                                     placeholder="from the preset")
+                seed = gr.Textbox("0", label="Seed (both)")
             chosen = gr.CheckboxGroup(views.CRITERIA_CHOICES, value=list(DEFAULT_CRITERIA),
                                       label=f"Select up to {app.max_criteria} evaluation criteria")
             custom = gr.Textbox(label="Custom criteria (one name=description per line)", lines=1)
@@ -209,8 +210,9 @@ def build(app: App) -> gr.Blocks:
             table = gr.Dataframe(headers=["Criterion", "A", "B"], interactive=False, elem_id="verdict-table")
             verdict = gr.Markdown(elem_id="verdict")
             result_json = gr.JSON(visible=False)
-            evaluate.click(app.compare, [model_a, model_b, judge, preset_a, preset_b, max_tokens, temp_a, min_p_a,
-                                         temp_b, min_p_b, seed, chosen, custom, prompt],
+            per_side = [sampling_boxes[f, side] for side in ("A", "B") for f in ("Temperature", "min_p", "top_p", "top_k")]
+            evaluate.click(app.compare, [model_a, model_b, judge, preset_a, preset_b, max_tokens, *per_side, seed, chosen,
+                                         custom, prompt],
                            [status, answer_a, answer_b, table, verdict, result_json], api_name="compare")
         with gr.Tab("Study"):
             with gr.Row():
