@@ -198,3 +198,18 @@ def test_kill_minus_9_and_resume_real_process(tmp_path):
     assert dict(rows) == {"generation": 6, "single": 6}
     assert before <= after  # nothing finished before the kill was lost or redone under another key
     assert summary["status"] == "done"
+
+
+def test_items_sharing_a_key_share_one_call_and_progress_reaches_its_total(tmp_path):
+    script()
+    same = Candidate("fake:good", make_sampling("p1"))
+    cfg = StudyConfig(prompts=load_prompts("seed-10", limit=3), candidates={"one": same, "two": same},
+                      judge="fake:judge", judge_sampling=make_sampling("greedy"), criteria=parse_criteria(None),
+                      mode="single")
+    seen = []
+    store = Store(tmp_path / "s.db")
+    run_id = run_study(cfg, store, progress=lambda stage, done, total, flight=0: seen.append((stage, done, total)))
+    assert len(fake.named("good").calls) == 3 and len(fake.named("judge").calls) == 3  # one call per key
+    assert len(store.items(run_id, "generation")) == 6 and len(store.items(run_id, "single")) == 6
+    last = {stage: (done, total) for stage, done, total in seen}
+    assert last == {"generating": (6, 6), "judging": (6, 6)}

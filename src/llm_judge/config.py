@@ -21,7 +21,7 @@ from pathlib import Path
 from .errors import LLMJudgeError
 
 OPTION_TYPES = {"key_env": str, "concurrency": int, "timeout": (int, float), "max_attempts": int,
-                "schema_mode": str, "n_ctx": int}
+                "schema_mode": str}
 KEYS = {"spec", "description", *OPTION_TYPES}
 
 

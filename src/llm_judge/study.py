@@ -100,11 +100,7 @@ Progress = Callable[..., None]  # (stage, done, total, in_flight)
 def pool_size(backends: dict, concurrency: int | None) -> int:
     """Workers for a run: ``concurrency`` when given, else the endpoints' own limits added up
     (an in-process model counts 1: it runs one call at a time behind its lock)."""
-    if concurrency is not None:
-        if concurrency < 1:
-            raise LLMJudgeError("--concurrency must be at least 1")
-        return concurrency
-    return max(1, sum(getattr(b, "concurrency", 1) for b in backends.values()))
+    return concurrency or max(1, sum(getattr(b, "concurrency", 1) for b in backends.values()))
 
 
 def run_study(config: StudyConfig, store: Store, progress: Progress | None = None,
@@ -117,7 +113,8 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
     config.validate()
     tell = progress or (lambda *_: None)
     specs = {c.spec for c in config.candidates.values()} | {config.judge}
-    pool_size({}, concurrency)  # a bad --concurrency fails before any model loads
+    if concurrency is not None and concurrency < 1:
+        raise LLMJudgeError("--concurrency must be at least 1")
     extra = {} if concurrency is None else {"concurrency": concurrency}
     backends = {s: get_backend(s, **_load_options(s, config.n_ctx), **_remote(s, extra)) for s in specs}
     workers = pool_size(backends, concurrency)
@@ -145,9 +142,11 @@ def _remote(spec: str, extra: dict) -> dict:
     return extra if parse_spec(spec)[0] == "openai" else {}
 
 
-def _run_jobs(pool, jobs: list, call, write, stage: str, tell, done: int = 0, total: int | None = None) -> None:
-    """Run ``call(job)`` for every job on the pool; ``write(job, result or exception)`` in this thread."""
-    total = len(jobs) if total is None else total
+def _run_jobs(pool, jobs: list[list], call, write, stage: str, tell, done: int, total: int) -> None:
+    """Run ``call(job)`` for every job on the pool; ``write(job, result or exception)`` in this thread.
+
+    A job is the list of run items that share one call (one cache key); progress counts items.
+    """
     futures = {pool.submit(call, job): job for job in jobs}
     pending = set(futures)
     while pending:
@@ -160,7 +159,7 @@ def _run_jobs(pool, jobs: list, call, write, stage: str, tell, done: int = 0, to
                     raise
                 result = exc
             write(futures[fut], result)
-            done += 1
+            done += len(futures[fut])
             tell(stage, done, total, len(pending))
 
 

@@ -12,20 +12,19 @@ import random
 from collections import Counter
 
 from . import judge as J
-from .analyze import analyze
+from .analyze import analyze, verdict_records
 from .errors import LLMJudgeError
 from .store import Store
-from .study import pair_rows
 
 
 def _answers(store: Store, run_id: str) -> dict[tuple[str, str], str]:
     return {(i["prompt_id"], i["labels"][0]): i["text"] for i in store.items(run_id, "generation") if i["text"]}
 
 
-def vote_pairs(store: Store, run_id: str) -> list[tuple[str, str, str]]:
+def vote_pairs(store: Store, run_id: str, answers: dict | None = None) -> list[tuple[str, str, str]]:
     """Every (prompt_id, label_a, label_b) of the run whose two answers exist."""
     labels = [c["label"] for c in store.candidates(run_id)]
-    answers = _answers(store, run_id)
+    answers = _answers(store, run_id) if answers is None else answers
     return [(p["prompt_id"], a, b) for p in store.prompts(run_id) for a, b in itertools.combinations(labels, 2)
             if (p["prompt_id"], a) in answers and (p["prompt_id"], b) in answers]
 
@@ -33,14 +32,14 @@ def vote_pairs(store: Store, run_id: str) -> list[tuple[str, str, str]]:
 def next_item(store: Store, run_id: str, rng: random.Random) -> dict:
     """A pair with the fewest votes so far, sides randomised; names are for after the vote."""
     run_id = store.run(run_id)["id"]
-    pairs = vote_pairs(store, run_id)
+    answers = _answers(store, run_id)
+    pairs = vote_pairs(store, run_id, answers)
     if not pairs:
         raise LLMJudgeError(f"run {run_id} has no pair of answers to vote on (it needs two candidates)")
     counts = Counter((v["prompt_id"], v["label_a"], v["label_b"]) for v in store.votes(run_id))
     fewest = min(counts[p] for p in pairs)
     prompt_id, a, b = rng.choice([p for p in pairs if counts[p] == fewest])
     left, right = (a, b) if rng.random() < 0.5 else (b, a)
-    answers = _answers(store, run_id)
     prompt = next(p["prompt"] for p in store.prompts(run_id) if p["prompt_id"] == prompt_id)
     return {"run_id": run_id, "prompt_id": prompt_id, "prompt": prompt, "label_a": a, "label_b": b,
             "left": left, "right": right, "left_text": answers[(prompt_id, left)],
@@ -62,11 +61,8 @@ def cast(store: Store, item: dict, side: str) -> str:
 
 def judge_verdicts(store: Store, run_id: str) -> dict[tuple[str, str, str], dict]:
     """(prompt_id, a, b) -> {"verdict", "verdict_swapped"?} from the run's own judgments."""
-    out = {}
-    for (pid, (a, b)), orders in pair_rows(store.items(run_id)).items():
-        ab, ba = orders.get("AB"), orders.get("BA")
-        if ab or ba:
-            out[(pid, a, b)] = {"verdict": (ab or ba)["winner"], **({"verdict_swapped": ba["winner"]} if ab and ba else {})}
+    out = {(r["id"], r["model_a"], r["model_b"]): {k: r[k] for k in ("verdict", "verdict_swapped") if k in r}
+           for r in verdict_records(store, run_id)}
     singles = {(i["prompt_id"], i["labels"][0]): i["verdict"] for i in store.items(run_id, "single")}
     for pid, a, b in vote_pairs(store, run_id):
         va, vb = singles.get((pid, a)), singles.get((pid, b))

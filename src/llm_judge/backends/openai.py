@@ -113,10 +113,14 @@ class OpenAIBackend:
         if sampling.repeat_penalty != 1.0:
             body["repeat_penalty"] = sampling.repeat_penalty
             body["repetition_penalty"] = sampling.repeat_penalty
-        for name in EXTENSIONS:
-            if name in body and name in self.dropped:
+        return self._strip_dropped(body)
+
+    def _strip_dropped(self, body: dict) -> dict:
+        """Remove the fields this server does not take, saying so once for sampling fields."""
+        for name in [f for f in body if f in self.dropped]:
+            del body[name]
+            if name != "logprobs":
                 self._warn(f"{self.base_url} does not take {name}: {self.model} sampled without it")
-                del body[name]
         return body
 
     def _warn(self, text: str) -> None:
@@ -165,12 +169,8 @@ class OpenAIBackend:
                            and f in str(exc)]
                 if not refused:
                     raise
-                body = dict(body)
-                for name in refused:
-                    self.dropped.add(name)
-                    del body[name]
-                    if name != "logprobs":
-                        self._warn(f"{self.base_url} does not take {name}: {self.model} sampled without it")
+                self.dropped.update(refused)
+                body = self._strip_dropped(dict(body))
 
     def _post_once(self, body: dict, on_token: TokenCallback | None) -> Completion:
         url = f"{self.base_url}/chat/completions"
