@@ -46,6 +46,9 @@ def world(tmp_path_factory):
         "ctl.jsonl": '{"id": "1", "prompt": "a\\u0007b"}\n', "noprompt.csv": "id,text\n1,hi\n",
         "bad-verdicts.jsonl": '{"id": "1", "verdict": "A"}\n{oops\n',
         "wrong-verdicts.jsonl": '{"id": "1", "verdict": "C"}\n', "bad.toml": "[models.x\n",
+        "list-verdicts.jsonl": '{"id": "1", "verdict": ["A"]}\n', "object-human.jsonl": '{"verdict": "A", "human": {"A": 1}}\n',
+        "mixed-categories.jsonl": '{"verdict": "A", "category": "math"}\n{"verdict": "B", "category": 7}\n',
+        "ok-verdicts.jsonl": '{"verdict": "A"}\n',
     }
     for name, text in files.items():
         (tmp / name).write_text(text)
@@ -135,7 +138,17 @@ CLI_CASES = [  # (id, args given (tmp, urls), text the one-line error must hold)
      "no run 'deadbeef'"),
     ("analyze-missing", lambda t, u: ["analyze", T(t, "none.jsonl")], "verdict file not found"),
     ("analyze-malformed", lambda t, u: ["analyze", T(t, "bad-verdicts.jsonl")], "bad-verdicts.jsonl line 2: not valid JSON"),
-    ("analyze-bad-value", lambda t, u: ["analyze", T(t, "wrong-verdicts.jsonl")], "verdict 'C' must be"),
+    ("analyze-bad-value", lambda t, u: ["analyze", T(t, "wrong-verdicts.jsonl")], 'verdict "C" must be'),
+    ("analyze-list-label", lambda t, u: ["analyze", T(t, "list-verdicts.jsonl")], 'verdict ["A"] must be'),
+    ("analyze-object-label", lambda t, u: ["analyze", T(t, "object-human.jsonl")], 'human {"A": 1} must be'),
+    ("analyze-mixed-categories", lambda t, u: ["analyze", T(t, "mixed-categories.jsonl")],
+     "line 2: category 7 must be a string"),
+    ("analyze-bootstrap-0", lambda t, u: ["analyze", T(t, "ok-verdicts.jsonl"), "--bootstrap", "0"],
+     "bootstrap resamples must be"),
+    ("run-bootstrap-negative", lambda t, u: ["run", "--bootstrap", "-5", "--db", T(t, "s.db")],
+     "bootstrap resamples must be"),
+    ("report-bootstrap-0", lambda t, u: ["report", "deadbeef", "--bootstrap", "0", "--db", T(t, "good.db")],
+     "bootstrap resamples must be"),
 ]
 
 
@@ -159,22 +172,42 @@ def one_line_error(capsys, args) -> str:
     return lines[0]
 
 
+def store_state(path) -> dict:
+    """What a store holds: its soundness and the rows a failed command must not have left."""
+    with sqlite3.connect(path) as c:
+        return {"integrity": c.execute("PRAGMA integrity_check").fetchone()[0],
+                **{t: c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("generations", "judgments",
+                                                                                    "run_items", "votes")},
+                "runs": [r[0] for r in c.execute("SELECT status FROM runs")]}
+
+
+EMPTY = {"integrity": "ok", "generations": 0, "judgments": 0, "run_items": 0, "votes": 0, "runs": []}
+
+
 @pytest.mark.parametrize("name,args,needle", CLI_CASES, ids=[c[0] for c in CLI_CASES])
 def test_cli_bad_input(cli_env, capsys, name, args, needle):
     tmp, urls = cli_env
-    db = tmp / "s.db"
-    if db.exists():
-        db.unlink()
-    line = one_line_error(capsys, args(tmp, urls))
+    argv = args(tmp, urls)
+    db = argv[argv.index("--db") + 1] if "--db" in argv else None
+    if db == str(tmp / "s.db"):  # a fresh, existing store for each case that names one
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.unlink(db + suffix)
+        Store(db).close()
+    before = open(db, "rb").read() if db and os.path.isfile(db) and db.endswith("notadb.db") else None
+    line = one_line_error(capsys, argv)
     assert needle in line, line
-    if db.exists():  # the store holds no partial rows, and is sound
-        with sqlite3.connect(db) as c:
-            assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-            counts = {t: c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-                      for t in ("generations", "judgments", "run_items")}
-            statuses = [r[0] for r in c.execute("SELECT status FROM runs")]
-        assert counts == {"generations": 0, "judgments": 0, "run_items": 0}, counts
-        assert statuses in ([], ["interrupted"])  # a refused key stops the run and says so
+    if db is None:
+        return
+    if db.endswith(("s.db", "good.db")):  # the store holds no partial rows, and is sound
+        state = store_state(db)
+        expected = dict(EMPTY, runs=state["runs"] if state["runs"] == ["interrupted"] else [])
+        assert state == expected, state  # a refused key stops the run and says so ("interrupted")
+        assert name != "run-endpoint-401" or state["runs"] == ["interrupted"]
+    elif before is not None:
+        assert open(db, "rb").read() == before  # a file that is no store is left as it was
+    else:
+        assert not os.path.exists(db)  # nothing was created where no store can be
 
 
 def test_report_path_that_cannot_be_written(cli_env, capsys, tmp_path):
@@ -249,6 +282,8 @@ UI_CASES = [
     ("ui-file-outside-allowed", lambda app: compare_with(app, model_a="gguf:/etc/passwd"), "local model files are restricted"),
     ("ui-url-not-configured", lambda app: compare_with(app, judge="openai:m@http://10.1.2.3/v1"),
      "server URLs are restricted"),
+    ("ui-fake-on-a-public-page", lambda app: compare_with(app, judge="fake:judge"), "--allow-fake"),
+    ("ui-download-on-a-public-page", lambda app: compare_with(app, model_b="acme/model m.gguf"), "--allow-downloads"),
     ("ui-open-no-run", lambda app: lambda: app.open_run(None), "choose a run first"),
     ("ui-open-unknown-run", lambda app: lambda: app.open_run("zzz"), "no run 'zzz'"),
     ("ui-next-pair-no-run", lambda app: lambda: app.next_pair(""), "choose a run to vote on"),
@@ -264,10 +299,17 @@ UI_CASES = [
 def test_ui_bad_input(app, name, make, needle):
     message = ui_message(make(app))
     assert needle in message and "Traceback" not in message
+    assert store_state(app.store.path) == EMPTY  # the page's store is untouched
 
 
-def test_case_count():
-    """The closing note of the hardening issue reports this figure."""
+def test_case_count_matches_the_docs():
+    """docs/hardening.md states the counts of this file: they are read from the code here."""
+    import re
+    from pathlib import Path
+
     total = len(CLI_CASES) + 1 + len(API_CASES) + len(UI_CASES)
-    print(f"bad-input cases: {total}")
-    assert total >= 40
+    doc = (Path(__file__).parent.parent / "docs" / "hardening.md").read_text()
+    stated = re.search(r"## Bad input \(`tests/test_bad_input.py`\): (\d+) cases\n(\d+) on the command line, 1 more for "
+                       r"report/export paths, (\d+) through the Python API, (\d+) through\nthe page's handlers", doc)
+    assert stated, "docs/hardening.md no longer states the counts in the expected words"
+    assert tuple(map(int, stated.groups())) == (total, len(CLI_CASES), len(API_CASES), len(UI_CASES))

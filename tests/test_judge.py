@@ -19,9 +19,13 @@ def test_parse_plain_json():
     assert v.winner == "A" and v.scores["Coherence"] == {"A": 3, "B": 2}
 
 
-def test_parse_binds_to_last_valid_verdict():
+def test_disagreeing_verdicts_are_ambiguous_and_unscored():
     text = f"Draft: {json.dumps(good('B'))}\nOn reflection:\n```json\n{json.dumps(good('A'))}\n```"
-    assert J.parse_verdict(text, CRIT, SCALE).winner == "A"
+    with pytest.raises(J.VerdictError, match="ambiguous"):
+        J.parse_verdict(text, CRIT, SCALE)
+    # the same decision restated (other reasons) stands
+    restated = f"{json.dumps(good('A'))} In short: {json.dumps({**good('A'), 'justification': 'again'})}"
+    assert J.parse_verdict(restated, CRIT, SCALE).justification == "again"
 
 
 def test_parse_skips_trailing_invalid_object():
@@ -112,3 +116,10 @@ def test_single_grade():
     g = J.parse_verdict(text, CRIT, SCALE, "single")
     assert g.total == 9
     assert J.single_winner(9, 7) == "A" and J.single_winner(7, 7) == "tie" and J.single_winner(None, 3) is None
+
+
+def test_a_line_break_inside_the_justification_does_not_make_a_verdict_unscored():
+    # seen through llama-cpp-python's server: its grammar let the judge write a raw newline in a string
+    text = '{ "justification": "a strawberry or a\n<</A-5b4b87df474a>>" ,"scores": {"Relevance": 1, "Coherence": 3, ' \
+           '"Completeness": 2}}'
+    assert J.parse_verdict(text, CRIT, SCALE, "single").total == 6

@@ -1,61 +1,155 @@
+"""Statistics, checked against reference implementations (scipy, FastChat's Bradley-Terry fit) and
+published figures, not only by hand."""
+
 import math
 
+import numpy as np
 import pytest
+from scipy import optimize, stats
 
+from llm_judge import LLMJudgeError
 from llm_judge import stats as S
 
 
-def test_mean_ci_brackets_the_mean_and_is_reproducible():
-    x = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
-    e = S.mean_ci(x, n_boot=2000, seed=1)
-    assert e.value == 5.5 and e.low < 5.5 < e.high and e.n == 10
-    assert S.mean_ci(x, n_boot=2000, seed=1) == e
-    # the bootstrap interval is close to the normal one: 5.5 +- 1.96 * sd/sqrt(n)
-    se = math.sqrt(sum((v - 5.5) ** 2 for v in x) / 10) / math.sqrt(10)
-    assert abs(e.low - (5.5 - 1.96 * se)) < 0.4 and abs(e.high - (5.5 + 1.96 * se)) < 0.4
+def test_mean_ci_matches_scipys_percentile_bootstrap():
+    rng = np.random.default_rng(3)
+    x = list(rng.integers(3, 13, size=40))
+    e = S.mean_ci(x, n_boot=4000, seed=1)
+    ref = stats.bootstrap((np.array(x, dtype=float),), np.mean, n_resamples=4000, method="percentile",
+                          random_state=7).confidence_interval
+    assert e.value == pytest.approx(np.mean(x)) and e.n == 40
+    # two independent 4000-resample bootstraps agree to within Monte Carlo error
+    assert e.low == pytest.approx(ref.low, abs=0.12) and e.high == pytest.approx(ref.high, abs=0.12)
+    assert S.mean_ci(x, n_boot=4000, seed=1) == e  # reproducible with its seed
     assert S.mean_ci([]).value is None
 
 
-def test_sign_test_hand_computed():
-    # 9 wins, 1 loss: P(X<=1) = (1 + 10) / 1024; two-sided = 22/1024
-    assert S.sign_test(9, 1) == pytest.approx(22 / 1024)
-    assert S.sign_test(5, 5) == 1.0
+@pytest.mark.parametrize("k,n", [(0, 10), (10, 10), (7, 10), (1, 37), (250, 400)])
+def test_wilson_interval_matches_scipy(k, n):
+    ref = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    low, high = S.wilson(k, n)
+    assert low == pytest.approx(ref.low, abs=1e-9) and high == pytest.approx(ref.high, abs=1e-9)
+    # and it never has zero width, unlike a bootstrap at 0/n or n/n
+    assert high - low > 0.05 or n > 300
+
+
+def test_a_perfect_record_keeps_a_wide_interval():
+    s = S.pairwise_summary(["win"] * 10, ("x", "y"))
+    wr = s["win_rate"]["x"]
+    assert wr["value"] == 1.0 and wr["high"] == 1.0 and wr["low"] == pytest.approx(0.7225, abs=1e-4)
+    # Clopper-Pearson (exact) is wider still; Wilson sits between it and a point
+    cp = stats.binomtest(10, 10).proportion_ci(method="exact")
+    assert cp.low < wr["low"] < 1.0
+    assert s["win_rate"]["y"]["low"] == 0.0 and s["win_rate"]["y"]["high"] == pytest.approx(1 - 0.7225, abs=1e-4)
+
+
+def test_sign_test_matches_scipy_binomtest():
+    for w, lo in [(9, 1), (5, 5), (30, 12), (0, 4)]:
+        assert S.sign_test(w, lo) == pytest.approx(stats.binomtest(w, w + lo).pvalue)
     assert S.sign_test(0, 0) is None
 
 
 def test_pairwise_summary_hand_computed():
-    s = S.pairwise_summary(["win"] * 6 + ["tie"] * 2 + ["loss"] * 2 + [None])
-    assert (s["wins"], s["ties"], s["losses"], s["unscored"]) == (6, 2, 2, 1)
-    assert s["win_rate"]["value"] == pytest.approx(0.7)  # (6 + 1) / 10
-    assert s["win_rate_without_ties"]["value"] == pytest.approx(0.75)  # 6 / 8
-    assert s["win_rate"]["low"] <= 0.7 <= s["win_rate"]["high"]
+    s = S.pairwise_summary(["win"] * 6 + ["tie"] * 2 + ["loss"] * 2 + [None], ("x", "y"))
+    assert (s["wins"], s["ties"], s["unscored"], s["items"]) == ({"x": 6, "y": 2}, 2, 1, 11)
+    assert s["win_rate"]["x"]["value"] == pytest.approx(0.7)  # (6 + 1) / 10
+    assert s["win_rate"]["y"]["value"] == pytest.approx(0.3)
+    assert s["win_rate_without_ties"]["x"]["value"] == pytest.approx(0.75)  # 6 / 8
+    assert s["win_rate"]["x"]["low"] == pytest.approx(S.wilson(7, 10)[0])
     assert s["sign_test_p"] == pytest.approx(2 * (1 + 8 + 28) / 256)
 
 
-def test_swapping_sides_mirrors_win_rates():
-    outs = ["win"] * 5 + ["tie"] * 3 + ["loss"] * 2
-    mirror = [{"win": "loss", "loss": "win", "tie": "tie"}[o] for o in outs]
-    a, b = S.pairwise_summary(outs), S.pairwise_summary(mirror)
-    assert a["win_rate"]["value"] + b["win_rate"]["value"] == pytest.approx(1.0)
-    assert a["sign_test_p"] == b["sign_test_p"]
+def fastchat_mle_elo(games, scale=400, base=10, init=1000):
+    """FastChat's ``compute_mle_elo`` (logistic regression on +log(base)/-log(base) rows, a win
+    weighted 2, a tie 1 on each side), reimplemented with scipy instead of sklearn."""
+    players = sorted({p for g in games for p in g[:2]})
+    idx = {p: k for k, p in enumerate(players)}
+    rows, ys, ws = [], [], []
+    for i, j, s in games:
+        x = np.zeros(len(players))
+        x[idx[i]], x[idx[j]] = math.log(base), -math.log(base)
+        for y, w in ((1.0, 2 * s), (0.0, 2 * (1 - s))):
+            if w:
+                rows.append(x)
+                ys.append(y)
+                ws.append(w)
+    X, Y, W = np.array(rows), np.array(ys), np.array(ws)
+
+    def nll(beta):
+        z = X @ beta
+        return float(np.sum(W * (np.logaddexp(0, z) - Y * z)))
+
+    beta = optimize.minimize(nll, np.zeros(len(players)), method="BFGS", options={"gtol": 1e-10}).x
+    beta -= beta.mean()
+    return {p: scale * beta[idx[p]] + init for p in players}
 
 
-def test_bradley_terry_orders_players_and_is_symmetric():
-    games = [("x", "y", 1.0)] * 8 + [("x", "y", 0.0)] * 2 + [("y", "z", 1.0)] * 8 + [("y", "z", 0.0)] * 2
-    r = S.bradley_terry(games)
-    assert r["x"] > r["y"] > r["z"]
-    assert sum(r.values()) / 3 == pytest.approx(1000)
-    even = S.bradley_terry([("p", "q", 1.0), ("p", "q", 0.0)])
-    assert even["p"] == pytest.approx(even["q"])
+def test_bradley_terry_matches_fastchats_compute_mle_elo():
+    rng = np.random.default_rng(0)
+    strength = {"a": 1.2, "b": 0.4, "c": 0.0, "d": -0.9}
+    games = []
+    for _ in range(600):
+        i, j = rng.choice(list(strength), 2, replace=False)
+        p = 1 / (1 + math.exp(strength[j] - strength[i]))
+        u = rng.random()
+        games.append((i, j, 1.0 if u < p * 0.9 else 0.5 if u < p * 0.9 + 0.1 else 0.0))
+    ours = S.bradley_terry(games, prior=0)
+    ref = fastchat_mle_elo(games)
+    for p in strength:
+        assert ours[p] == pytest.approx(ref[p], abs=0.05)
+    assert sum(ours.values()) / 4 == pytest.approx(1000)
 
 
-def test_cohen_kappa_hand_computed():
+def test_bradley_terry_prior_keeps_an_unbeaten_candidate_finite():
+    games = [("x", "y", 1.0)] * 5
+    r = S.bradley_terry(games)  # default prior: one tie per pair
+    assert math.isfinite(r["x"]) and r["x"] > r["y"]
+    # with the prior made explicit as games, the plain fit gives the same ratings
+    assert S.bradley_terry(games + [("x", "y", 0.5)], prior=0)["x"] == pytest.approx(r["x"], abs=1e-6)
+
+
+def test_bradley_terry_intervals_resample_prompts():
+    by_prompt = {f"p{k}": [("x", "y", 1.0), ("y", "z", 1.0), ("x", "z", 1.0 if k % 3 else 0.0)] for k in range(30)}
+    bt = S.bradley_terry_ci(by_prompt, n_boot=300, seed=1)
+    assert bt["resamples"] == 300 and bt["method"] == "percentile bootstrap over prompts"
+    assert bt["prior_ties_per_pair"] == S.BT_PRIOR_TIES
+    r = bt["ratings"]
+    assert r["x"]["low"] < r["x"]["rating"] < r["x"]["high"] and r["x"]["rating"] > r["y"]["rating"] > r["z"]["rating"]
+    # all games of a prompt move together: identical prompts give a zero-width interval
+    same = S.bradley_terry_ci({f"p{k}": [("x", "y", 1.0), ("x", "y", 0.0)] for k in range(10)}, n_boot=50)
+    assert same["ratings"]["x"]["low"] == pytest.approx(same["ratings"]["x"]["high"])
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True, "10"])
+def test_resamples_must_be_a_positive_whole_number(bad):
+    with pytest.raises(LLMJudgeError, match="bootstrap resamples must be"):
+        S.mean_ci([1, 2, 3], n_boot=bad)
+
+
+def test_cohen_kappa_matches_a_reference():
     # po = 3/4; pe = (2*1 + 2*3)/16 = 0.5 -> kappa 0.5
     assert S.cohen_kappa(list("ABAB"), list("ABBB")) == pytest.approx(0.5)
     assert S.cohen_kappa(list("AB"), list("AB")) == 1.0
+    # Cohen (1960)'s worked example: 200 items, po = 0.70, pe = 0.50 -> kappa 0.40
+    x = ["y"] * 70 + ["y"] * 30 + ["n"] * 30 + ["n"] * 70
+    y = ["y"] * 70 + ["n"] * 30 + ["y"] * 30 + ["n"] * 70
+    assert S.cohen_kappa(x, y) == pytest.approx(0.4)
 
 
-def test_diagnostics():
-    assert S.position_consistency([("A", "A"), ("A", "B"), (None, "A")])["rate"] == 0.5
-    assert S.first_position_rate([True, True, False, None])["rate"] == pytest.approx(2 / 3)
+def test_diagnostics_divide_by_all_items():
+    pc = S.position_consistency([("A", "A"), ("A", "B"), (None, "A")])
+    assert (pc["rate"], pc["agreeing"], pc["items"], pc["unscored"]) == (pytest.approx(1 / 3), 1, 3, 1)
+    fp = S.first_position_rate([True, True, False, None])
+    assert fp["rate"] == pytest.approx(2 / 3) and (fp["decisive"], fp["verdicts"]) == (3, 4)
     assert S.longer_answer_rate([("A", 10, 5), ("B", 10, 5), ("tie", 1, 2), ("A", 3, 3)])["rate"] == 0.5
+
+
+def test_agreement_counts_unscored_as_wrong_like_llmbar():
+    items = [{"verdict": "A", "verdict_swapped": "A", "human": "A"},
+             {"verdict": None, "verdict_swapped": "B", "human": "B"},
+             {"verdict": "B", "verdict_swapped": None, "human": "A"},
+             {"verdict": None, "verdict_swapped": None, "human": "A"}]
+    b = S.agreement(items)["with_ties"]
+    assert b["verdict"]["accuracy"] == pytest.approx(1 / 4) and b["verdict"]["unscored"] == 2
+    assert b["verdict_swapped"]["accuracy"] == pytest.approx(2 / 4)
+    assert b["both_orders_correct"]["rate"] == pytest.approx(1 / 4)

@@ -34,12 +34,12 @@ def script():
 
 def test_migrations_on_blank_and_existing_db(tmp_path):
     store = Store(tmp_path / "s.db")
-    assert store.migrate() == len(MIGRATIONS)
-    versions = [r[0] for r in store.db.execute("SELECT version FROM migrations")]
-    assert versions == list(range(1, len(MIGRATIONS) + 1))
+    names = [r[0] for r in store.db.execute("SELECT name FROM schema_migrations ORDER BY rowid")]
+    assert names == [fn.__name__ for fn in MIGRATIONS] and names[0] == "m001_initial"
+    assert store.migrate() == []  # nothing left to apply
     store.close()
     again = Store(tmp_path / "s.db")  # reopening applies nothing twice
-    assert [r[0] for r in again.db.execute("SELECT version FROM migrations")] == versions
+    assert [r[0] for r in again.db.execute("SELECT name FROM schema_migrations ORDER BY rowid")] == names
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -50,8 +50,9 @@ def test_study_results_and_statistics(tmp_path):
     s = summarize(store, run_id)
     assert s["status"] == "done" and s["prompts"] == 3
     assert s["single"]["good"]["total"]["value"] == 12 and s["single"]["bad"]["total"]["value"] == 6
-    pair = s["pairwise"]["pairs"]["good vs bad"]
-    assert (pair["wins"], pair["ties"], pair["losses"]) == (3, 0, 0)
+    pair = s["pairwise"]["pairs"]["bad vs good"]  # pairs are oriented alphabetically
+    assert (pair["wins"], pair["ties"]) == ({"bad": 0, "good": 3}, 0)
+    assert pair["win_rate"]["good"]["value"] == 1.0 and pair["win_rate"]["good"]["low"] < 0.5
     assert pair["sign_test_p"] == pytest.approx(0.25)
     diag = s["pairwise"]["diagnostics"]
     assert diag["position_consistency"]["rate"] == 1.0 and diag["first_position_wins"]["rate"] == 0.5
@@ -117,8 +118,8 @@ def test_report_and_exports(tmp_path):
     n = export_run(store, run_id, tmp_path / "v.jsonl", "verdicts")
     assert n == 3
     recs = read_verdicts(tmp_path / "v.jsonl")
-    assert all(r["verdict"] == r["verdict_swapped"] == "A" for r in recs)
-    assert analyze(recs)["win_rates"]["good vs bad"]["wins"] == 3
+    assert all((r["model_a"], r["model_b"], r["verdict"], r["verdict_swapped"]) == ("bad", "good", "B", "B") for r in recs)
+    assert analyze(recs)["win_rates"]["bad vs good"]["wins"] == {"bad": 0, "good": 3}
     assert export_run(store, run_id, tmp_path / "r.csv", "csv") == 18
 
 

@@ -200,8 +200,10 @@ def run(source, candidates, judge, criteria, scale, mode, baseline, judge_max_to
     from .criteria import parse_criteria
     from .prompts import load_prompts
     from .sampling import JUDGE_DEFAULT
+    from .stats import check_resamples
     from .study import StudyConfig, run_study, summarize
 
+    check_resamples(bootstrap)  # before any work, not after the study
     overrides = {k: v for k, v in sampling.items() if v is not None}
     cands = {}
     for text in candidates or ("embedded@p1", "embedded@p2"):
@@ -318,8 +320,10 @@ def runs(db, as_json):
 def report(run_id, html_path, md_path, bootstrap, as_json, db):
     """Show a stored run's statistics; write HTML and Markdown reports."""
     from .report import write_report
+    from .stats import check_resamples
     from .study import summarize
 
+    check_resamples(bootstrap)
     store = _store(db)
     summary = summarize(store, run_id, n_boot=bootstrap)
     for path in (html_path, md_path):
@@ -356,24 +360,10 @@ def analyze(path, bootstrap, as_json):
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(f"{result['items']} items")
-    for pair, s in result["win_rates"].items():
-        wr = s["win_rate"]
-        click.echo(f"{pair}: {s['wins']} wins, {s['ties']} ties, {s['losses']} losses; win rate {wr['value']:.3f} "
-                   f"[{wr['low']:.3f}, {wr['high']:.3f}]; sign test p={s['sign_test_p']}")
-    pc = result["position_consistency"]
-    if pc["items"]:
-        click.echo(f"position consistency: {pc['rate']:.3f} ({pc['agreeing']}/{pc['items']})")
-    ha = result.get("human_agreement")
-    if ha:
-        for name in ("with_ties", "without_ties"):
-            b = ha[name]
-            parts = [f"{k}: accuracy {b[k]['accuracy']:.3f}, kappa {b[k]['kappa']:.3f} (n={b[k]['items']})"
-                     for k in ("verdict", "verdict_swapped") if b[k]["items"] and b[k]["kappa"] is not None]
-            both = b["both_orders_correct"]
-            if both["items"]:
-                parts.append(f"both orders correct {both['rate']:.3f}")
-            click.echo(f"human agreement {name.replace('_', ' ')}: " + "; ".join(parts))
+    from .report import analysis_lines
+
+    for line in analysis_lines(result):
+        click.echo(line)
 
 
 @cli.command()
@@ -413,11 +403,13 @@ def models(check, as_json):
 @click.option("--auth", default=None, envvar="LLM_JUDGE_UI_AUTH", help="USER:PASSWORD login (or $LLM_JUDGE_UI_AUTH)")
 @click.option("--allow-dir", "allow_dirs", multiple=True,
               help="directory whose GGUF files visitors may load when listening beyond localhost (repeatable)")
+@click.option("--allow-fake", is_flag=True, help="beyond localhost, let visitors use the scripted fake: models")
+@click.option("--allow-downloads", is_flag=True, help="beyond localhost, let visitors download hf: models")
 @click.option("--max-criteria", type=int, default=3, show_default=True)
 @click.option("--n-ctx", type=int, default=2048, show_default=True)
 @click.option("--concurrency", type=int, default=4, show_default=True, help="requests handled at once")
 @db_option
-def ui(host, port, auth, allow_dirs, max_criteria, n_ctx, concurrency, db):
+def ui(host, port, auth, allow_dirs, allow_fake, allow_downloads, max_criteria, n_ctx, concurrency, db):
     """Open the web page: compare, run studies, vote (http://127.0.0.1:7860)."""
     from pathlib import Path
 
@@ -435,4 +427,4 @@ def ui(host, port, auth, allow_dirs, max_criteria, n_ctx, concurrency, db):
         raise LLMJudgeError("--max-criteria must be at least 1")
     click.echo(f"llm-judge page on http://{host}:{port} (Ctrl-C stops it)", err=True)
     launch(host=host, port=port, auth=login, allowed_dirs=[Path(d) for d in allow_dirs], max_criteria=max_criteria,
-           db=db, n_ctx=n_ctx, concurrency=concurrency)
+           db=db, n_ctx=n_ctx, concurrency=concurrency, allow_fake=allow_fake, allow_downloads=allow_downloads)

@@ -90,7 +90,7 @@ def judge_pairwise_order(backend: Backend, prompt: str, answer_a: str, answer_b:
     The verdict is returned in the original labels, whatever the order shown.
     """
     first, second = (answer_a, answer_b) if order == "AB" else (answer_b, answer_a)
-    messages = J.pairwise_messages(prompt, first, second, criteria, scale, reference)
+    messages = J.pairwise_messages(prompt, first, second, criteria, scale, reference, backend.special_tokens())
     raw, verdict, error, completion = _call_judge(
         backend, messages, J.pairwise_schema(criteria, scale), sampling,
         lambda text: J.parse_verdict(text, criteria, scale, "pairwise"))
@@ -111,7 +111,7 @@ def judge_pairwise(backend: Backend, prompt: str, answer_a: str, answer_b: str,
 def judge_single(backend: Backend, prompt: str, answer: str, label: str, criteria: list[Criterion],
                  scale: Scale, sampling: SamplingParams, reference: str | None = None) -> JudgeCall:
     schema = J.single_schema(criteria, scale)
-    messages = J.single_messages(prompt, answer, criteria, scale, reference)
+    messages = J.single_messages(prompt, answer, criteria, scale, reference, backend.special_tokens())
     raw, grade, error, completion = _call_judge(
         backend, messages, schema, sampling, lambda t: J.parse_verdict(t, criteria, scale, "single"))
     verdict = None if grade is None else {"scores": grade.scores, "justification": grade.justification,

@@ -53,43 +53,131 @@ def bar_chart_svg(title: str, groups: list[str], series: dict[str, list[float | 
     return "".join(parts)
 
 
-def _fmt(e: dict | None) -> str:
+def fmt_estimate(e: dict | None, digits: int = 2) -> str:
+    """``0.70 [0.40, 0.89]``; ``-`` when there is no value."""
     if not e or e.get("value") is None:
         return "-"
-    return f"{e['value']:.2f} [{e['low']:.2f}, {e['high']:.2f}]"
+    if e.get("low") is None:
+        return f"{e['value']:.{digits}f}"
+    return f"{e['value']:.{digits}f} [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
+
+
+def fmt_rate(d: dict, key: str = "rate", digits: int = 3) -> str:
+    """A figure stored as ``{key, low, high}`` (diagnostics, agreement) with its interval."""
+    return fmt_estimate({"value": d[key], "low": d.get("low"), "high": d.get("high")}, digits)
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value readably: 0.021, 1.9e-09, 1.
+
+    >>> fmt_p(1.862645149230957e-09), fmt_p(0.0214), fmt_p(1.0), fmt_p(None)
+    ('1.9e-09', '0.021', '1', '-')
+    """
+    return "-" if p is None else f"{p:.2g}"
 
 
 def _p(x) -> str:
     return "-" if x is None else f"{x:.3g}"
 
 
+PAIR_HEADER = ["pair", "candidate", "wins", "ties", "losses", "unscored", "win rate (ties half)",
+               "win rate (no ties)", "sign test p"]
+
+
+def pair_rows_table(pairs: dict) -> list[list[str]]:
+    """Two rows per pair, one for each side's own figures (``stats.pairwise_summary`` results)."""
+    rows = []
+    for pair, v in pairs.items():
+        first, second = v["sides"]
+        for me, other in ((first, second), (second, first)):
+            rows.append([pair, me, str(v["wins"][me]), str(v["ties"]), str(v["wins"][other]), str(v["unscored"]),
+                         fmt_estimate(v["win_rate"][me]), fmt_estimate(v["win_rate_without_ties"][me]),
+                         fmt_p(v["sign_test_p"])])
+    return rows
+
+
+def pair_lines(pair: str, v: dict, indent: str = "") -> list[str]:
+    """A pair's figures as lines of text, each side's own win rate first."""
+    lines = [f"{indent}{pair}: {sum(v['wins'].values()) + v['ties']} scored items, {v['unscored']} unscored; "
+             f"sign test p={fmt_p(v['sign_test_p'])}"]
+    first, second = v["sides"]
+    for me, other in ((first, second), (second, first)):
+        lines.append(f"{indent}  {me}: {v['wins'][me]} wins, {v['ties']} ties, {v['wins'][other]} losses; "
+                     f"win rate {fmt_estimate(v['win_rate'][me], 3)}, without ties "
+                     f"{fmt_estimate(v['win_rate_without_ties'][me], 3)}")
+    return lines
+
+
+def analysis_lines(result: dict) -> list[str]:
+    """``llm-judge analyze`` in text: every figure of its ``--json``, intervals Wilson 95%."""
+    lines = [f"{result['items']} items, {result['unscored']} unscored in both orders "
+             "(win rates leave them out; intervals: Wilson 95%)"]
+    for pair, v in result["win_rates"].items():
+        lines += pair_lines(pair, v)
+    for cat, pairs in (result.get("by_category") or {}).items():
+        lines.append(f"category {cat}:")
+        for pair, v in pairs.items():
+            lines += pair_lines(pair, v, "  ")
+    pc = result["position_consistency"]
+    if pc["items"]:
+        lines.append(f"position consistency: {fmt_rate(pc)}"
+                     f" ({pc['agreeing']}/{pc['items']} agree; {pc['unscored']} with an unscored order count as not agreeing)")
+    ha = result.get("human_agreement")
+    if ha:
+        for name in ("with_ties", "without_ties"):
+            b = ha[name]
+            if not b["items"]:
+                continue
+            parts = []
+            for k in ("verdict", "verdict_swapped"):
+                if b[k]["scored"]:
+                    kappa = "undefined" if b[k]["kappa"] is None else f"{b[k]['kappa']:.3f}"
+                    parts.append(f"{k}: accuracy {fmt_rate(b[k], 'accuracy')}, kappa {kappa} "
+                                 f"({b[k]['unscored']} of {b[k]['items']} unscored)")
+            both = b["both_orders_correct"]
+            parts.append(f"both orders correct {both['rate']:.3f} ({both['correct']}/{both['items']})")
+            lines.append(f"human agreement {name.replace('_', ' ')}: " + "; ".join(parts))
+        for cat, b in ha.get("by_category", {}).items():
+            v = b["verdict"]
+            if b["items"]:
+                lines.append(f"  category {cat}: accuracy {v['accuracy']:.3f} ({b['items']} items, {v['unscored']} unscored)")
+    return lines
+
+
+def bt_title(bt: dict) -> str:
+    return (f"Bradley-Terry ratings ({bt['method']}, {bt['resamples']} resamples; prior: "
+            f"{bt['prior_ties_per_pair']:g} tie per pair of candidates)")
+
+
 def tables(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
-    """The report's tables as (title, header, rows): shared by HTML, Markdown and the UI."""
+    """The report's tables as (title, header, rows): shared by HTML, Markdown, the terminal and the page."""
     out = []
     crits = summary["criteria"]
     if any(v["graded"] or v["unscored"] for v in summary["single"].values()):
-        rows = [[lab, summary["candidates"][lab]["spec"], *(_fmt(v["criteria"][c]) for c in crits), _fmt(v["total"]),
-                 str(v["graded"]), str(v["unscored"])] for lab, v in summary["single"].items()]
-        out.append(("Scores per candidate (mean, 95% interval)", ["candidate", "spec", *crits, "total", "graded",
-                                                                  "unscored"], rows))
+        rows = [[lab, summary["candidates"][lab]["spec"], *(fmt_estimate(v["criteria"][c]) for c in crits),
+                 fmt_estimate(v["total"]), str(v["graded"]), str(v["unscored"])] for lab, v in summary["single"].items()]
+        out.append(("Scores per candidate (mean, 95% bootstrap interval)", ["candidate", "spec", *crits, "total",
+                                                                            "graded", "unscored"], rows))
     for title, block in (("Pairwise outcome (from single-grading totals)", summary["pairwise_from_totals"]),
                          ("Pairwise verdicts (both orders combined)", summary["pairwise"].get("pairs", {}))):
         if block:
-            rows = [[pair, str(v["wins"]), str(v["ties"]), str(v["losses"]), _fmt(v["win_rate"]),
-                     _fmt(v["win_rate_without_ties"]), _p(v["sign_test_p"])] for pair, v in block.items()]
-            out.append((title, ["pair (first vs second)", "wins", "ties", "losses", "win rate (ties half)",
-                                "win rate (no ties)", "sign test p"], rows))
-    if summary["pairwise"].get("bradley_terry"):
-        rows = [[lab, f"{v['rating']:.0f}", f"[{v['low']:.0f}, {v['high']:.0f}]"]
-                for lab, v in sorted(summary["pairwise"]["bradley_terry"].items(), key=lambda kv: -kv[1]["rating"])]
-        out.append(("Bradley-Terry ratings", ["candidate", "rating", "95% interval"], rows))
+            out.append((title + "; Wilson 95% intervals", PAIR_HEADER, pair_rows_table(block)))
+    bt = summary["pairwise"].get("bradley_terry")
+    if bt:
+        rows = [[lab, f"{v['rating']:.0f}", f"[{v['low']:.0f}, {v['high']:.0f}]" if v["low"] is not None else "-"]
+                for lab, v in sorted(bt["ratings"].items(), key=lambda kv: -kv[1]["rating"])]
+        out.append((bt_title(bt), ["candidate", "rating", "95% interval"], rows))
     diag = summary["pairwise"].get("diagnostics")
     if diag:
         pc, fp, la = diag["position_consistency"], diag["first_position_wins"], diag["longer_answer_wins"]
-        rows = [["position consistency (both orders agree)", _p(pc["rate"]), f"{pc['agreeing']}/{pc['items']}"],
-                ["share of decisive verdicts won by the answer shown first", _p(fp["rate"]), str(fp["decisive"])],
+        rows = [["position consistency (both orders agree; an unscored order counts as not agreeing)",
+                 fmt_rate(pc),
+                 f"{pc['agreeing']}/{pc['items']} ({pc['unscored']} with an unscored order)"],
+                ["share of decisive verdicts won by the answer shown first",
+                 fmt_rate(fp),
+                 f"{fp['decisive']} decisive of {fp['verdicts']}"],
                 ["share of decisive verdicts won by the longer answer", _p(la["rate"]), str(la["decisive"])],
-                ["unscored judgments", str(diag["unscored_judgments"]), ""]]
+                ["unscored judgments", str(diag["unscored_judgments"]), f"of {diag['judgments']}"]]
         out.append(("Judge diagnostics", ["measure", "value", "items"], rows))
     return out
 
@@ -110,17 +198,26 @@ def charts(store: Store, summary: dict) -> list[str]:
         out.append(bar_chart_svg("Mean total score (95% interval)", ["all prompts"], totals, max_total, errs))
     pairs = summary["pairwise"].get("pairs", {})
     if pairs:
-        series = {"win rate of the first": [v["win_rate"]["value"] for v in pairs.values()]}
-        errs = {"win rate of the first": [(v["win_rate"]["low"], v["win_rate"]["high"]) for v in pairs.values()]}
-        out.append(bar_chart_svg("Pairwise win rate (ties half, 95% interval)", list(pairs), series, 1.0, errs))
+        series = {side: [v["win_rate"][v["sides"][k]]["value"] for v in pairs.values()]
+                  for k, side in enumerate(("first of the pair", "second of the pair"))}
+        errs = {side: [(v["win_rate"][v["sides"][k]]["low"], v["win_rate"][v["sides"][k]]["high"]) for v in pairs.values()]
+                for k, side in enumerate(("first of the pair", "second of the pair"))}
+        out.append(bar_chart_svg("Pairwise win rate of each side (ties half, Wilson 95% interval)", list(pairs), series,
+                                 1.0, errs))
     return out
+
+
+def summary_baseline(store: Store, run_id: str) -> str | None:
+    import json
+
+    return json.loads(store.run(run_id)["config"]).get("baseline")
 
 
 def drilldown(store: Store, run_id: str) -> list[dict]:
     items = store.items(run_id)
     gens = {(i["prompt_id"], i["labels"][0]): i["text"] for i in items if i["kind"] == "generation"}
     singles = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "single"}
-    pairs = pair_rows(items)
+    pairs = pair_rows(items, summary_baseline(store, run_id))
     out = []
     for p in store.prompts(run_id):
         pid = p["prompt_id"]

@@ -1,17 +1,32 @@
-"""Statistics for studies and verdict files. Pure functions, checked against hand computations.
+"""Statistics for studies and verdict files. Pure functions, checked against reference computations
+(scipy's Wilson and Clopper-Pearson intervals, FastChat's logistic-regression Bradley-Terry fit).
 
-Intervals are percentile bootstraps (``n_boot`` resamples, fixed ``seed``) unless stated.
+Intervals: Wilson score intervals for proportions (they keep their width at 0/n and n/n);
+percentile bootstraps over prompts (``n_boot`` resamples, fixed ``seed``) for means and ratings.
+Agreement figures divide by every item, as the LLMBar and Auto-J evaluation scripts do: an
+unscored verdict counts as not agreeing, and the unscored count is reported beside the figure.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import LLMJudgeError
+
 DEFAULT_BOOT = 1000
+Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
+BT_PRIOR_TIES = 1.0  # pseudo-games added to every pair of a Bradley-Terry fit, half won by each side
+
+
+def check_resamples(n_boot) -> int:
+    """A usable number of bootstrap resamples, or the one-line error."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise LLMJudgeError(f"bootstrap resamples must be a whole number of at least 1 (got {n_boot!r}); 1000 is usual")
+    return n_boot
 
 
 @dataclass(frozen=True)
@@ -26,11 +41,12 @@ class Estimate:
 
 
 def mean_ci(values, n_boot: int = DEFAULT_BOOT, seed: int = 0, level: float = 0.95) -> Estimate:
-    """Mean with a percentile-bootstrap interval.
+    """Mean with a percentile-bootstrap interval (resampling the values: one per prompt).
 
     >>> mean_ci([2, 2, 2]).to_dict()
     {'value': 2.0, 'low': 2.0, 'high': 2.0, 'n': 3}
     """
+    n_boot = check_resamples(n_boot)
     x = np.asarray([v for v in values if v is not None], dtype=float)
     if x.size == 0:
         return Estimate(None, None, None, 0)
@@ -45,19 +61,32 @@ def mean_ci(values, n_boot: int = DEFAULT_BOOT, seed: int = 0, level: float = 0.
     return Estimate(float(x.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), int(x.size))
 
 
-def _rate_ci(wins: int, ties: int, losses: int, n_boot: int, seed: int, level: float, ties_half: bool) -> Estimate:
-    n = wins + ties + losses if ties_half else wins + losses
+def wilson(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``successes / n`` (successes may hold halves).
+
+    >>> [round(x, 4) for x in wilson(10, 10)]
+    [0.7225, 1.0]
+    """
+    z = Z95 if level == 0.95 else _z(level)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    low, high = max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if successes <= 0 else low), (1.0 if successes >= n else high)  # exact at the ends
+
+
+def _z(level: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(0.5 + level / 2)
+
+
+def proportion(successes: float, n: int, level: float = 0.95) -> Estimate:
+    """A proportion with its Wilson interval (``None`` values when ``n`` is 0)."""
     if n == 0:
         return Estimate(None, None, None, 0)
-    value = (wins + 0.5 * ties) / n if ties_half else wins / n
-    rng = np.random.default_rng(seed)
-    if ties_half:
-        draws = rng.multinomial(n, [wins / n, ties / n, losses / n], size=n_boot)
-        rates = (draws[:, 0] + 0.5 * draws[:, 1]) / n
-    else:
-        rates = rng.binomial(n, wins / n, size=n_boot) / n
-    alpha = (1 - level) / 2
-    return Estimate(value, float(np.quantile(rates, alpha)), float(np.quantile(rates, 1 - alpha)), n)
+    low, high = wilson(successes, n, level)
+    return Estimate(successes / n, low, high, n)
 
 
 def sign_test(wins: int, losses: int) -> float | None:
@@ -74,14 +103,25 @@ def sign_test(wins: int, losses: int) -> float | None:
     return min(1.0, 2 * tail)
 
 
-def pairwise_summary(outcomes: list[str], n_boot: int = DEFAULT_BOOT, seed: int = 0, level: float = 0.95) -> dict:
-    """Outcomes from the first model's side ("win", "tie", "loss"; None = unscored, skipped)."""
+def pairwise_summary(outcomes: list[str | None], sides: tuple[str, str] = ("A", "B"),
+                     level: float = 0.95) -> dict:
+    """Win rates of both sides of a pair from the first side's outcomes ("win", "tie", "loss";
+    None = unscored, counted and left out of the rates).
+
+    Each side's win rate counts ties as half a win; ``win_rate_without_ties`` leaves ties out. Both
+    carry Wilson intervals; ``sign_test_p`` tests wins against losses.
+    """
     c = Counter(o for o in outcomes if o is not None)
     w, t, lo = c["win"], c["tie"], c["loss"]
+    first, second = sides
+    n, decisive = w + t + lo, w + lo
     return {
-        "wins": w, "ties": t, "losses": lo, "unscored": sum(o is None for o in outcomes),
-        "win_rate": _rate_ci(w, t, lo, n_boot, seed, level, True).to_dict(),
-        "win_rate_without_ties": _rate_ci(w, t, lo, n_boot, seed, level, False).to_dict(),
+        "sides": [first, second], "wins": {first: w, second: lo}, "ties": t,
+        "unscored": sum(o is None for o in outcomes), "items": len(outcomes),
+        "win_rate": {first: proportion(w + 0.5 * t, n, level).to_dict(),
+                     second: proportion(lo + 0.5 * t, n, level).to_dict()},
+        "win_rate_without_ties": {first: proportion(w, decisive, level).to_dict(),
+                                  second: proportion(lo, decisive, level).to_dict()},
         "sign_test_p": sign_test(w, lo),
     }
 
@@ -93,67 +133,101 @@ def outcome(winner: str | None, side: str = "A") -> str | None:
     return "tie" if winner == "tie" else "win" if winner == side else "loss"
 
 
-def bradley_terry(games: list[tuple[str, str, float]], iters: int = 500, tol: float = 1e-9) -> dict[str, float]:
-    """Bradley-Terry strengths by the MM algorithm; ``(i, j, s)`` with s = 1 (i won), 0.5 tie, 0.
+def _bt_fit(wins: np.ndarray, games: np.ndarray, prior: float, iters: int = 1000, tol: float = 1e-10) -> np.ndarray:
+    """Bradley-Terry log10-strengths x 400 (mean 0) by the MM algorithm (Hunter 2004).
 
-    Returned as Elo-like ratings (400 log10 strength, mean 1000). Ties count half a win each;
-    a small prior (one tie against every other player) keeps unbeaten players finite.
+    ``wins[i, j]``: wins of i over j (ties already split half and half); ``games[i, j]``: games
+    between them. ``prior`` pseudo-games per pair, half won by each side, keep unbeaten players finite.
+    """
+    m = wins.shape[0]
+    off = np.ones((m, m)) - np.eye(m)
+    n = games + prior * off
+    w = wins.sum(axis=1) + 0.5 * prior * off.sum(axis=1)
+    p = np.ones(m)
+    for _ in range(iters):
+        new = w / (n / (p[:, None] + p[None, :])).sum(axis=1)
+        new = np.maximum(new, 1e-300)
+        new /= np.exp(np.log(new).mean())
+        done = np.max(np.abs(np.log(new) - np.log(p))) < tol
+        p = new
+        if done:
+            break
+    r = 400 * np.log10(p)
+    return r - r.mean()
+
+
+def _tables(games: list[tuple[str, str, float]], players: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    idx = {p: k for k, p in enumerate(players)}
+    m = len(players)
+    wins, n = np.zeros((m, m)), np.zeros((m, m))
+    for i, j, s in games:
+        a, b = idx[i], idx[j]
+        wins[a, b] += s
+        wins[b, a] += 1 - s
+        n[a, b] += 1
+        n[b, a] += 1
+    return wins, n
+
+
+def bradley_terry(games: list[tuple[str, str, float]], prior: float = BT_PRIOR_TIES) -> dict[str, float]:
+    """Bradley-Terry ratings on the Elo scale (400 log10 strength, mean 1000) from games
+    ``(i, j, s)`` with s = 1 (i won), 0.5 (tie) or 0. Ties count half a win each, as in FastChat's
+    ``compute_mle_elo``; ``prior`` ties per pair (default 1) keep unbeaten candidates finite
+    (0 gives the plain maximum-likelihood fit, which needs every candidate to win and lose).
     """
     players = sorted({p for g in games for p in g[:2]})
     if len(players) < 2:
         return {p: 1000.0 for p in players}
-    idx = {p: k for k, p in enumerate(players)}
-    m = len(players)
-    wins = np.zeros(m)
-    n = np.zeros((m, m))
-    for i, j, s in games:
-        a, b = idx[i], idx[j]
-        wins[a] += s
-        wins[b] += 1 - s
-        n[a, b] += 1
-        n[b, a] += 1
-    prior = np.ones((m, m)) - np.eye(m)
-    n += prior
-    wins += 0.5 * prior.sum(axis=1)
-    p = np.ones(m)
-    for _ in range(iters):
-        denom = (n / (p[:, None] + p[None, :])).sum(axis=1)
-        new = wins / denom
-        new /= np.exp(np.log(new).mean())
-        if np.max(np.abs(new - p)) < tol:
-            p = new
-            break
-        p = new
-    ratings = 400 * np.log10(p)
-    ratings += 1000 - ratings.mean()
-    return {pl: float(ratings[idx[pl]]) for pl in players}
+    wins, n = _tables(games, players)
+    r = _bt_fit(wins, n, prior) + 1000
+    return {pl: float(r[k]) for k, pl in enumerate(players)}
 
 
-def bradley_terry_ci(games, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> dict[str, dict]:
-    point = bradley_terry(games)
+def bradley_terry_ci(games_by_prompt: dict[str, list[tuple[str, str, float]]], n_boot: int = DEFAULT_BOOT,
+                     seed: int = 0, level: float = 0.95, prior: float = BT_PRIOR_TIES) -> dict:
+    """Ratings with percentile-bootstrap intervals, resampling prompts (all games of a drawn
+    prompt go in together), ``n_boot`` resamples; the method, resamples and prior are returned."""
+    n_boot = check_resamples(n_boot)
+    prompts = list(games_by_prompt)
+    players = sorted({p for gs in games_by_prompt.values() for g in gs for p in g[:2]})
+    all_games = [g for gs in games_by_prompt.values() for g in gs]
+    point = bradley_terry(all_games, prior)
+    out = {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed,
+           "prior_ties_per_pair": prior, "ratings": {}}
+    if len(players) < 2 or not prompts:
+        out["ratings"] = {pl: {"rating": r, "low": None, "high": None} for pl, r in point.items()}
+        return out
+    per = np.stack([np.stack(_tables(games_by_prompt[p], players)) for p in prompts])  # (prompts, 2, m, m)
     rng = np.random.default_rng(seed)
-    samples = defaultdict(list)
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(games), size=len(games))
-        for pl, r in bradley_terry([games[k] for k in pick], iters=200, tol=1e-6).items():
-            samples[pl].append(r)
+    samples = np.empty((n_boot, len(players)))
+    for b in range(n_boot):
+        counts = np.bincount(rng.integers(0, len(prompts), len(prompts)), minlength=len(prompts))
+        wins, n = np.tensordot(counts, per, axes=1)
+        samples[b] = _bt_fit(wins, n, prior, iters=300, tol=1e-7) + 1000
     alpha = (1 - level) / 2
-    return {pl: {"rating": r, "low": float(np.quantile(samples[pl], alpha)) if samples[pl] else None,
-                 "high": float(np.quantile(samples[pl], 1 - alpha)) if samples[pl] else None}
-            for pl, r in point.items()}
+    low, high = np.quantile(samples, alpha, axis=0), np.quantile(samples, 1 - alpha, axis=0)
+    out["ratings"] = {pl: {"rating": point[pl], "low": float(low[k]), "high": float(high[k])}
+                      for k, pl in enumerate(players)}
+    return out
 
 
-def position_consistency(pairs: list[tuple[str | None, str | None]]) -> dict:
-    """Share of items whose two verdicts (in original labels) agree, among items with both."""
-    both = [(a, b) for a, b in pairs if a is not None and b is not None]
-    agree = sum(a == b for a, b in both)
-    return {"items": len(both), "agreeing": agree, "rate": agree / len(both) if both else None}
+def position_consistency(pairs: list[tuple[str | None, str | None]], level: float = 0.95) -> dict:
+    """Share of items whose two verdicts (in the original labels) agree, over *all* items: an item
+    with an unscored order counts as not agreeing (LLMBar's and Auto-J's convention)."""
+    agree = sum(a is not None and a == b for a, b in pairs)
+    unscored = sum(a is None or b is None for a, b in pairs)
+    est = proportion(agree, len(pairs), level).to_dict()
+    return {"items": len(pairs), "agreeing": agree, "unscored": unscored, "rate": est["value"],
+            "low": est["low"], "high": est["high"]}
 
 
-def first_position_rate(shown_first_won: list[bool | None]) -> dict:
-    """Share of decisive verdicts that went to the answer shown first (0.5 = no position bias)."""
+def first_position_rate(shown_first_won: list[bool | None], level: float = 0.95) -> dict:
+    """Share of decisive verdicts that went to the answer shown first (0.5 = no position bias);
+    None marks a tie or an unscored verdict, counted apart."""
     decisive = [x for x in shown_first_won if x is not None]
-    return {"decisive": len(decisive), "rate": sum(decisive) / len(decisive) if decisive else None}
+    est = proportion(sum(decisive), len(decisive), level).to_dict()
+    return {"decisive": len(decisive), "verdicts": len(shown_first_won), "rate": est["value"],
+            "low": est["low"], "high": est["high"]}
 
 
 def longer_answer_rate(items: list[tuple[str | None, int, int]]) -> dict:
@@ -178,24 +252,29 @@ def cohen_kappa(x: list[str], y: list[str]) -> float | None:
     return None if pe == 1 else (po - pe) / (1 - pe)
 
 
-def agreement(items: list[dict]) -> dict:
-    """Agreement of verdicts with human labels; items hold verdict, verdict_swapped?, human."""
+def agreement(items: list[dict], level: float = 0.95) -> dict:
+    """Agreement of verdicts with human labels; items hold verdict, verdict_swapped, human.
+
+    Accuracies divide by every labelled item (an unscored verdict counts as wrong) and carry
+    Wilson intervals; kappa is computed on the scored items (None where it is undefined).
+    """
     labelled = [it for it in items if it.get("human") is not None]
 
     def block(rows: list[dict]) -> dict:
         out = {"items": len(rows)}
         for key in ("verdict", "verdict_swapped"):
             have = [r for r in rows if r.get(key) is not None]
-            out[key] = {"items": len(have),
-                        "accuracy": sum(r[key] == r["human"] for r in have) / len(have) if have else None,
+            acc = proportion(sum(r[key] == r["human"] for r in have), len(rows), level).to_dict()
+            out[key] = {"items": len(rows), "scored": len(have), "unscored": len(rows) - len(have),
+                        "accuracy": acc["value"], "low": acc["low"], "high": acc["high"],
                         "kappa": cohen_kappa([r[key] for r in have], [r["human"] for r in have])}
-        both = [r for r in rows if r.get("verdict") is not None and r.get("verdict_swapped") is not None]
-        out["both_orders_correct"] = {
-            "items": len(both),
-            "rate": sum(r["verdict"] == r["human"] == r["verdict_swapped"] for r in both) / len(both) if both else None}
+        both = sum(r.get("verdict") is not None and r["verdict"] == r["human"] == r.get("verdict_swapped") for r in rows)
+        est = proportion(both, len(rows), level).to_dict()
+        out["both_orders_correct"] = {"items": len(rows), "correct": both, "rate": est["value"],
+                                      "low": est["low"], "high": est["high"]}
         return out
 
     result = {"with_ties": block(labelled), "without_ties": block([r for r in labelled if r["human"] != "tie"])}
-    cats = sorted({r.get("category") for r in labelled if r.get("category")})
+    cats = sorted({r["category"] for r in labelled if r.get("category")})
     result["by_category"] = {c: block([r for r in labelled if r.get("category") == c]) for c in cats}
     return result

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from .errors import LLMJudgeError
+from .redact import redact
 
 
 def default_db_path() -> Path:
@@ -40,8 +41,26 @@ def cache_key(kind: str, **parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-# Each migration is SQL applied atomically with its row in `migrations`; append, never edit.
-_M1 = ("""
+# Named migrations, applied in order inside one immediate transaction and recorded by name in
+# `schema_migrations` (simonw/llm's pattern). Append new ones; never edit one that has shipped.
+MIGRATIONS: list = []
+
+
+def migration(fn):
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def _script(db, sql: str) -> None:
+    """Run several statements on ``db`` inside the caller's transaction (executescript would commit)."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+@migration
+def m001_initial(db):
+    _script(db, """
     CREATE TABLE runs (
         id TEXT PRIMARY KEY, created_at REAL NOT NULL, finished_at REAL,
         config TEXT NOT NULL, manifest TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'running');
@@ -69,24 +88,61 @@ _M1 = ("""
     CREATE INDEX run_items_by_run ON run_items(run_id, kind);
     """)
 
-# 2: the judge's per-token log probabilities, where the server gives them.
-_M2 = "ALTER TABLE judgments ADD COLUMN logprobs TEXT"
 
-# 3: comparisons made in the UI, and human votes on the answers of stored runs.
-_M3 = """
-    CREATE TABLE comparisons (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL NOT NULL, result TEXT NOT NULL);
-    CREATE TABLE votes (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL REFERENCES runs(id), prompt_id TEXT NOT NULL,
-        label_a TEXT NOT NULL, label_b TEXT NOT NULL, shown_left TEXT NOT NULL,
-        choice TEXT NOT NULL CHECK (choice IN ('A', 'B', 'tie')), created_at REAL NOT NULL);
-    CREATE INDEX votes_by_run ON votes(run_id);
-"""
+@migration
+def m002_judge_logprobs(db):
+    """The judge's per-token log probabilities, where the server gives them."""
+    db.execute("ALTER TABLE judgments ADD COLUMN logprobs TEXT")
 
-# 4: the repeat a run item belongs to (--repeat N judges each item N times; 0 is the first).
-_M4 = "ALTER TABLE run_items ADD COLUMN repeat INTEGER NOT NULL DEFAULT 0"
 
-MIGRATIONS: list[str] = [_M1, _M2, _M3, _M4]
+@migration
+def m003_comparisons_and_votes(db):
+    """Comparisons made in the page, and human votes on the answers of stored runs."""
+    _script(db, """
+        CREATE TABLE comparisons (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL NOT NULL, result TEXT NOT NULL);
+        CREATE TABLE votes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL REFERENCES runs(id), prompt_id TEXT NOT NULL,
+            label_a TEXT NOT NULL, label_b TEXT NOT NULL, shown_left TEXT NOT NULL,
+            choice TEXT NOT NULL CHECK (choice IN ('A', 'B', 'tie')), created_at REAL NOT NULL);
+        CREATE INDEX votes_by_run ON votes(run_id)""")
+
+
+@migration
+def m004_run_item_repeat(db):
+    """The repeat a run item belongs to (--repeat N judges each item N times; 0 is the first)."""
+    db.execute("ALTER TABLE run_items ADD COLUMN repeat INTEGER NOT NULL DEFAULT 0")
+
+
+@migration
+def m005_pairwise_verdicts_as_shown(db):
+    """Pairwise verdicts are stored as the judge gave them (A = the answer shown first), because a
+    stored judgment is reused for every item that shows the same texts in the same positions;
+    each run item maps it to its own labels by its display order. Verdicts of BA calls were stored
+    in the candidates' labels before: swap them to the positions shown."""
+    rows = db.execute("SELECT key, verdict FROM judgments WHERE kind='pairwise' AND display_order='BA' "
+                      "AND verdict IS NOT NULL").fetchall()
+    for key, verdict in rows:
+        db.execute("UPDATE judgments SET verdict=? WHERE key=?", (_j(swap_labels(json.loads(verdict))), key))
+
+
+def swap_labels(verdict: dict | None) -> dict | None:
+    """A pairwise verdict with A and B exchanged (scores and winner); the only relabelling rule.
+
+    >>> swap_labels({"scores": {"R": {"A": 4, "B": 1}}, "winner": "A", "justification": "x"})["winner"]
+    'B'
+    """
+    if verdict is None:
+        return None
+    flip = {"A": "B", "B": "A", "tie": "tie"}
+    return {**verdict, "scores": {c: {"A": s["B"], "B": s["A"]} for c, s in verdict["scores"].items()},
+            "winner": flip[verdict["winner"]]}
+
+
+def as_labelled(verdict: dict | None, order: str) -> dict | None:
+    """A stored pairwise verdict (A = shown first) in the labels of an item shown in ``order``;
+    the same call maps a verdict in the item's labels back to the positions shown."""
+    return swap_labels(verdict) if order == "BA" else verdict
 
 
 class Store:
@@ -97,7 +153,7 @@ class Store:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self.db.row_factory = sqlite3.Row
             self.lock = threading.RLock()  # one transaction at a time on this connection (UI threads)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            _retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
             self.db.execute("PRAGMA foreign_keys=ON")
             self.migrate()
         except sqlite3.DatabaseError as exc:
@@ -107,16 +163,25 @@ class Store:
             raise LLMJudgeError(f"cannot create the store at {self.path}: {exc.strerror}; give a writable "
                                 "path with --db or LLM_JUDGE_DB") from None
 
-    def migrate(self) -> int:
-        """Apply the migrations this database lacks; returns the schema version."""
-        self.db.execute("CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
-        done = {r[0] for r in self.db.execute("SELECT version FROM migrations")}
-        for version, migration in enumerate(MIGRATIONS, start=1):
-            if version in done:
-                continue
-            self.db.executescript(f"BEGIN IMMEDIATE; {migration}; "
-                                  f"INSERT INTO migrations VALUES ({version}, {time.time()}); COMMIT;")
-        return len(MIGRATIONS)
+    def migrate(self) -> list[str]:
+        """Apply the migrations this database lacks, all in one immediate transaction, so that two
+        processes opening a new database at once cannot both create its tables; returns their names."""
+        applied = []
+        with self.tx() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+            if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='migrations'").fetchone():
+                # databases of llm-judge 0.1 numbered their migrations 1-4
+                for (version, at) in db.execute("SELECT version, applied_at FROM migrations").fetchall():
+                    db.execute("INSERT OR IGNORE INTO schema_migrations VALUES (?, ?)",
+                               (MIGRATIONS[version - 1].__name__, at or 0.0))
+                db.execute("DROP TABLE migrations")
+            done = {r[0] for r in db.execute("SELECT name FROM schema_migrations")}
+            for fn in MIGRATIONS:
+                if fn.__name__ not in done:
+                    fn(db)
+                    db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (fn.__name__, time.time()))
+                    applied.append(fn.__name__)
+        return applied
 
     def tx(self):
         return _Tx(self.db, self.lock)
@@ -141,12 +206,16 @@ class Store:
         with self.tx():
             self.db.execute("UPDATE runs SET status=?, finished_at=? WHERE id=?", (status, time.time(), run_id))
 
-    def add_run_warnings(self, run_id: str, warnings: list[str]) -> None:
-        """Record what the backends warned about during a run (in its manifest)."""
+    def update_manifest(self, run_id: str, *, models: dict | None = None, warnings: list[str] = ()) -> None:
+        """Record in a run's manifest what its calls settled: each model's description as it stands
+        after the run (a server's structured-output mode, say) and what the backends warned about."""
         with self.tx():
             row = self.db.execute("SELECT manifest FROM runs WHERE id=?", (run_id,)).fetchone()
             manifest = json.loads(row["manifest"])
-            manifest["warnings"] = sorted(set(manifest.get("warnings", [])) | set(warnings))
+            if models:
+                manifest["models"] = {**manifest.get("models", {}), **models}
+            if warnings:
+                manifest["warnings"] = sorted(set(manifest.get("warnings", [])) | {redact(w) for w in warnings})
             self.db.execute("UPDATE runs SET manifest=? WHERE id=?", (_j(manifest), run_id))
 
     def run(self, run_id: str) -> sqlite3.Row:
@@ -176,6 +245,7 @@ class Store:
     def put_generation(self, key: str, spec: str, sampling: dict, prompt: str, *, text=None, error=None,
                        prompt_tokens=None, completion_tokens=None, seconds=None, finish_reason=None) -> None:
         status = "failed" if error else "ok"
+        error = None if error is None else redact(error)
         with self.tx():
             if status == "failed" and self.db.execute(
                     "SELECT 1 FROM generations WHERE key=? AND status='ok'", (key,)).fetchone():
@@ -190,7 +260,11 @@ class Store:
     def put_judgment(self, key: str, kind: str, judge_spec: str, template_version: str, order: str, *,
                      status: str, raw=None, verdict=None, error=None, completion_tokens=None, seconds=None,
                      logprobs=None, link: tuple | None = None) -> None:
-        """Store a judgment and, in the same transaction, link it to its run item."""
+        """Store a judgment and, in the same transaction, link it to its run item.
+
+        A pairwise ``verdict`` is given as the judge gave it: A is the answer shown first.
+        """
+        error = None if error is None else redact(error)
         with self.tx():
             if status == "failed" and self.db.execute(
                     "SELECT 1 FROM judgments WHERE key=? AND status!='failed'", (key,)).fetchone():
@@ -227,6 +301,8 @@ class Store:
             d = dict(r)
             d["labels"] = json.loads(d["labels"])
             d["verdict"] = json.loads(d["verdict"]) if d.get("verdict") else None
+            if d["kind"] == "pairwise":  # stored as shown; this item's labels by its display order
+                d["verdict"] = as_labelled(d["verdict"], d["display_order"])
             out.append(d)
         return out
 
@@ -257,6 +333,19 @@ class Store:
         self.db.close()
 
 
+def _retry_busy(fn, seconds: float = 30.0):
+    """Run ``fn``, retrying while another process holds the lock it needs (switching a new database
+    to WAL takes an exclusive lock and does not wait on its own)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class _Tx:
     def __init__(self, db, lock):
         self.db, self.lock = db, lock
@@ -264,7 +353,7 @@ class _Tx:
     def __enter__(self):
         self.lock.acquire()
         try:
-            self.db.execute("BEGIN IMMEDIATE")
+            _retry_busy(lambda: self.db.execute("BEGIN IMMEDIATE"))
         except BaseException:
             self.lock.release()
             raise

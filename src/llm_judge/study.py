@@ -22,7 +22,7 @@ from .criteria import Criterion, Scale
 from .errors import LLMJudgeError
 from .prompts import PromptItem
 from .sampling import SamplingParams
-from .store import Store, cache_key
+from .store import Store, as_labelled, cache_key, swap_labels
 
 MODES = ("single", "pairwise", "both")
 
@@ -70,10 +70,24 @@ class StudyConfig:
         return cache_key("run", **self.to_dict())[:12]
 
     def pairs(self) -> list[tuple[str, str]]:
-        labels = list(self.candidates)
+        """The pairs judged, each oriented by ``orient``: the order candidates are listed in never
+        changes a pair (the run id does not depend on it either)."""
+        labels = sorted(self.candidates)
         if self.baseline:
-            return [(self.baseline, lab) for lab in labels if lab != self.baseline]
-        return list(itertools.combinations(labels, 2))
+            return [orient(self.baseline, lab, self.baseline) for lab in labels if lab != self.baseline]
+        return [orient(a, b) for a, b in itertools.combinations(labels, 2)]
+
+
+def orient(a: str, b: str, baseline: str | None = None) -> tuple[str, str]:
+    """The one orientation of a pair: the baseline first when there is one, else the labels in
+    alphabetical order. Reports show both sides' win rates whatever the orientation.
+
+    >>> orient("y", "x"), orient("model", "base", "base")
+    (('x', 'y'), ('base', 'model'))
+    """
+    if baseline in (a, b):
+        return (a, b) if a == baseline else (b, a)
+    return (a, b) if a <= b else (b, a)
 
 
 def _identity(backend) -> dict:
@@ -132,8 +146,8 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
     pool.shutdown()
     failed += sum(1 for v in answers.values() if v is None)
     warnings = [w for b in backends.values() for w in getattr(b, "warnings", [])]
-    if warnings:
-        store.add_run_warnings(run_id, warnings)
+    # what the calls settled (a server's structured-output mode is known only after the first)
+    store.update_manifest(run_id, models={spec: b.describe() for spec, b in backends.items()}, warnings=warnings)
     store.finish_run(run_id, "done" if failed == 0 else "incomplete")
     return run_id
 
@@ -243,8 +257,9 @@ def _judge_all(config, store, run_id, judge_backend, answers, pool, tell) -> int
         kind, _p, _labels, order, _texts, key, link = items[0]
         comp = call_result.completion
         status = "scored" if call_result.verdict else ("failed" if comp is None else "unscored")
+        shown = as_labelled(call_result.verdict, order) if kind == "pairwise" else call_result.verdict
         store.put_judgment(key, kind, config.judge, J.TEMPLATE_VERSION, order, status=status, raw=call_result.raw,
-                           verdict=call_result.verdict, error=call_result.error,
+                           verdict=shown, error=call_result.error,
                            completion_tokens=comp.completion_tokens if comp else None,
                            seconds=comp.seconds if comp else None, logprobs=comp.logprobs if comp else None,
                            link=None if status == "failed" else link)
@@ -264,10 +279,11 @@ def _judge_all(config, store, run_id, judge_backend, answers, pool, tell) -> int
 
 def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> dict:
     """Everything the CLI table, the report and `--json` show about a run."""
-    run = store.run(run_id)
-    run_id = run["id"]
     import json
 
+    n_boot = S.check_resamples(n_boot)
+    run = store.run(run_id)
+    run_id = run["id"]
     config = json.loads(run["config"])
     candidates = store.candidates(run_id)
     labels = [c["label"] for c in candidates]
@@ -289,21 +305,25 @@ def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int
             "mean_tokens": _mean([gens[(p["prompt_id"], lab)]["g_tokens"] for p in prompts if (p["prompt_id"], lab) in gens]),
         }
 
-    pairwise = _pairwise_summary(items, labels, gens, n_boot, seed)
+    baseline = config.get("baseline")
+    pairwise = _pairwise_summary(items, labels, gens, n_boot, seed, baseline)
     single_pairs = {}
-    if any(singles.values()):
-        for a, b in itertools.combinations(labels, 2):
+    if singles:
+        for a, b in sorted({orient(x, y, baseline) for x, y in itertools.combinations(labels, 2)}):
             outs = []
             for p in prompts:
                 va, vb = singles.get((p["prompt_id"], a)), singles.get((p["prompt_id"], b))
-                if va and vb and va["verdict"] and vb["verdict"]:
-                    outs.append(S.outcome(J.single_winner(va["verdict"]["total"], vb["verdict"]["total"])))
-            single_pairs[f"{a} vs {b}"] = S.pairwise_summary(outs, n_boot, seed)
+                if va and vb:
+                    both = va["verdict"] and vb["verdict"]
+                    outs.append(S.outcome(J.single_winner(va["verdict"]["total"], vb["verdict"]["total"]))
+                                if both else None)
+            single_pairs[f"{a} vs {b}"] = S.pairwise_summary(outs, (a, b))
     return {
         "run_id": run_id, "status": run["status"], "mode": config["mode"], "judge": config["judge"],
         "candidates": {c["label"]: {"spec": c["spec"], "sampling": json.loads(c["sampling"])} for c in candidates},
-        "criteria": criteria, "scale": config["scale"], "prompts": len(prompts),
+        "criteria": criteria, "scale": config["scale"], "prompts": len(prompts), "baseline": baseline,
         "bootstrap": {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed, "level": 0.95},
+        "proportions": "Wilson score intervals (95%)",
         "single": per_candidate, "pairwise_from_totals": single_pairs, "pairwise": pairwise,
         "repeat_spread": repeat_spread(store.items(run_id, repeat=None)),
         "warnings": judge_warnings(config["judge"], [c["spec"] for c in config["candidates"].values()])
@@ -334,38 +354,53 @@ def repeat_spread(items: list[dict]) -> dict | None:
     return out
 
 
-def pair_rows(items: list[dict]) -> dict:
-    """Pairwise items grouped per (prompt, pair): {"AB": verdict|None, "BA": verdict|None}."""
+def pair_rows(items: list[dict], baseline: str | None = None) -> dict:
+    """Pairwise items grouped per (prompt, pair), the pair oriented by ``orient``:
+    {(prompt_id, (a, b)): {"AB": verdict|None, "BA": verdict|None}}, verdicts in the labels a=A, b=B.
+
+    An item stored the other way round (a run continued with its candidates listed in another
+    order by llm-judge 0.1) is the same question: its verdict is relabelled, and its display order
+    read from the oriented pair's side (b shown first is BA), so each pair appears once.
+    """
     rows: dict = {}
     for i in items:
-        if i["kind"] == "pairwise":
-            rows.setdefault((i["prompt_id"], tuple(i["labels"])), {})[i["display_order"]] = i["verdict"]
+        if i["kind"] != "pairwise":
+            continue
+        a, b = i["labels"]
+        pair, order, verdict = orient(a, b, baseline), i["display_order"], i["verdict"]
+        if pair != (a, b):
+            order, verdict = {"AB": "BA", "BA": "AB"}[order], swap_labels(verdict)
+        rows.setdefault((i["prompt_id"], pair), {}).setdefault(order, verdict)
+    for orders in rows.values():
+        for order in ("AB", "BA"):
+            orders.setdefault(order, None)
     return rows
 
 
-def _pairwise_summary(items, labels, gens, n_boot, seed) -> dict:
-    rows = pair_rows(items)
+def _pairwise_summary(items, labels, gens, n_boot, seed, baseline=None) -> dict:
+    rows = pair_rows(items, baseline)
     if not rows:
         return {}
-    per_pair, games, consistency, first_won, longer, unscored = {}, [], [], [], [], 0
+    per_pair, by_prompt, consistency, first_won, longer = {}, {}, [], [], []
     for (pid, (a, b)), orders in rows.items():
-        ab, ba = orders.get("AB"), orders.get("BA")
-        unscored += sum(orders.get(o) is None for o in ("AB", "BA"))
+        ab, ba = orders["AB"], orders["BA"]
         w1, w2 = (ab or {}).get("winner"), (ba or {}).get("winner")
         comb = J.combine(J.PairVerdict.from_dict(ab), J.PairVerdict.from_dict(ba))
-        per_pair.setdefault(f"{a} vs {b}", []).append(S.outcome(comb.winner))
+        per_pair.setdefault((a, b), []).append(S.outcome(comb.winner))
         if comb.winner is not None:
-            games.append((a, b, {"A": 1.0, "B": 0.0, "tie": 0.5}[comb.winner]))
+            by_prompt.setdefault(pid, []).append((a, b, {"A": 1.0, "B": 0.0, "tie": 0.5}[comb.winner]))
         consistency.append((w1, w2))
         first_won += [None if w1 in (None, "tie") else w1 == "A", None if w2 in (None, "tie") else w2 == "B"]
         la, lb = (len((gens.get((pid, x)) or {}).get("text") or "") for x in (a, b))
         longer.append((comb.winner, la, lb))
-    out = {"pairs": {k: S.pairwise_summary(v, n_boot, seed) for k, v in per_pair.items()},
+    out = {"pairs": {f"{a} vs {b}": S.pairwise_summary(v, (a, b)) for (a, b), v in sorted(per_pair.items())},
            "diagnostics": {"position_consistency": S.position_consistency(consistency),
                            "first_position_wins": S.first_position_rate(first_won),
-                           "unscored_judgments": unscored, "longer_answer_wins": S.longer_answer_rate(longer)}}
-    if len(labels) > 2 and games:
-        out["bradley_terry"] = S.bradley_terry_ci(games, n_boot=min(n_boot, 200), seed=seed)
+                           "unscored_judgments": sum(w is None for pair in consistency for w in pair),
+                           "judgments": 2 * len(consistency),
+                           "longer_answer_wins": S.longer_answer_rate(longer)}}
+    if len(labels) > 2 and by_prompt:
+        out["bradley_terry"] = S.bradley_terry_ci(by_prompt, n_boot=n_boot, seed=seed)
     return out
 
 

@@ -9,8 +9,10 @@ from a corrupted one. At ``--fault-rate`` it instead serves one of these faults,
 (seeded): ``429`` (with ``Retry-After``), ``500``, ``timeout`` (hangs for ``--hang`` seconds),
 ``drop`` (closes the connection without an answer), ``malformed`` (invalid JSON) and ``schema``
 (valid JSON that is not a chat completion), ``html`` (an HTML page where JSON belongs) and
-``empty`` (a completion with no choices). ``--delay`` adds a fixed latency to every answer, with
-unlimited parallelism. ``GET /stats`` returns the counts of what was served.
+``empty`` (a completion with no choices), and ``echo`` (a 500 whose error message repeats the
+request's headers and URL, as some proxies do: a client must not store the key it carries).
+``--delay`` adds a fixed latency to every answer, with unlimited parallelism. ``GET /stats``
+returns the counts of what was served.
 
 Written on raw asyncio streams so that faults such as a dropped connection are real.
 """
@@ -25,7 +27,7 @@ import random
 import sys
 from collections import Counter
 
-FAULTS = ("429", "500", "timeout", "drop", "malformed", "schema", "html", "empty")
+FAULTS = ("429", "500", "timeout", "drop", "malformed", "schema", "html", "empty", "echo")
 
 
 def expected_content(body: dict) -> str:
@@ -77,7 +79,7 @@ class TestServer:
                 self.in_flight += 1
                 self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self.in_flight)
                 try:
-                    keep = await self.respond(method, path, body, writer)
+                    keep = await self.respond(method, path, body, writer, headers)
                 finally:
                     self.in_flight -= 1
                 if not keep:
@@ -87,7 +89,7 @@ class TestServer:
         finally:
             writer.close()
 
-    async def respond(self, method: str, path: str, body: bytes, writer) -> bool:
+    async def respond(self, method: str, path: str, body: bytes, writer, headers: dict | None = None) -> bool:
         """Serve one request; False when the connection must be closed."""
         path = path.split("?", 1)[0].rstrip("/")
         if method == "GET" and path == "/v1/models":
@@ -121,6 +123,9 @@ class TestServer:
         if fault == "html":
             return await _send(writer, 200, b"<html><body><h1>Welcome to nginx!</h1></body></html>",
                                {"Content-Type": "text/html"})
+        if fault == "echo":
+            return await _send(writer, 500, {"error": {"message": f"upstream failed for {path}?api_key=from-url "
+                                                                  f"with headers {json.dumps(headers or {})}"}})
         if fault == "empty":
             return await _send(writer, 200, {"object": "chat.completion", "choices": []})
         if self.delay:

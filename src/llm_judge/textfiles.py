@@ -26,8 +26,11 @@ def read_text(path: str | Path, what: str, hint: str = "") -> str:
 
 
 def iter_jsonl(text: str, name: str) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; a bad line is an error naming it."""
-    for n, line in enumerate(text.splitlines(), 1):
+    """(line number, object) for each non-blank line; a bad line is an error naming it.
+
+    Lines end at ``\\n`` only (JSON Lines): U+2028, U+2029 and U+0085 are valid inside JSON strings.
+    """
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:

@@ -54,8 +54,9 @@ def user_errors(fn):
 
 class App:
     def __init__(self, store: Store, *, public: bool = False, allowed_dirs: list[Path] | None = None,
-                 max_criteria: int = 3, n_ctx: int = 2048):
+                 max_criteria: int = 3, n_ctx: int = 2048, allow_fake: bool = False, allow_downloads: bool = False):
         self.store, self.public, self.allowed_dirs = store, public, list(allowed_dirs or [])
+        self.allow_fake, self.allow_downloads = allow_fake, allow_downloads
         self.max_criteria, self.n_ctx = max_criteria, n_ctx
         self.files = Path(tempfile.mkdtemp(prefix="llm-judge-ui-"))
         self.rng = random.Random()
@@ -63,7 +64,8 @@ class App:
     def spec(self, text: str) -> str:
         spec = views.normalise_spec(text)
         views.check_spec_allowed(spec, public=self.public, allowed_dirs=self.allowed_dirs,
-                                 configured={e.spec for e in load_config().values()})
+                                 configured={e.spec for e in load_config().values()},
+                                 allow_fake=self.allow_fake, allow_downloads=self.allow_downloads)
         return spec
 
     # --- Compare -------------------------------------------------------------------------------
@@ -266,11 +268,13 @@ def build(app: App) -> gr.Blocks:
 
 def launch(*, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
            allowed_dirs: list[Path] | None = None, max_criteria: int = 3, db: str | None = None,
-           n_ctx: int = 2048, concurrency: int = 4, block: bool = True):
+           n_ctx: int = 2048, concurrency: int = 4, block: bool = True, allow_fake: bool = False,
+           allow_downloads: bool = False):
     """Start the page; returns the Gradio app (``block=False`` for tests and benchmarks)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     public = host not in {"127.0.0.1", "localhost", "::1"}
-    app = App(Store(db), public=public, allowed_dirs=allowed_dirs, max_criteria=max_criteria, n_ctx=n_ctx)
+    app = App(Store(db), public=public, allowed_dirs=allowed_dirs, max_criteria=max_criteria, n_ctx=n_ctx,
+              allow_fake=allow_fake, allow_downloads=allow_downloads)
     demo = build(app).queue(default_concurrency_limit=concurrency, max_size=64)
     demo.launch(server_name=host, server_port=port, auth=auth, show_error=False, ssr_mode=False, quiet=True,
                 prevent_thread_lock=not block, allowed_paths=[str(app.files)])

@@ -31,14 +31,22 @@ def normalise_spec(text: str) -> str:
     return text
 
 
-def check_spec_allowed(spec: str, *, public: bool, allowed_dirs: list[Path], configured: set[str]) -> None:
+def check_spec_allowed(spec: str, *, public: bool, allowed_dirs: list[Path], configured: set[str],
+                       allow_fake: bool = False, allow_downloads: bool = False) -> None:
     """On a server reachable beyond localhost, visitors may not open arbitrary files or URLs.
 
     Local GGUF files must lie inside an allowed directory; server URLs must be names from the
-    operator's config file (so no visitor can make the server call an address of their choice).
+    operator's config file (so no visitor can make the server call an address of their choice);
+    the scripted ``fake:`` models (no real answers) and ``hf:`` downloads (gigabytes onto the
+    server's disk) need the operator's ``--allow-fake`` and ``--allow-downloads``.
     """
     if not public:
         return
+    if spec.startswith("fake:") and not allow_fake:
+        raise LLMJudgeError("scripted fake: models are off on this server (the operator can allow them with --allow-fake)")
+    if spec.startswith("hf:") and not allow_downloads and not hf_cached(spec[3:]):
+        raise LLMJudgeError("downloading models is off on this server: use a model it already has (the operator can "
+                            "allow downloads with --allow-downloads)")
     if spec.startswith("gguf:"):
         path = Path(os.path.realpath(Path(spec[5:]).expanduser()))
         roots = [Path(os.path.realpath(d)) for d in allowed_dirs]
@@ -47,6 +55,17 @@ def check_spec_allowed(spec: str, *, public: bool, allowed_dirs: list[Path], con
                                 + (", ".join(map(str, roots)) if roots else "an allowed directory (none is allowed)"))
     elif spec.startswith("openai:") and spec not in configured:
         raise LLMJudgeError("server URLs are restricted on this server: use a model name the operator configured")
+
+
+def hf_cached(rest: str) -> bool:
+    """Whether ``hf:OWNER/REPO/FILE`` is already in the Hugging Face cache (no network)."""
+    parts = rest.strip("/").split("/")
+    if len(parts) < 3:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache("/".join(parts[:2]), "/".join(parts[2:]))
+    return isinstance(found, str)
 
 
 def optional_number(text, name: str, kind=float):

@@ -8,24 +8,34 @@ else the comparison of the two single-grading totals. Agreement figures are thos
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from collections import Counter
 
 from . import judge as J
-from .analyze import analyze, verdict_records
+from .analyze import analyze, latest_votes, verdict_records
 from .errors import LLMJudgeError
 from .store import Store
+from .study import orient
 
 
 def _answers(store: Store, run_id: str) -> dict[tuple[str, str], str]:
     return {(i["prompt_id"], i["labels"][0]): i["text"] for i in store.items(run_id, "generation") if i["text"]}
 
 
+def _baseline(store: Store, run_id: str) -> str | None:
+    return json.loads(store.run(run_id)["config"]).get("baseline")
+
+
 def vote_pairs(store: Store, run_id: str, answers: dict | None = None) -> list[tuple[str, str, str]]:
-    """Every (prompt_id, label_a, label_b) of the run whose two answers exist."""
-    labels = [c["label"] for c in store.candidates(run_id)]
+    """Every (prompt_id, a, b) the judge compared whose two answers exist, oriented as the run's
+    pairs: with a baseline only the pairs against it, else every pair of candidates."""
+    labels = sorted(c["label"] for c in store.candidates(run_id))
+    baseline = _baseline(store, run_id)
+    pairs = sorted({orient(a, b, baseline) for a, b in itertools.combinations(labels, 2)
+                    if baseline is None or baseline in (a, b)})
     answers = _answers(store, run_id) if answers is None else answers
-    return [(p["prompt_id"], a, b) for p in store.prompts(run_id) for a, b in itertools.combinations(labels, 2)
+    return [(p["prompt_id"], a, b) for p in store.prompts(run_id) for a, b in pairs
             if (p["prompt_id"], a) in answers and (p["prompt_id"], b) in answers]
 
 
@@ -60,28 +70,32 @@ def cast(store: Store, item: dict, side: str) -> str:
 
 
 def judge_verdicts(store: Store, run_id: str) -> dict[tuple[str, str, str], dict]:
-    """(prompt_id, a, b) -> {"verdict", "verdict_swapped"?} from the run's own judgments."""
-    out = {(r["id"], r["model_a"], r["model_b"]): {k: r[k] for k in ("verdict", "verdict_swapped") if k in r}
-           for r in verdict_records(store, run_id)}
+    """(prompt_id, a, b) -> the run's verdict record on that pair (the ``analyze`` format, the latest
+    human vote included): its pairwise verdicts where it has them, else the comparison of the two
+    single-grading totals."""
+    out = {(r["id"], r["model_a"], r["model_b"]): r for r in verdict_records(store, run_id)}
     singles = {(i["prompt_id"], i["labels"][0]): i["verdict"] for i in store.items(run_id, "single")}
+    human = latest_votes(store, run_id, _baseline(store, run_id))
+    cats = {p["prompt_id"]: p["category"] for p in store.prompts(run_id)}
     for pid, a, b in vote_pairs(store, run_id):
         va, vb = singles.get((pid, a)), singles.get((pid, b))
         if (pid, a, b) not in out and va and vb:
-            out[(pid, a, b)] = {"verdict": J.single_winner(va["total"], vb["total"])}
+            rec = {"id": pid, "model_a": a, "model_b": b, "verdict": J.single_winner(va["total"], vb["total"])}
+            if (pid, a, b) in human:
+                rec["human"] = human[(pid, a, b)]
+            if cats.get(pid):
+                rec["category"] = cats[pid]
+            out[(pid, a, b)] = rec
     return out
 
 
 def agreement(store: Store, run_id: str) -> dict:
-    """The judge's agreement with the human votes so far (the figures of ``analyze``)."""
+    """The judge's agreement with the human votes so far: one vote per pair (the latest), the
+    same records and figures as ``llm-judge export --format verdicts | llm-judge analyze``."""
     run_id = store.run(run_id)["id"]
-    verdicts = judge_verdicts(store, run_id)
-    records = []
-    for v in store.votes(run_id):
-        judged = verdicts.get((v["prompt_id"], v["label_a"], v["label_b"]))
-        if judged:
-            records.append({"id": v["prompt_id"], "model_a": v["label_a"], "model_b": v["label_b"],
-                            "human": v["choice"], **judged})
-    result = {"votes": len(store.votes(run_id)), "judged_votes": len(records)}
+    records = [r for r in judge_verdicts(store, run_id).values() if "human" in r]
+    result = {"votes": len(store.votes(run_id)), "voted_pairs": len(latest_votes(store, run_id, _baseline(store, run_id))),
+              "judged_votes": len(records)}
     if records:
         result["analysis"] = analyze(records, n_boot=200)
     return result

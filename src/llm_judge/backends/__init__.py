@@ -61,6 +61,10 @@ class Backend(Protocol):
         """Facts that identify the model (file hash, quantisation, server URL) for the store."""
         ...
 
+    def special_tokens(self) -> frozenset[str]:
+        """The texts of the model's own control tokens where known (empty where not)."""
+        ...
+
 
 # prefix -> (module, factory name); modules are imported only when their prefix is used.
 _REGISTRY: dict[str, tuple[str, str]] = {

@@ -56,6 +56,10 @@ class FakeBackend:
                           completion_tokens=words, seconds=0.001 * max(words, 1),
                           finish_reason="stop")
 
+    def special_tokens(self) -> frozenset[str]:
+        """Unknown for this backend: the judge prompt breaks up the common template families' markers."""
+        return frozenset()
+
     def describe(self):
         return {"backend": "fake", "spec": self.spec}
 

@@ -112,6 +112,7 @@ class LlamaCppBackend:
         except (ValueError, RuntimeError) as exc:
             raise LLMJudgeError(f"llama.cpp could not load {path}: {exc} (is the file complete?)") from None
         self._formatter = self._make_formatter()
+        self._special: frozenset[str] | None = None
 
     def _make_formatter(self):
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -125,6 +126,18 @@ class LlamaCppBackend:
 
         return Jinja2ChatFormatter(template=template, eos_token=text(self.llm.token_eos()),
                                    bos_token=text(self.llm.token_bos()))
+
+    def special_tokens(self) -> frozenset[str]:
+        """The texts of the vocabulary's control and user-defined tokens (``<|im_start|>``,
+        ``<jupyter_code>``, ...): a judge prompt breaks them up wherever an answer quotes them."""
+        if self._special is None:
+            import llama_cpp
+
+            wanted = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+            model = self.llm._model
+            self._special = frozenset(model.token_get_text(i) for i in range(model.n_vocab())
+                                      if model.token_get_attr(i) & wanted)
+        return self._special
 
     def count_prompt_tokens(self, messages: Messages) -> int:
         """Tokens of the prompt exactly as the chat template lays it out."""

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import httpx
 
 from ..errors import LLMJudgeError
+from ..redact import redact
 from ..sampling import SamplingParams
 from . import Completion, Messages, TokenCallback
 
@@ -154,6 +155,9 @@ class OpenAIBackend:
                 if rejected_format and not self.schema_mode:
                     continue
                 raise
+            if mode == "none" and not self.schema_mode:
+                self._warn(f"{self.base_url} accepts neither structured-output form (json_schema, json_object with a "
+                           f"schema): {self.model}'s verdicts are read from plain text, and an unreadable one is unscored")
             self.schema_mode = mode
             result.raw["response_format"] = mode
             return result
@@ -191,7 +195,7 @@ class OpenAIBackend:
                                 return self._read_stream(resp, on_token, start)
                             resp.read()
                 status = resp.status_code
-                detail = _error_text(resp)
+                detail = redact(_error_text(resp), [os.environ.get(self.key_env)])
                 if "response_format" in body and "response_format" in detail.lower():
                     # The server does not take this structured-output form (llama-cpp-python's
                     # server says so with a 500): no retry, the caller tries the next form.
@@ -216,7 +220,8 @@ class OpenAIBackend:
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise MalformedResponse(f"malformed response from {self.base_url}: {resp.text[:120]!r}") from None
+            text = redact(resp.text[:120], [os.environ.get(self.key_env)])
+            raise MalformedResponse(f"malformed response from {self.base_url}: {text!r}") from None
         usage = data.get("usage") or {}
         return Completion(text=text, prompt_tokens=usage.get("prompt_tokens"),
                           completion_tokens=usage.get("completion_tokens"), seconds=seconds,
@@ -247,6 +252,10 @@ class OpenAIBackend:
                           completion_tokens=usage.get("completion_tokens") or chunks,
                           seconds=time.perf_counter() - start, finish_reason=finish,
                           raw={"streamed": True})
+
+    def special_tokens(self) -> frozenset[str]:
+        """Unknown for this backend: the judge prompt breaks up the common template families' markers."""
+        return frozenset()
 
     def describe(self) -> dict:
         return {"backend": "openai", "spec": self.spec, "model": self.model, "base_url": self.base_url,
