@@ -1,6 +1,6 @@
 """Throughput of a study against a remote endpoint, as a share of the ideal.
 
-A loopback server (llm_judge.testserver) answers every request after a fixed delay, with
+A loopback server (llm_judge.testing.server) answers every request after a fixed delay, with
 unlimited parallelism. The study generates 2 answers for each of 500 prompts, then makes 1,000
 single-grading judgments at 64 requests in flight. The judging phase is timed against its ideal,
 1,000 x delay / 64. Then a smaller run at 1 request in flight gives the sequential per-request
@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--in-flight", type=int, default=64)
     ap.add_argument("--sequential-sample", type=int, default=20, help="judgments timed at 1 in flight")
     args = ap.parse_args()
-    server = subprocess.Popen([sys.executable, "-m", "llm_judge.testserver", "--port", "0", "--delay", str(args.delay)],
+    server = subprocess.Popen([sys.executable, "-m", "llm_judge.testing.server", "--port", "0", "--delay", str(args.delay)],
                               stdout=subprocess.PIPE, text=True)
     try:
         base = server.stdout.readline().split()[-1]

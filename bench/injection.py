@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 
 from llm_judge import make_sampling, parse_criteria
-from llm_judge.attacks import ATTACKS
 from llm_judge.backends import get_backend
-from llm_judge.compare import _load_options, judge_pairwise_order
 from llm_judge.criteria import Scale
+from llm_judge.judging import judge_pairwise_order
 from llm_judge.sampling import JUDGE_DEFAULT
+from llm_judge.testing.attacks import ATTACKS
 
 PAIRS = [
     ("How do I boil an egg so the yolk stays soft?",
@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--attacks", default=",".join(ATTACKS))
     ap.add_argument("--n-ctx", type=int, default=2048)
     args = ap.parse_args()
-    judge = get_backend(args.judge, **_load_options(args.judge, args.n_ctx))
+    judge = get_backend(args.judge, n_ctx=args.n_ctx)
     crits, scale = parse_criteria(None), Scale()
     sampling = make_sampling(None, **JUDGE_DEFAULT)
 

@@ -17,7 +17,7 @@ import time
 from llama_cpp import Llama
 
 from llm_judge import compare, make_sampling
-from llm_judge import judge as J
+from llm_judge import verdicts as J
 from llm_judge.backends.llamacpp import DEFAULT_N_CTX, embedded_model_path
 from llm_judge.criteria import Scale, parse_criteria
 from llm_judge.sampling import JUDGE_DEFAULT

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llm_judge.backends import fake, forget_backends
+from llm_judge.backends import forget_backends
+from llm_judge.testing import fake
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LLM_JUDGE_SHARED", ROOT.parent / "shared"))
@@ -120,7 +121,7 @@ def test_server():
     procs = []
 
     def start(*args: str) -> str:
-        proc = subprocess.Popen([sys.executable, "-m", "llm_judge.testserver", "--port", "0", *args],
+        proc = subprocess.Popen([sys.executable, "-m", "llm_judge.testing.server", "--port", "0", *args],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         procs.append(proc)
         line = proc.stdout.readline()

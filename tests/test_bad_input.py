@@ -31,7 +31,7 @@ def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad")
     procs, urls = [], {}
     for name, args in SERVERS.items():
-        proc = subprocess.Popen([sys.executable, "-m", "llm_judge.testserver", "--port", "0", *args],
+        proc = subprocess.Popen([sys.executable, "-m", "llm_judge.testing.server", "--port", "0", *args],
                                 stdout=subprocess.PIPE, text=True)
         procs.append(proc)
         urls[name] = proc.stdout.readline().split()[-1]
@@ -103,7 +103,7 @@ CLI_CASES = [  # (id, args given (tmp, urls), text the one-line error must hold)
     ("endpoint-500-forever", lambda t, u: ["compare", "q", "--model-a", "e500"], "after 2 attempts: HTTP 500"),
     ("endpoint-html", lambda t, u: ["compare", "q", "--model-a", "ehtml"], "malformed response"),
     ("endpoint-no-choices", lambda t, u: ["compare", "q", "--model-a", "eempty"], "malformed response"),
-    ("n-ctx-10", lambda t, u: ["compare", "q", "--n-ctx", "10"], "--n-ctx 10 is too small"),
+    ("n-ctx-10", lambda t, u: ["compare", "q", "--n-ctx", "10"], "a context of 10 tokens is too small: use at least 256"),
     ("unknown-preset", lambda t, u: ["compare", "q", "--preset-a", "p9"], "Invalid value for '--preset-a'"),
     ("unknown-option", lambda t, u: ["compare", "q", "--tempurature", "1"], "No such option"),
     ("unknown-mode", lambda t, u: ["compare", "q", "--mode", "triple"], "Invalid value for '--mode'"),
@@ -115,8 +115,8 @@ CLI_CASES = [  # (id, args given (tmp, urls), text the one-line error must hold)
     ("csv-without-prompt", lambda t, u: ["run", "--prompts", T(t, "noprompt.csv"), "--db", T(t, "s.db")],
      "needs a header with a 'prompt' column"),
     ("unknown-prompt-set", lambda t, u: ["run", "--prompts", "seed-11", "--db", T(t, "s.db")], "prompt set not found"),
-    ("limit-0", lambda t, u: ["run", "--limit", "0", "--db", T(t, "s.db")], "--limit must be at least 1"),
-    ("sample-0", lambda t, u: ["run", "--sample", "0", "--db", T(t, "s.db")], "--sample must be at least 1"),
+    ("limit-0", lambda t, u: ["run", "--limit", "0", "--db", T(t, "s.db")], "a limit of 0 prompts: take at least 1"),
+    ("sample-0", lambda t, u: ["run", "--sample", "0", "--db", T(t, "s.db")], "a sample of 0 prompts: take at least 1"),
     ("store-read-only-dir", lambda t, u: ["runs", "--db", "/proc/llm-judge.db"], "cannot use /proc/llm-judge.db"),
     ("store-not-a-database", lambda t, u: ["runs", "--db", T(t, "notadb.db")], "as the store (file is not a database)"),
     ("store-under-a-file", lambda t, u: ["runs", "--db", T(t, "afile") + "/x.db"], "cannot create the store"),
@@ -126,9 +126,9 @@ CLI_CASES = [  # (id, args given (tmp, urls), text the one-line error must hold)
      "needs at least two candidates"),
     ("baseline-unknown", lambda t, u: ["run", "--mode", "pairwise", "--baseline", "zz", "--db", T(t, "s.db")],
      "baseline 'zz' is not a candidate label"),
-    ("repeat-0", lambda t, u: ["run", "--repeat", "0", "--db", T(t, "s.db")], "judge each item 1 to 100 times"),
+    ("repeat-0", lambda t, u: ["run", "--repeat", "0", "--db", T(t, "s.db")], "repeat 0: judge each item 1 to 100 times"),
     ("concurrency-0", lambda t, u: ["run", "--concurrency", "0", "--candidate", "eok", "--candidate", "eok#b",
-                                    "--judge", "eok", "--db", T(t, "s.db")], "--concurrency must be at least 1"),
+                                    "--judge", "eok", "--db", T(t, "s.db")], "concurrency 0: at least 1 request in flight"),
     ("run-endpoint-401", lambda t, u: ["run", "--candidate", "e401", "--candidate", "e401#b", "--judge", "e401",
                                        "--limit", "2", "--db", T(t, "s.db")], "refused the API key"),
     ("config-bad-toml", lambda t, u: ["--config", T(t, "bad.toml"), "models"], "is not valid TOML"),
@@ -211,7 +211,7 @@ def test_cli_bad_input(cli_env, capsys, name, args, needle):
 
 
 def test_report_path_that_cannot_be_written(cli_env, capsys, tmp_path):
-    from llm_judge.backends import fake
+    from llm_judge.testing import fake
 
     from .test_views_votes import make_run
 

@@ -23,7 +23,7 @@ ARTIFACTS = ROOT / "artifacts"
 @pytest.fixture(scope="module")
 def run_db(tmp_path_factory):
     """A stored run, written by this process with scripted models; the page reads the same file."""
-    from llm_judge.backends import fake
+    from llm_judge.testing import fake
 
     tmp = tmp_path_factory.mktemp("ui")
     store, run_id = make_run(tmp)

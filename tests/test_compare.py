@@ -4,8 +4,8 @@ import re
 import pytest
 
 from llm_judge import LLMJudgeError, compare, make_sampling
-from llm_judge.backends import fake
 from llm_judge.cli import main
+from llm_judge.testing import fake
 
 from .conftest import prefers, verdict_json
 

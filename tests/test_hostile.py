@@ -6,11 +6,12 @@ import json
 import pytest
 
 from llm_judge import compare, parse_criteria
-from llm_judge import judge as J
-from llm_judge.attacks import ATTACKS
-from llm_judge.backends import fake, get_backend
+from llm_judge import verdicts as J
+from llm_judge.backends import get_backend
 from llm_judge.criteria import Scale
 from llm_judge.sampling import make_sampling
+from llm_judge.testing import fake
+from llm_judge.testing.attacks import ATTACKS
 
 from .conftest import verdict_json
 

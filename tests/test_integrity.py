@@ -13,15 +13,15 @@ import time
 import pytest
 
 from llm_judge import compare, make_sampling, parse_criteria
-from llm_judge import judge as J
-from llm_judge.analyze import analyze, export_run, read_verdicts
-from llm_judge.backends import fake
+from llm_judge import verdicts as J
+from llm_judge.analyze import analyze, read_verdicts
 from llm_judge.cli import main
 from llm_judge.compare import Candidate
 from llm_judge.criteria import Scale
 from llm_judge.prompts import load_prompts
 from llm_judge.store import Store
-from llm_judge.study import StudyConfig, run_study, summarize
+from llm_judge.study import StudyConfig, export_run, run_study, summarize
+from llm_judge.testing import fake
 
 from .conftest import prefers, verdict_json
 
@@ -61,7 +61,7 @@ def test_identical_answers_and_a_first_position_judge_give_ties_not_a_clean_win(
         fake.named(name).responder = lambda m, s, sch: "the very same answer"
     fake.named("judge").responder = always_first
     store = Store(tmp_path / "s.db")
-    s = summarize(store, run_study(config({"x": "fake:x", "y": "fake:y"}), store))
+    s = summarize(store, run_study(config({"x": "fake:x", "y": "fake:y"}), store)).to_dict()
     pair = only_pair(s)
     assert pair["ties"] == 3 and pair["unscored"] == 0  # each order chose the answer shown first
     diag = s["pairwise"]["diagnostics"]
@@ -75,10 +75,10 @@ def test_identical_answers_and_a_first_position_judge_give_ties_not_a_clean_win(
 def test_a_cached_verdict_is_read_back_in_the_labels_of_the_item_that_reuses_it(tmp_path):
     good_and_bad()
     store = Store(tmp_path / "s.db")
-    first = summarize(store, run_study(config({"good": "fake:good", "bad": "fake:bad"}, baseline="good"), store))
+    first = summarize(store, run_study(config({"good": "fake:good", "bad": "fake:bad"}, baseline="good"), store)).to_dict()
     calls = len(fake.named("judge").calls)
     # the other candidate as baseline: every pair is now shown the other way round, the same questions
-    second = summarize(store, run_study(config({"good": "fake:good", "bad": "fake:bad"}, baseline="bad"), store))
+    second = summarize(store, run_study(config({"good": "fake:good", "bad": "fake:bad"}, baseline="bad"), store)).to_dict()
     assert len(fake.named("judge").calls) == calls  # all reused...
     for s in (first, second):  # ...and read in the right labels: the better answer wins every item
         pair = only_pair(s)
@@ -126,7 +126,7 @@ def test_a_study_never_stops_because_of_what_a_judge_wrote(tmp_path):
     run_id = run_study(config({"good": "fake:good", "bad": "fake:bad"}, n=2), store)
     rows = store.db.execute("SELECT status, error FROM judgments ORDER BY created_at").fetchall()
     assert [r["status"] for r in rows].count("unscored") == 4
-    assert summarize(store, run_id)["status"] == "done"
+    assert summarize(store, run_id).to_dict()["status"] == "done"
 
 
 @pytest.mark.parametrize("winner", [None, "", "none", "None", "N/A", "neither", 0, [], {"A": 1}])
@@ -210,7 +210,7 @@ def test_exported_verdicts_keep_every_item_with_null_in_its_own_slot(tmp_path):
     result = analyze(recs)
     pc = result["position_consistency"]
     assert (pc["items"], pc["agreeing"], pc["rate"], pc["unscored"]) == (3, 0, 0.0, 3)
-    s = summarize(store, run_id)
+    s = summarize(store, run_id).to_dict()
     assert s["pairwise"]["diagnostics"]["position_consistency"]["rate"] == 0.0
     assert s["pairwise"]["diagnostics"]["unscored_judgments"] == 3
 
@@ -249,10 +249,10 @@ def test_bradley_terry_states_resamples_and_prior(tmp_path):
     fake.named("judge").responder = prefers("GOOD GOOD")
     store = Store(tmp_path / "s.db")
     run_id = run_study(config({"a": "fake:a", "b": "fake:b", "c": "fake:c"}, n=4), store)
-    bt = summarize(store, run_id, n_boot=321)["pairwise"]["bradley_terry"]
+    bt = summarize(store, run_id, n_boot=321).to_dict()["pairwise"]["bradley_terry"]
     assert bt["resamples"] == 321 and bt["method"] == "percentile bootstrap over prompts"
     assert bt["prior_ties_per_pair"] == 1.0
-    from llm_judge.report import tables
+    from llm_judge.present.report import tables
     titles = [t for t, _, _ in tables(summarize(store, run_id, n_boot=321))]
     assert any("321 resamples" in t and "prior" in t for t in titles)
 
@@ -385,7 +385,7 @@ def test_a_server_that_echoes_the_key_in_its_error_does_not_put_it_in_the_store(
 
 def test_a_public_page_refuses_fake_models_and_downloads_unless_allowed(tmp_path, monkeypatch):
     from llm_judge.errors import LLMJudgeError
-    from llm_judge.views import check_spec_allowed
+    from llm_judge.present.page import check_spec_allowed
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     public = dict(public=True, allowed_dirs=[], configured=set())

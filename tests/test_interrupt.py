@@ -86,7 +86,7 @@ def test_reading_a_run_while_another_process_writes_it(study_cmd):
             try:
                 rows = store.db.execute("SELECT id FROM runs").fetchall()
                 if rows:
-                    s = summarize(store, rows[0]["id"], n_boot=20)  # what the page shows, mid-run
+                    s = summarize(store, rows[0]["id"], n_boot=20).to_dict()  # what the page shows, mid-run
                     broken = store.db.execute("""
                         SELECT COUNT(*) FROM run_items i LEFT JOIN generations g ON g.key=i.result_key
                         LEFT JOIN judgments j ON j.key=i.result_key

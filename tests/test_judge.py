@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from llm_judge import judge as J
+from llm_judge import verdicts as J
 from llm_judge.criteria import Scale, parse_criteria
 
 CRIT = parse_criteria(None)

@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llm_judge import LLMJudgeError, parse_criteria
-from llm_judge import judge as J
 from llm_judge import stats as S
+from llm_judge import verdicts as J
 from llm_judge.analyze import read_verdicts
 from llm_judge.criteria import Scale
 from llm_judge.prompts import parse_csv, parse_jsonl
@@ -99,7 +99,7 @@ MIRROR = {"win": "loss", "loss": "win", "tie": "tie", None: None}
 @SETTINGS
 @given(outcomes)
 def test_win_rates_stay_in_0_1_and_intervals_hold_the_estimate(outs):
-    s = S.pairwise_summary(outs, ("x", "y"))
+    s = S.pairwise_summary(outs, ("x", "y")).to_dict()
     for key in ("win_rate", "win_rate_without_ties"):
         for e in s[key].values():
             if e["value"] is not None:
@@ -112,8 +112,8 @@ def test_win_rates_stay_in_0_1_and_intervals_hold_the_estimate(outs):
 @SETTINGS
 @given(outcomes)
 def test_swapping_a_and_b_mirrors_the_pairwise_statistics(outs):
-    a = S.pairwise_summary(outs, ("x", "y"))
-    b = S.pairwise_summary([MIRROR[o] for o in outs], ("y", "x"))
+    a = S.pairwise_summary(outs, ("x", "y")).to_dict()
+    b = S.pairwise_summary([MIRROR[o] for o in outs], ("y", "x")).to_dict()
     assert a["wins"] == b["wins"] and a["ties"] == b["ties"] and a["unscored"] == b["unscored"]
     for key in ("win_rate", "win_rate_without_ties"):
         assert a[key] == b[key]  # each side's own figures, whichever side is listed first

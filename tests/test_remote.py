@@ -6,8 +6,8 @@ import sqlite3
 import pytest
 
 from llm_judge import LLMJudgeError, compare, make_sampling, parse_criteria
-from llm_judge import judge as J
 from llm_judge import store as store_module
+from llm_judge import verdicts as J
 from llm_judge.backends import get_backend
 from llm_judge.cli import main
 from llm_judge.compare import Candidate
@@ -16,7 +16,7 @@ from llm_judge.criteria import Scale
 from llm_judge.prompts import PromptItem
 from llm_judge.store import Store
 from llm_judge.study import StudyConfig, run_study, summarize
-from llm_judge.testserver import expected_content
+from llm_judge.testing.server import expected_content
 
 from .conftest import server_stats
 
@@ -80,11 +80,11 @@ def test_200_judgments_at_30_percent_faults_then_rerun(test_server, tmp_path, fa
     missing = 200 - linked
     # whatever is not a correct result was stored as failed (the judgment, or the generation it needed)
     assert missing == failed + failed_gen
-    status = summarize(store, run_id)["status"]
+    status = summarize(store, run_id).to_dict()["status"]
     assert status == ("done" if missing == 0 else "incomplete")
     run_study(cfg, store, concurrency=16)  # the rerun completes the failed ones
     check(True)
-    assert summarize(store, run_id)["status"] == "done"
+    assert summarize(store, run_id).to_dict()["status"] == "done"
 
 
 def test_bounded_retries_then_failure_message(test_server):
@@ -197,7 +197,7 @@ def test_study_through_the_real_llama_server(llama_server, tmp_path):
                       judge=spec, judge_sampling=make_sampling(None, temperature=0, max_tokens=300),
                       criteria=parse_criteria(None), mode="both")
     store = Store(tmp_path / "real.db")
-    s = summarize(store, run_study(cfg, store))
+    s = summarize(store, run_study(cfg, store)).to_dict()
     assert s["status"] == "done"
     # the server constrains the judge to the verdict schema: every judgment is readable
     statuses = [r[0] for r in store.db.execute("SELECT status FROM judgments")]

@@ -7,11 +7,11 @@ import random
 import pytest
 
 from llm_judge import make_sampling, parse_criteria
-from llm_judge.backends import fake
 from llm_judge.compare import Candidate
 from llm_judge.prompts import load_prompts
 from llm_judge.store import Store
 from llm_judge.study import StudyConfig, run_study, summarize
+from llm_judge.testing import fake
 
 from .conftest import prefers, verdict_json
 
@@ -55,7 +55,7 @@ def test_repeat_judges_each_item_n_times_and_reports_the_spread(tmp_path):
     cands = {"a": Candidate("fake:a", make_sampling("p1")), "b": Candidate("fake:b", make_sampling("p2"))}
     store = Store(tmp_path / "r.db")
     run_id = run_study(config(cands, mode="both", repeat=3), store)
-    s = summarize(store, run_id)
+    s = summarize(store, run_id).to_dict()
     spread = s["repeat_spread"]
     assert spread["repeats"] == 3
     assert spread["single"]["items"] == 4 and spread["pairwise"]["items"] == 4
@@ -65,4 +65,4 @@ def test_repeat_judges_each_item_n_times_and_reports_the_spread(tmp_path):
     calls = len(fake.named("judge").calls)
     run_study(config(cands, mode="both", repeat=3), store)  # every repeat is cached
     assert len(fake.named("judge").calls) == calls
-    assert summarize(store, run_study(config(cands, mode="both"), store))["repeat_spread"] is None
+    assert summarize(store, run_study(config(cands, mode="both"), store)).to_dict()["repeat_spread"] is None

@@ -34,7 +34,7 @@ def test_wilson_interval_matches_scipy(k, n):
 
 
 def test_a_perfect_record_keeps_a_wide_interval():
-    s = S.pairwise_summary(["win"] * 10, ("x", "y"))
+    s = S.pairwise_summary(["win"] * 10, ("x", "y")).to_dict()
     wr = s["win_rate"]["x"]
     assert wr["value"] == 1.0 and wr["high"] == 1.0 and wr["low"] == pytest.approx(0.7225, abs=1e-4)
     # Clopper-Pearson (exact) is wider still; Wilson sits between it and a point
@@ -50,7 +50,7 @@ def test_sign_test_matches_scipy_binomtest():
 
 
 def test_pairwise_summary_hand_computed():
-    s = S.pairwise_summary(["win"] * 6 + ["tie"] * 2 + ["loss"] * 2 + [None], ("x", "y"))
+    s = S.pairwise_summary(["win"] * 6 + ["tie"] * 2 + ["loss"] * 2 + [None], ("x", "y")).to_dict()
     assert (s["wins"], s["ties"], s["unscored"], s["items"]) == ({"x": 6, "y": 2}, 2, 1, 11)
     assert s["win_rate"]["x"]["value"] == pytest.approx(0.7)  # (6 + 1) / 10
     assert s["win_rate"]["y"]["value"] == pytest.approx(0.3)

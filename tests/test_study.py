@@ -8,14 +8,14 @@ import time
 import pytest
 
 from llm_judge import LLMJudgeError, make_sampling, parse_criteria
-from llm_judge.analyze import analyze, export_run, read_verdicts
-from llm_judge.backends import fake
+from llm_judge.analyze import analyze, read_verdicts
 from llm_judge.cli import main
 from llm_judge.compare import Candidate
+from llm_judge.present.report import render_html, render_markdown
 from llm_judge.prompts import load_prompts
-from llm_judge.report import render_html, render_markdown
 from llm_judge.store import MIGRATIONS, Store
-from llm_judge.study import StudyConfig, run_study, summarize
+from llm_judge.study import StudyConfig, export_run, run_study, summarize
+from llm_judge.testing import fake
 
 from .conftest import prefers, shared_file
 
@@ -47,7 +47,7 @@ def test_study_results_and_statistics(tmp_path):
     script()
     store = Store(tmp_path / "s.db")
     run_id = run_study(config(), store)
-    s = summarize(store, run_id)
+    s = summarize(store, run_id).to_dict()
     assert s["status"] == "done" and s["prompts"] == 3
     assert s["single"]["good"]["total"]["value"] == 12 and s["single"]["bad"]["total"]["value"] == 6
     pair = s["pairwise"]["pairs"]["bad vs good"]  # pairs are oriented alphabetically
@@ -86,12 +86,12 @@ def test_failures_are_stored_and_retried(tmp_path):
     fake.named("bad").responder = flaky
     store = Store(tmp_path / "s.db")
     run_id = run_study(config(mode="single"), store)
-    assert summarize(store, run_id)["status"] == "incomplete"
+    assert summarize(store, run_id).to_dict()["status"] == "incomplete"
     failed = store.db.execute("SELECT COUNT(*) FROM generations WHERE status='failed'").fetchone()[0]
     assert failed == 3
     state["fail"] = False
     run_study(config(mode="single"), store)
-    s = summarize(store, run_id)
+    s = summarize(store, run_id).to_dict()
     assert s["status"] == "done" and s["single"]["bad"]["graded"] == 3
 
 
@@ -100,7 +100,7 @@ def test_unreadable_verdicts_are_unscored(tmp_path):
     fake.named("judge").responder = lambda m, s, sch: "I cannot decide"
     store = Store(tmp_path / "s.db")
     run_id = run_study(config(mode="single"), store)
-    s = summarize(store, run_id)
+    s = summarize(store, run_id).to_dict()
     assert s["single"]["good"]["graded"] == 0 and s["single"]["good"]["unscored"] == 3
     assert s["single"]["good"]["total"]["value"] is None
 
@@ -119,7 +119,7 @@ def test_report_and_exports(tmp_path):
     assert n == 3
     recs = read_verdicts(tmp_path / "v.jsonl")
     assert all((r["model_a"], r["model_b"], r["verdict"], r["verdict_swapped"]) == ("bad", "good", "B", "B") for r in recs)
-    assert analyze(recs)["win_rates"]["bad vs good"]["wins"] == {"bad": 0, "good": 3}
+    assert analyze(recs)["win_rates"]["bad vs good"].wins == {"bad": 0, "good": 3}
     assert export_run(store, run_id, tmp_path / "r.csv", "csv") == 18
 
 
@@ -138,7 +138,7 @@ def test_llmbar_agreement_matches_hand_computation(tmp_path):
     assert ha["both_orders_correct"]["rate"] == 0.0
     assert ha["verdict"]["kappa"] == pytest.approx(0.0)  # a constant verdict carries no information
     assert result["position_consistency"]["rate"] == 0.0
-    assert result["win_rates"]["output_1 vs output_2"]["ties"] == len(data)
+    assert result["win_rates"]["output_1 vs output_2"].ties == len(data)
 
 
 def test_cli_study_errors(capsys, tmp_path):

@@ -3,13 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from llm_judge import LLMJudgeError, compare, make_sampling, parse_criteria, views
-from llm_judge.analyze import analyze, verdict_records
-from llm_judge.backends import fake
+from llm_judge import LLMJudgeError, compare, make_sampling, parse_criteria
+from llm_judge.analyze import analyze
 from llm_judge.compare import Candidate
+from llm_judge.present import page as views
 from llm_judge.prompts import load_prompts
 from llm_judge.store import Store
-from llm_judge.study import StudyConfig, run_study
+from llm_judge.study import StudyConfig, run_study, verdict_records
+from llm_judge.testing import fake
 from llm_judge.votes import agreement, cast, judge_verdicts, next_item, vote_pairs
 
 from .conftest import prefers
@@ -59,7 +60,7 @@ def test_verdict_views_from_a_result():
     assert views.verdict_rows(d) == [["Relevance", "4", "2"], ["Coherence", "4", "2"], ["Completeness", "4", "2"],
                                      ["Total", "12", "6"]]
     md = views.verdict_markdown(d)
-    assert "**Winner: A** (fake:a)" in md and "Both orders agreed: yes" in md
+    assert "**Winner: A (fake:a)**" in md and "Both orders agreed: yes" in md
 
 
 def test_verdict_rows_unscored():

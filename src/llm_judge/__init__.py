@@ -1,10 +1,25 @@
-"""llm-judge: compare language models by letting another model judge their answers."""
+"""llm-judge: compare language models by letting another model judge their answers.
 
-from .compare import Candidate, ComparisonResult, compare
-from .criteria import CATALOGUE, Criterion, Scale, parse_criteria
+The public API; tests, benchmarks and the docs import from here. The module map is in
+docs/architecture.md.
+"""
+
+from importlib.metadata import version as _version
+
+from .analyze import analyze, read_verdicts
+from .backends import Backend, Completion, check_model, get_backend
+from .compare import Candidate, ComparisonResult, candidates_by_label, compare
+from .criteria import CATALOGUE, Criterion, Scale, parse_criteria, parse_scale
 from .errors import LLMJudgeError
-from .sampling import PRESETS, SamplingParams, make_sampling
+from .judging import JudgeCall, judge_pairwise, judge_single
+from .prompts import PromptItem, load_prompts
+from .sampling import JUDGE_DEFAULT, PRESETS, SamplingParams, make_sampling
+from .store import Store
+from .study import StudyConfig, Summary, export_run, run_study, summarize, verdict_records
 
-__version__ = "0.1.0"
-__all__ = ["compare", "Candidate", "ComparisonResult", "CATALOGUE", "Criterion", "Scale",
-           "parse_criteria", "LLMJudgeError", "PRESETS", "SamplingParams", "make_sampling"]
+__version__ = _version("llm-judge")
+__all__ = ["analyze", "read_verdicts", "Backend", "Completion", "check_model", "get_backend", "Candidate",
+           "ComparisonResult", "candidates_by_label", "compare", "CATALOGUE", "Criterion", "Scale", "parse_criteria",
+           "parse_scale", "LLMJudgeError", "JudgeCall", "judge_pairwise", "judge_single", "PromptItem", "load_prompts",
+           "JUDGE_DEFAULT", "PRESETS", "SamplingParams", "make_sampling", "Store", "StudyConfig", "Summary",
+           "export_run", "run_study", "summarize", "verdict_records"]

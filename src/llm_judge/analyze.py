@@ -1,4 +1,4 @@
-"""Pairwise verdicts from anywhere: read, analyse, and write them from stored runs.
+"""Verdict files, from anywhere: read and analyse them (``study.export`` writes them from a run).
 
 Format (JSONL, one item per line)::
 
@@ -9,26 +9,23 @@ Format (JSONL, one item per line)::
      "human": "A"|"B"|"tie",                 # optional
      "category": "..."}                      # optional
 
-Win rates combine both verdicts with llm-judge's rule (disagreement = tie; see ``judge.combine``);
+Win rates combine both verdicts with llm-judge's rule (disagreement = tie; ``verdicts.combine``);
 items where no order was scored are counted as unscored and left out of the rates. Agreement
 figures divide by every item: an unscored order counts as not agreeing.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
-from . import judge as J
 from . import stats as S
+from . import verdicts as V
 from .errors import LLMJudgeError
-from .store import Store
-from .study import orient, pair_rows
 from .textfiles import iter_jsonl, read_text
 
 VALID = ("A", "B", "tie")
-_FLIP = {"A": "B", "B": "A", "tie": "tie", None: None}
+FLIP = {"A": "B", "B": "A", "tie": "tie", None: None}
 
 
 def _label(rec: dict, key: str, where: str) -> str | None:
@@ -65,7 +62,7 @@ def read_verdicts(path: str | Path) -> list[dict]:
 def combined(item: dict) -> str | None:
     """The item's verdict from both orders (``judge.combine``'s rule); None when unscored."""
     v, s = item.get("verdict"), item.get("verdict_swapped")
-    return J.combine_winners(v, s)
+    return V.combine_winners(v, s)
 
 
 def oriented(items: list[dict]) -> list[dict]:
@@ -79,8 +76,8 @@ def oriented(items: list[dict]) -> list[dict]:
         if pair == (a, b):
             out.append(it)
         else:  # the same pair written the other way round: exchange the labels of every verdict
-            out.append({**it, "model_a": b, "model_b": a, "verdict": _FLIP[it.get("verdict")],
-                        "verdict_swapped": _FLIP[it.get("verdict_swapped")], "human": _FLIP[it.get("human")],
+            out.append({**it, "model_a": b, "model_b": a, "verdict": FLIP[it.get("verdict")],
+                        "verdict_swapped": FLIP[it.get("verdict_swapped")], "human": FLIP[it.get("human")],
                         **({} if "verdict_swapped" in it else {"verdict_swapped": None})})
     return out
 
@@ -108,63 +105,3 @@ def analyze(items: list[dict], n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> d
     if any(it.get("human") is not None for it in items):
         out["human_agreement"] = S.agreement(items)
     return out
-
-
-def verdict_records(store: Store, run_id: str) -> list[dict]:
-    """A stored run's pairwise items in the analyze format, every one of them (an unscored order
-    is null in its own slot), with the page's human votes (the latest per pair) as ``human``."""
-    import json as _json
-
-    run = store.run(run_id)
-    run_id = run["id"]
-    baseline = _json.loads(run["config"]).get("baseline")
-    cats = {p["prompt_id"]: p["category"] for p in store.prompts(run_id)}
-    human = latest_votes(store, run_id, baseline)
-    out = []
-    for (pid, (a, b)), orders in pair_rows(store.items(run_id), baseline).items():
-        ab, ba = orders["AB"], orders["BA"]
-        rec = {"id": pid, "model_a": a, "model_b": b, "verdict": ab["winner"] if ab else None,
-               "verdict_swapped": ba["winner"] if ba else None}
-        if (pid, a, b) in human:
-            rec["human"] = human[(pid, a, b)]
-        if cats.get(pid):
-            rec["category"] = cats[pid]
-        out.append(rec)
-    return out
-
-
-def latest_votes(store: Store, run_id: str, baseline: str | None = None) -> dict[tuple[str, str, str], str]:
-    """(prompt_id, a, b) -> the latest human vote on that pair, in the pair's oriented labels."""
-    out = {}
-    for v in store.votes(run_id):  # oldest first: a later vote replaces an earlier one
-        a, b = orient(v["label_a"], v["label_b"], baseline)
-        out[(v["prompt_id"], a, b)] = v["choice"] if (a, b) == (v["label_a"], v["label_b"]) else _FLIP[v["choice"]]
-    return out
-
-
-def export_run(store: Store, run_id: str, path: str | Path, fmt: str) -> int:
-    """Write a run as CSV (one row per result), JSONL (items) or verdicts; returns rows written."""
-    run_id = store.run(run_id)["id"]
-    if fmt == "verdicts":
-        rows = verdict_records(store, run_id)
-    else:
-        prompts = {p["prompt_id"]: p["prompt"] for p in store.prompts(run_id)}
-        rows = [{"run_id": run_id, "prompt_id": i["prompt_id"], "prompt": prompts[i["prompt_id"]], "kind": i["kind"],
-                 "labels": "|".join(i["labels"]), "order": i["display_order"],
-                 "text": i["text"] if i["kind"] == "generation" else None,
-                 "status": i["g_status"] if i["kind"] == "generation" else i["j_status"],
-                 "winner": (i["verdict"] or {}).get("winner"), "total": (i["verdict"] or {}).get("total"),
-                 "verdict": json.dumps(i["verdict"]) if i["verdict"] else None, "raw": i["raw"]}
-                for i in store.items(run_id)]
-    try:
-        with open(path, "w", encoding="utf-8", newline="") as fh:
-            if fmt == "csv":
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["run_id"])
-                writer.writeheader()
-                writer.writerows(rows)
-            else:
-                for r in rows:
-                    fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    except OSError as exc:
-        raise LLMJudgeError(f"cannot write {path}: {exc.strerror}") from None
-    return len(rows)

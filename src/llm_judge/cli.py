@@ -1,4 +1,5 @@
-"""The ``llm-judge`` command: parses input, calls one library function, formats the result."""
+"""The ``llm-judge`` command: parses the command line, calls the library, formats what it returns
+(``present``). Every rule (a candidate's syntax, the context size, resamples) lives in the library."""
 
 from __future__ import annotations
 
@@ -96,8 +97,6 @@ def compare(prompt, prompt_file, model_a, model_b, judge, criteria, scale, prese
     sampling_a = collect_sampling(sampling, preset_a, "a")
     sampling_b = collect_sampling(sampling, preset_b, "b")
     judge_sampling = make_sampling(None, **dict(JUDGE_DEFAULT, max_tokens=judge_max_tokens))
-    if n_ctx < 256:
-        raise LLMJudgeError(f"--n-ctx {n_ctx} is too small: use at least 256 (default 2048)")
     progress = None if as_json else _stage_printer()
     result = run_compare(text, model_a=model_a, model_b=model_b, judge=judge, sampling_a=sampling_a,
                          sampling_b=sampling_b, criteria=criteria, scale=parse_scale(scale), mode=mode,
@@ -105,7 +104,7 @@ def compare(prompt, prompt_file, model_a, model_b, judge, criteria, scale, prese
     if as_json:
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:
-        from .render import print_comparison
+        from .present.terminal import print_comparison
         print_comparison(result)
 
 
@@ -145,23 +144,6 @@ if __name__ == "__main__":
 
 # --- studies ----------------------------------------------------------------------------------
 
-def parse_candidate(text: str, sampling_overrides: dict):
-    """``SPEC[@PRESET][#LABEL]``; the preset is what follows the last @ when it names one.
-
-    >>> c = parse_candidate("embedded@p2#hot", {}); (c.spec, c.sampling.temperature, c.label)
-    ('embedded', 1.5, 'hot')
-    """
-    from .compare import Candidate
-
-    body, _, label = text.partition("#")
-    spec, preset = body, None
-    head, sep, tail = body.rpartition("@")
-    if sep and tail in PRESETS:
-        spec, preset = head, tail
-    sampling = make_sampling(preset or "p1", **sampling_overrides)
-    return Candidate(spec.strip(), sampling, label.strip() or body.strip())
-
-
 def _store(db):
     from .store import Store
 
@@ -197,6 +179,7 @@ db_option = click.option("--db", default=None, help="store path (default: $LLM_J
 def run(source, candidates, judge, criteria, scale, mode, baseline, judge_max_tokens, limit, sample, sample_seed,
         n_ctx, bootstrap, concurrency, repeat, db, quiet, as_json, **sampling):
     """Run a study: every prompt x candidate, graded by the judge; stored and resumable."""
+    from .compare import Candidate, candidates_by_label
     from .criteria import parse_criteria
     from .prompts import load_prompts
     from .sampling import JUDGE_DEFAULT
@@ -205,12 +188,7 @@ def run(source, candidates, judge, criteria, scale, mode, baseline, judge_max_to
 
     check_resamples(bootstrap)  # before any work, not after the study
     overrides = {k: v for k, v in sampling.items() if v is not None}
-    cands = {}
-    for text in candidates or ("embedded@p1", "embedded@p2"):
-        c = parse_candidate(text, overrides)
-        if c.name in cands:
-            raise LLMJudgeError(f"two candidates are labelled {c.name!r}: add #LABEL to tell them apart")
-        cands[c.name] = c
+    cands = candidates_by_label(Candidate.parse(text, overrides) for text in candidates or ("embedded@p1", "embedded@p2"))
     config = StudyConfig(
         prompts=load_prompts(source, limit=limit, sample=sample, seed=sample_seed), candidates=cands, judge=judge,
         judge_sampling=make_sampling(None, **dict(JUDGE_DEFAULT, max_tokens=judge_max_tokens)),
@@ -257,36 +235,13 @@ class _progress_bar:
         self.bar.stop()
 
 
-def _print_summary(summary: dict, as_json: bool) -> None:
+def _print_summary(summary, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from .present.terminal import print_summary
 
-    from .report import tables
-
-    console = Console()
-    console.print(f"run [bold]{summary['run_id']}[/bold] ({summary['status']}): {summary['prompts']} prompts, "
-                  f"judge {summary['judge']}, mode {summary['mode']}")
-    for title, header, rows in tables(summary):
-        t = Table(title=title)
-        for h in header:
-            t.add_column(h)
-        for r in rows:
-            t.add_row(*r)
-        console.print(t)
-    b = summary["bootstrap"]
-    console.print(f"intervals: {b['method']}, {b['resamples']} resamples, seed {b['seed']}")
-    spread = summary.get("repeat_spread")
-    if spread:
-        parts = [f"{k}: {v['identical_share']:.0%} of {v['items']} items identical"
-                 + (f", mean range of totals {v['mean_range']:.2f}" if "mean_range" in v else "")
-                 for k, v in spread.items() if isinstance(v, dict)]
-        console.print(f"judged {spread['repeats']} times each (statistics use the first): " + "; ".join(parts))
-    for w in summary["warnings"]:
-        console.print(f"[yellow]warning: {w}[/yellow]")
-    console.print(f"report: llm-judge report {summary['run_id']} --html report.html")
+    print_summary(summary)
 
 
 @cli.command()
@@ -319,7 +274,7 @@ def runs(db, as_json):
 @db_option
 def report(run_id, html_path, md_path, bootstrap, as_json, db):
     """Show a stored run's statistics; write HTML and Markdown reports."""
-    from .report import write_report
+    from .present.report import write_report
     from .stats import check_resamples
     from .study import summarize
 
@@ -341,7 +296,7 @@ def report(run_id, html_path, md_path, bootstrap, as_json, db):
 @db_option
 def export(run_id, fmt, output, db):
     """Export a stored run as CSV, JSONL, or pairwise verdicts (the `analyze` format)."""
-    from .analyze import export_run
+    from .study import export_run
 
     n = export_run(_store(db), run_id, output, fmt)
     click.echo(f"wrote {n} rows to {output}", err=True)
@@ -358,9 +313,11 @@ def analyze(path, bootstrap, as_json):
 
     result = run_analyze(read_verdicts(path), n_boot=bootstrap)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        from .present.format import to_json
+
+        click.echo(to_json(result))
         return
-    from .report import analysis_lines
+    from .present.terminal import analysis_lines
 
     for line in analysis_lines(result):
         click.echo(line)
@@ -371,8 +328,8 @@ def analyze(path, bootstrap, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def models(check, as_json):
     """List the built-in model, the spec forms and the models of the config file."""
+    from .backends import check_model
     from .config import config_path, load_config
-    from .models import check_model
 
     rows = [{"name": "embedded", "spec": "embedded", "source": "built in",
              "description": "SmolLM2-135M-Instruct Q4_1 (for trying the pipeline)"}]

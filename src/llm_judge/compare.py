@@ -1,5 +1,8 @@
 """``compare``: two candidates answer one prompt, a judge rates both answers, in both orders.
 
+Also the one definition of a candidate (``SPEC[@PRESET][#LABEL]``) that the CLI, the page and
+studies share, and the checks every entry point applies to candidates and context size.
+
     >>> from llm_judge import compare
     >>> result = compare("Explain how to bake a chocolate cake without using eggs.")  # doctest: +SKIP
     >>> result.winner, result.consistent  # doctest: +SKIP
@@ -8,20 +11,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-from . import judge as J
-from .backends import Backend, Completion, get_backend, parse_spec
+from . import verdicts as V
+from .backends import Completion, get_backend, parse_spec
 from .criteria import Criterion, Scale, parse_criteria
 from .errors import LLMJudgeError
-from .sampling import JUDGE_DEFAULT, SamplingParams, make_sampling
+from .judging import JudgeCall, judge_pairwise, judge_single
+from .prompts import check_prompt
+from .sampling import JUDGE_DEFAULT, PRESETS, SamplingParams, make_sampling
 
 BUILTIN_JUDGE_WARNING = (
     "the built-in judge (SmolLM2-135M) is for trying the pipeline, not for findings: on "
-    "human-labelled pairs it picks the answer shown first every time; name a stronger --judge"
+    "human-labelled pairs it picks the answer shown first every time; name a stronger judge"
 )
+MIN_N_CTX = 256  # below this no judge prompt fits
 
 
 @dataclass(frozen=True)
@@ -34,95 +39,39 @@ class Candidate:
     def name(self) -> str:
         return self.label or self.spec
 
+    @classmethod
+    def parse(cls, text: str, sampling_overrides: dict | None = None) -> Candidate:
+        """``SPEC[@PRESET][#LABEL]``; the preset is what follows the last @ when it names one.
 
-@dataclass
-class JudgeCall:
-    """One call of the judge: what it saw, what it said, what was read from it."""
-
-    order: str  # "AB": A shown first; "BA": B shown first; "A"/"B": single grading of that answer
-    raw: str
-    verdict: dict | None  # in the original labels; None when unscored
-    error: str | None
-    completion: Completion | None = None
-
-    def to_dict(self) -> dict:
-        out = {"order": self.order, "raw": self.raw, "verdict": self.verdict, "error": self.error}
-        if self.completion is not None:
-            out["completion_tokens"] = self.completion.completion_tokens
-            out["seconds"] = round(self.completion.seconds, 3)
-        return out
-
-
-MAX_PROMPT_CHARS = 200_000  # far beyond any context a judge can take; larger is a mistake
+        >>> c = Candidate.parse("embedded@p2#hot"); (c.spec, c.sampling.temperature, c.label)
+        ('embedded', 1.5, 'hot')
+        >>> Candidate.parse("openai:m@http://h/v1").spec, Candidate.parse("embedded@p2").name
+        ('openai:m@http://h/v1', 'embedded@p2')
+        """
+        body, _, label = text.partition("#")
+        spec, preset = body, None
+        head, sep, tail = body.rpartition("@")
+        if sep and tail in PRESETS:
+            spec, preset = head, tail
+        sampling = make_sampling(preset or "p1", **(sampling_overrides or {}))
+        return cls(spec.strip(), sampling, label.strip() or body.strip())
 
 
-def check_prompt(prompt: str | None) -> str:
-    """A prompt worth sending, or an error that says what is wrong with it and where."""
-    if prompt is None or not prompt.strip():
-        raise LLMJudgeError("empty prompt: give the question to answer as an argument, a file or stdin")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise LLMJudgeError(f"the prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
-    for n, line in enumerate(prompt.split("\n"), 1):
-        bad = next((ch for ch in line if (ord(ch) < 32 and ch not in "\t\r") or ord(ch) == 127), None)
-        if bad is not None:
-            raise LLMJudgeError(f"the prompt holds control character U+{ord(bad):04X} on line {n}: remove it")
-    return prompt
+def candidates_by_label(candidates: Iterable[Candidate]) -> dict[str, Candidate]:
+    """Candidates keyed by their labels; two with one label is an error that says how to fix it."""
+    out: dict[str, Candidate] = {}
+    for c in candidates:
+        if c.name in out:
+            raise LLMJudgeError(f"two candidates are labelled {c.name!r}: add #LABEL to tell them apart")
+        out[c.name] = c
+    return out
 
 
-def _call_judge(backend: Backend, messages, schema, sampling, parse) -> tuple[str, Any, str | None, Completion | None]:
-    try:
-        completion = backend.generate(messages, sampling, schema=schema)
-    except LLMJudgeError as exc:
-        if exc.fatal:
-            raise
-        return "", None, f"judge call failed: {exc}", None
-    try:
-        return completion.text, parse(completion.text), None, completion
-    except J.VerdictError as exc:
-        return completion.text, None, str(exc), completion
-
-
-def judge_pairwise_order(backend: Backend, prompt: str, answer_a: str, answer_b: str, order: str,
-                         criteria: list[Criterion], scale: Scale, sampling: SamplingParams,
-                         reference: str | None = None) -> JudgeCall:
-    """One order of a pairwise judgment ("AB": A shown first; "BA": B shown first).
-
-    The verdict is returned in the original labels, whatever the order shown.
-    """
-    first, second = (answer_a, answer_b) if order == "AB" else (answer_b, answer_a)
-    messages = J.pairwise_messages(prompt, first, second, criteria, scale, reference, backend.special_tokens())
-    raw, verdict, error, completion = _call_judge(
-        backend, messages, J.pairwise_schema(criteria, scale), sampling,
-        lambda text: J.parse_verdict(text, criteria, scale, "pairwise"))
-    if verdict is not None and order == "BA":
-        verdict = verdict.swapped()
-    return JudgeCall(order, raw, _asdict(verdict), error, completion)
-
-
-def judge_pairwise(backend: Backend, prompt: str, answer_a: str, answer_b: str,
-                   criteria: list[Criterion], scale: Scale, sampling: SamplingParams,
-                   reference: str | None = None) -> tuple[list[JudgeCall], J.Combined]:
-    """Ask the judge in both orders and combine (see ``judge.combine`` for the rule)."""
-    calls = [judge_pairwise_order(backend, prompt, answer_a, answer_b, order, criteria, scale, sampling, reference)
-             for order in ("AB", "BA")]
-    return calls, J.combine(*(J.PairVerdict.from_dict(c.verdict) for c in calls))
-
-
-def judge_single(backend: Backend, prompt: str, answer: str, label: str, criteria: list[Criterion],
-                 scale: Scale, sampling: SamplingParams, reference: str | None = None) -> JudgeCall:
-    schema = J.single_schema(criteria, scale)
-    messages = J.single_messages(prompt, answer, criteria, scale, reference, backend.special_tokens())
-    raw, grade, error, completion = _call_judge(
-        backend, messages, schema, sampling, lambda t: J.parse_verdict(t, criteria, scale, "single"))
-    verdict = None if grade is None else {"scores": grade.scores, "justification": grade.justification,
-                                          "total": grade.total}
-    return JudgeCall(label, raw, verdict, error, completion)
-
-
-def _asdict(verdict: J.PairVerdict | None) -> dict | None:
-    if verdict is None:
-        return None
-    return {"scores": verdict.scores, "winner": verdict.winner, "justification": verdict.justification}
+def check_n_ctx(n_ctx: int) -> int:
+    """The context size of local models, or the error (the rule of every entry point)."""
+    if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < MIN_N_CTX:
+        raise LLMJudgeError(f"a context of {n_ctx} tokens is too small: use at least {MIN_N_CTX} (default 2048)")
+    return n_ctx
 
 
 @dataclass
@@ -159,7 +108,7 @@ class ComparisonResult:
         return {
             "prompt": self.prompt, "mode": self.mode, "candidates": cands,
             "judge": {"spec": self.judge_spec, "sampling": self.judge_sampling.model_dump(),
-                      "template_version": J.TEMPLATE_VERSION},
+                      "template_version": V.TEMPLATE_VERSION},
             "criteria": [{"name": c.name, "rubric": c.rubric} for c in self.criteria],
             "scale": [self.scale.low, self.scale.high],
             "orders": [c.to_dict() for c in self.orders],
@@ -182,11 +131,12 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
     """Generate both answers, judge them and return everything, ready to show or store.
 
     ``on_token(label, piece)`` receives the answers as they are written; ``on_stage(text)``
-    is told what is happening ("answer A", "judge: order AB", ...).
+    is told what is happening ("answer A", "answer B", "judge: both orders", ...).
     """
     prompt = check_prompt(prompt)
     if mode not in {"pairwise", "single"}:
         raise LLMJudgeError(f"unknown mode {mode!r}: use pairwise or single")
+    check_n_ctx(n_ctx)
     crits = parse_criteria(criteria)
     scale = scale or Scale()
     cands = {"A": Candidate(model_a, sampling_a or make_sampling("p1")),
@@ -195,8 +145,8 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
     for spec in (model_a, model_b, judge):
         parse_spec(spec)  # an unknown prefix fails before any model loads
     stage = on_stage or (lambda _text: None)
-    backends = {label: get_backend(c.spec, **_load_options(c.spec, n_ctx)) for label, c in cands.items()}
-    judge_backend = get_backend(judge, **_load_options(judge, n_ctx))
+    backends = {label: get_backend(c.spec, n_ctx=n_ctx) for label, c in cands.items()}
+    judge_backend = get_backend(judge, n_ctx=n_ctx)
 
     messages = [{"role": "user", "content": prompt}]
     answers = {}
@@ -212,12 +162,10 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
 
     if mode == "pairwise":
         stage("judge: both orders")
-        calls, comb = judge_pairwise(judge_backend, prompt, answers["A"].text, answers["B"].text,
-                                     crits, scale, judge_sampling, reference)
-        scores, totals, winner = comb.scores, comb.totals, comb.winner
-        consistent, bias = comb.consistent, comb.position_bias
-        if consistent is False:
-            where = {"first": "the answer shown first", "second": "the answer shown second"}.get(bias, "")
+        calls, verdict = judge_pairwise(judge_backend, prompt, answers["A"].text, answers["B"].text,
+                                        crits, scale, judge_sampling, reference)
+        if verdict.consistent is False:
+            where = {"first": "the answer shown first", "second": "the answer shown second"}.get(verdict.position_bias, "")
             warnings.append("the verdict flipped when the answers were swapped"
                             + (f" (the judge chose {where} both times)" if where else "")
                             + ": position, not content, decided it, so it counts as a tie")
@@ -225,20 +173,15 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
         stage("judge: each answer alone")
         calls = [judge_single(judge_backend, prompt, answers[lab].text, lab, crits, scale,
                               judge_sampling, reference) for lab in ("A", "B")]
-        graded = {c.order: c.verdict for c in calls}
-        scores = totals = None
-        if all(graded.values()):
-            scores = {c.name: {lab: float(graded[lab]["scores"][c.name]) for lab in ("A", "B")} for c in crits}
-            totals = {lab: float(graded[lab]["total"]) for lab in ("A", "B")}
-        winner = J.single_winner(*(totals[lab] for lab in ("A", "B"))) if totals else None
-        consistent = bias = None
+        verdict = V.single_totals({c.order: c.verdict for c in calls}, crits)
     for backend in {id(b): b for b in (*backends.values(), judge_backend)}.values():
-        warnings += [w for w in getattr(backend, "warnings", []) if w not in warnings]
+        warnings += [w for w in backend.warnings if w not in warnings]
     for call in calls:
         if call.error:
             warnings.append(f"order {call.order} is unscored: {call.error}")
     return ComparisonResult(prompt, mode, cands, answers, judge, judge_sampling, crits, scale, calls,
-                            scores, totals, winner, consistent, bias, warnings)
+                            verdict.scores, verdict.totals, verdict.winner, verdict.consistent,
+                            verdict.position_bias, warnings)
 
 
 def judge_warnings(judge_spec: str, candidate_specs: list[str]) -> list[str]:
@@ -250,8 +193,3 @@ def judge_warnings(judge_spec: str, candidate_specs: list[str]) -> list[str]:
     if judge_spec.strip() == "embedded":
         out.append(BUILTIN_JUDGE_WARNING)
     return out
-
-
-def _load_options(spec: str, n_ctx: int) -> dict:
-    prefix, _ = parse_spec(spec)
-    return {"n_ctx": n_ctx} if prefix in {"embedded", "gguf", "hf"} else {}

@@ -93,7 +93,7 @@ def parse_criteria(items: list[str] | tuple[str, ...] | str | None) -> list[Crit
             raise LLMJudgeError(f"criterion {crit.name!r} is listed twice")
         out.append(crit)
     if not out:
-        raise LLMJudgeError("no criteria given: name at least one, e.g. --criteria Relevance")
+        raise LLMJudgeError("no criteria given: name at least one, e.g. Relevance")
     if len(out) > MAX_CRITERIA:
         raise LLMJudgeError(f"too many criteria ({len(out)}): judge on at most {MAX_CRITERIA} at once")
     return out

@@ -12,9 +12,23 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from .compare import check_prompt
 from .errors import LLMJudgeError
 from .textfiles import iter_jsonl, read_text
+
+MAX_PROMPT_CHARS = 200_000  # far beyond any context a judge can take; larger is a mistake
+
+
+def check_prompt(prompt: str | None) -> str:
+    """A prompt worth sending, or an error that says what is wrong with it and where."""
+    if prompt is None or not prompt.strip():
+        raise LLMJudgeError("empty prompt: give the question to answer as an argument, a file or stdin")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise LLMJudgeError(f"the prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
+    for n, line in enumerate(prompt.split("\n"), 1):
+        bad = next((ch for ch in line if (ord(ch) < 32 and ch not in "\t\r") or ord(ch) == 127), None)
+        if bad is not None:
+            raise LLMJudgeError(f"the prompt holds control character U+{ord(bad):04X} on line {n}: remove it")
+    return prompt
 
 
 @dataclass(frozen=True)
@@ -103,10 +117,10 @@ def load_prompts(source: str, *, limit: int | None = None, sample: int | None = 
         seen.add(item.id)
     if sample is not None:
         if sample < 1:
-            raise LLMJudgeError("--sample must be at least 1")
+            raise LLMJudgeError(f"a sample of {sample} prompts: take at least 1")
         items = random.Random(seed).sample(items, min(sample, len(items)))
     if limit is not None:
         if limit < 1:
-            raise LLMJudgeError("--limit must be at least 1")
+            raise LLMJudgeError(f"a limit of {limit} prompts: take at least 1")
         items = items[:limit]
     return items

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -103,27 +103,42 @@ def sign_test(wins: int, losses: int) -> float | None:
     return min(1.0, 2 * tail)
 
 
-def pairwise_summary(outcomes: list[str | None], sides: tuple[str, str] = ("A", "B"),
-                     level: float = 0.95) -> dict:
-    """Win rates of both sides of a pair from the first side's outcomes ("win", "tie", "loss";
-    None = unscored, counted and left out of the rates).
+@dataclass(frozen=True)
+class PairStats:
+    """Both sides of a pair: each side's wins (the other's losses), ties, unscored items, each
+    side's win rate with ties as half and without ties (Wilson intervals), the sign test."""
 
-    Each side's win rate counts ties as half a win; ``win_rate_without_ties`` leaves ties out. Both
-    carry Wilson intervals; ``sign_test_p`` tests wins against losses.
-    """
+    sides: tuple[str, str]
+    wins: dict[str, int]
+    ties: int
+    unscored: int
+    items: int
+    win_rate: dict[str, Estimate]
+    win_rate_without_ties: dict[str, Estimate]
+    sign_test_p: float | None
+
+    @property
+    def scored(self) -> int:
+        return sum(self.wins.values()) + self.ties
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pairwise_summary(outcomes: list[str | None], sides: tuple[str, str] = ("A", "B"),
+                     level: float = 0.95) -> PairStats:
+    """Both sides' figures from the first side's outcomes ("win", "tie", "loss"; None = unscored,
+    counted and left out of the rates)."""
     c = Counter(o for o in outcomes if o is not None)
     w, t, lo = c["win"], c["tie"], c["loss"]
     first, second = sides
     n, decisive = w + t + lo, w + lo
-    return {
-        "sides": [first, second], "wins": {first: w, second: lo}, "ties": t,
-        "unscored": sum(o is None for o in outcomes), "items": len(outcomes),
-        "win_rate": {first: proportion(w + 0.5 * t, n, level).to_dict(),
-                     second: proportion(lo + 0.5 * t, n, level).to_dict()},
-        "win_rate_without_ties": {first: proportion(w, decisive, level).to_dict(),
-                                  second: proportion(lo, decisive, level).to_dict()},
-        "sign_test_p": sign_test(w, lo),
-    }
+    return PairStats(
+        sides=(first, second), wins={first: w, second: lo}, ties=t,
+        unscored=sum(o is None for o in outcomes), items=len(outcomes),
+        win_rate={first: proportion(w + 0.5 * t, n, level), second: proportion(lo + 0.5 * t, n, level)},
+        win_rate_without_ties={first: proportion(w, decisive, level), second: proportion(lo, decisive, level)},
+        sign_test_p=sign_test(w, lo))
 
 
 def outcome(winner: str | None, side: str = "A") -> str | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .errors import LLMJudgeError
 from .redact import redact
+from .verdicts import as_labelled, swap_labels
 
 
 def default_db_path() -> Path:
@@ -124,25 +125,6 @@ def m005_pairwise_verdicts_as_shown(db):
                       "AND verdict IS NOT NULL").fetchall()
     for key, verdict in rows:
         db.execute("UPDATE judgments SET verdict=? WHERE key=?", (_j(swap_labels(json.loads(verdict))), key))
-
-
-def swap_labels(verdict: dict | None) -> dict | None:
-    """A pairwise verdict with A and B exchanged (scores and winner); the only relabelling rule.
-
-    >>> swap_labels({"scores": {"R": {"A": 4, "B": 1}}, "winner": "A", "justification": "x"})["winner"]
-    'B'
-    """
-    if verdict is None:
-        return None
-    flip = {"A": "B", "B": "A", "tie": "tie"}
-    return {**verdict, "scores": {c: {"A": s["B"], "B": s["A"]} for c, s in verdict["scores"].items()},
-            "winner": flip[verdict["winner"]]}
-
-
-def as_labelled(verdict: dict | None, order: str) -> dict | None:
-    """A stored pairwise verdict (A = shown first) in the labels of an item shown in ``order``;
-    the same call maps a verdict in the item's labels back to the positions shown."""
-    return swap_labels(verdict) if order == "BA" else verdict
 
 
 class Store:

@@ -1,6 +1,7 @@
 """The web page (Gradio): Compare, Study and Vote, a thin layer over the library.
 
-Every handler parses input (``views``), calls one library function and formats its result.
+Each handler parses the visitor's input (``present.page``), calls the library (``compare``,
+``run_study`` then ``summarize``, the vote functions) and formats what it returns.
 Errors become messages in the page (``gr.Error``), never tracebacks. In-process models are
 loaded once (a bounded cache) and used by one thread at a time (the backend's lock); requests
 queue, and Gradio shows each visitor their place in the queue.
@@ -20,17 +21,16 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import views
-from .analyze import export_run
-from .compare import compare
+from .compare import Candidate, candidates_by_label, compare
 from .config import load_config
 from .criteria import DEFAULT_CRITERIA, parse_criteria
 from .errors import LLMJudgeError
+from .present import page as views
+from .present.report import charts, tables, write_report
 from .prompts import load_prompts
-from .report import charts, tables, write_report
 from .sampling import JUDGE_DEFAULT, PRESETS, make_sampling
 from .store import Store
-from .study import StudyConfig, run_study, summarize
+from .study import StudyConfig, export_run, run_study, summarize
 from .votes import agreement, cast, next_item
 
 log = logging.getLogger("llm_judge.ui")
@@ -128,18 +128,11 @@ class App:
                 for r in self.store.runs()]
 
     def study(self, source, upload, candidates, judge, mode, limit, max_tokens, progress=gr.Progress()):
-        from .cli import parse_candidate
-
         path = upload if isinstance(upload, str) else getattr(upload, "name", None)
         prompts = load_prompts(path or source, limit=views.optional_number(limit, "the number of prompts", int))
-        cands = {}
-        for line in (candidates or "").splitlines():
-            if line.strip():
-                c = parse_candidate(line.strip(), {"max_tokens": views.optional_number(max_tokens, "max tokens", int)})
-                c = type(c)(self.spec(c.spec), c.sampling, c.label)
-                if c.name in cands:
-                    raise LLMJudgeError(f"two candidates are labelled {c.name!r}: add #LABEL to tell them apart")
-                cands[c.name] = c
+        overrides = {"max_tokens": views.optional_number(max_tokens, "max tokens", int)}
+        parsed = [Candidate.parse(line.strip(), overrides) for line in (candidates or "").splitlines() if line.strip()]
+        cands = candidates_by_label(Candidate(self.spec(c.spec), c.sampling, c.label) for c in parsed)
         config = StudyConfig(prompts=prompts, candidates=cands, judge=self.spec(judge),
                              judge_sampling=make_sampling(None, **JUDGE_DEFAULT),
                              criteria=parse_criteria(None), mode=mode, n_ctx=self.n_ctx, source=path or source)
@@ -154,14 +147,14 @@ class App:
         if not run_id:
             raise LLMJudgeError("choose a run first")
         summary = summarize(self.store, run_id)
-        rid = summary["run_id"]
+        rid = summary.run_id
         files = []
         for name, fmt in ((f"{rid}.csv", "csv"), (f"{rid}.jsonl", "jsonl")):
             export_run(self.store, rid, self.files / name, fmt)
             files.append(str(self.files / name))
         files.append(str(write_report(self.store, summary, self.files / f"{rid}.html")))
-        head = (f"Run **{rid}** ({summary['status']}): {summary['prompts']} prompts, judge `{summary['judge']}`, "
-                f"mode {summary['mode']}.\n\n" + "\n\n".join(f"> warning: {w}" for w in summary["warnings"]))
+        head = (f"Run **{rid}** ({summary.status}): {summary.prompts} prompts, judge `{summary.judge}`, "
+                f"mode {summary.mode}.\n\n" + "\n\n".join(f"> warning: {w}" for w in summary.warnings))
         return head, views.tables_html(tables(summary)), "".join(charts(self.store, summary)), files
 
     # --- Vote ----------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ import json
 import random
 from collections import Counter
 
-from . import judge as J
-from .analyze import analyze, latest_votes, verdict_records
+from . import verdicts as V
+from .analyze import analyze
 from .errors import LLMJudgeError
 from .store import Store
-from .study import orient
+from .study import orient, verdict_records
+from .study.export import latest_votes
 
 
 def _answers(store: Store, run_id: str) -> dict[tuple[str, str], str]:
@@ -80,7 +81,7 @@ def judge_verdicts(store: Store, run_id: str) -> dict[tuple[str, str, str], dict
     for pid, a, b in vote_pairs(store, run_id):
         va, vb = singles.get((pid, a)), singles.get((pid, b))
         if (pid, a, b) not in out and va and vb:
-            rec = {"id": pid, "model_a": a, "model_b": b, "verdict": J.single_winner(va["total"], vb["total"])}
+            rec = {"id": pid, "model_a": a, "model_b": b, "verdict": V.single_winner(va["total"], vb["total"])}
             if (pid, a, b) in human:
                 rec["human"] = human[(pid, a, b)]
             if cats.get(pid):

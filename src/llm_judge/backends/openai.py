@@ -25,6 +25,8 @@ from ..redact import redact
 from ..sampling import SamplingParams
 from . import Completion, Messages, TokenCallback
 
+PREFIXES = ("openai",)
+OPTIONS = frozenset({"key_env", "timeout", "max_attempts", "schema_mode", "concurrency", "backoff_base"})
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 # Body fields beyond OpenAI's own that local servers (vLLM, llama.cpp, Ollama) accept.
 EXTENSIONS = ("min_p", "top_k", "repeat_penalty", "repetition_penalty")
@@ -159,7 +161,6 @@ class OpenAIBackend:
                 self._warn(f"{self.base_url} accepts neither structured-output form (json_schema, json_object with a "
                            f"schema): {self.model}'s verdicts are read from plain text, and an unreadable one is unscored")
             self.schema_mode = mode
-            result.raw["response_format"] = mode
             return result
         raise AssertionError("unreachable")
 
@@ -225,8 +226,7 @@ class OpenAIBackend:
         usage = data.get("usage") or {}
         return Completion(text=text, prompt_tokens=usage.get("prompt_tokens"),
                           completion_tokens=usage.get("completion_tokens"), seconds=seconds,
-                          finish_reason=choice.get("finish_reason"), raw=data,
-                          logprobs=choice.get("logprobs") or None)
+                          finish_reason=choice.get("finish_reason"), logprobs=choice.get("logprobs") or None)
 
     def _read_stream(self, resp: httpx.Response, on_token: TokenCallback, start: float) -> Completion:
         pieces, finish, usage, chunks = [], None, {}, 0
@@ -250,8 +250,7 @@ class OpenAIBackend:
                 finish = choice.get("finish_reason") or finish
         return Completion(text="".join(pieces), prompt_tokens=usage.get("prompt_tokens"),
                           completion_tokens=usage.get("completion_tokens") or chunks,
-                          seconds=time.perf_counter() - start, finish_reason=finish,
-                          raw={"streamed": True})
+                          seconds=time.perf_counter() - start, finish_reason=finish)
 
     def special_tokens(self) -> frozenset[str]:
         """Unknown for this backend: the judge prompt breaks up the common template families' markers."""
@@ -289,6 +288,24 @@ def _status_message(status: int, detail: str, backend: OpenAIBackend) -> str:
 
 def from_spec(prefix: str, rest: str, **options) -> OpenAIBackend:
     model, base_url = parse_openai_spec(rest)
-    allowed = {"key_env", "timeout", "max_attempts", "schema_mode", "concurrency", "backoff_base"}
-    return OpenAIBackend(f"openai:{rest}", model, base_url,
-                         **{k: v for k, v in options.items() if k in allowed})
+    return OpenAIBackend(f"openai:{rest}", model, base_url, **options)
+
+
+def check(prefix: str, rest: str, *, key_env: str = "OPENAI_API_KEY", timeout: float = 10.0, **_options) -> str:
+    """Does the endpoint answer its model list with this key, and does it list the model?"""
+    model, base = parse_openai_spec(rest)
+    key = os.environ.get(key_env)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        resp = httpx.get(f"{base}/models", headers=headers, timeout=min(timeout, 10.0))
+    except httpx.HTTPError as exc:
+        return f"unreachable ({type(exc).__name__})"
+    if resp.status_code == 401:
+        return f"refused the key (401): set {key_env}"
+    if resp.status_code != 200:
+        return f"answered HTTP {resp.status_code}"
+    try:
+        ids = [m.get("id") for m in resp.json().get("data", [])]
+    except (ValueError, AttributeError):
+        return "answered, but not with a model list"
+    return f"ok: {base} answers" + ("" if not ids or model in ids else f" (model {model!r} not listed)")

@@ -1,14 +1,14 @@
 """Pure functions that turn page input into library calls and library results into what the page
-shows. No Gradio here, so all of it is unit-tested without a browser."""
+shows, over ``present.format``. No Gradio here, so all of it is unit-tested without a browser."""
 
 from __future__ import annotations
 
-import html
 import os
 from pathlib import Path
 
-from .criteria import CATALOGUE
-from .errors import LLMJudgeError
+from ..criteria import CATALOGUE
+from ..errors import LLMJudgeError
+from .format import html_table, score_rows, verdict_parts
 
 
 def normalise_spec(text: str) -> str:
@@ -94,33 +94,16 @@ def selected_criteria(chosen: list[str] | None, custom: str | None, maximum: int
 
 def verdict_rows(result: dict) -> list[list]:
     """Criteria x (A, B), then the totals; '-' where unscored."""
-    def fmt(x):
-        return "-" if x is None else (f"{x:g}" if float(x).is_integer() else f"{x:.1f}")
+    return score_rows(result)
 
-    scores, totals = result.get("scores") or {}, result.get("totals") or {}
-    rows = [[c["name"], fmt((scores.get(c["name"]) or {}).get("A")), fmt((scores.get(c["name"]) or {}).get("B"))]
-            for c in result["criteria"]]
-    rows.append(["Total", fmt(totals.get("A")), fmt(totals.get("B"))])
-    return rows
+
+MARKDOWN = {"winner-none": "**{}**", "winner-tie": "**{}**", "winner": "**{}**", "agreement": "{}",
+            "justification": "- {}", "warning": "> {}"}
 
 
 def verdict_markdown(result: dict) -> str:
     """Winner, agreement of the two orders, the judge's reasons and the warnings."""
-    winner = result.get("winner")
-    names = {lab: c["label"] for lab, c in result["candidates"].items()}
-    head = ("**Winner: none** (unscored: the judge gave no readable verdict)" if winner is None
-            else "**Winner: tie**" if winner == "tie" else f"**Winner: {winner}** ({names[winner]})")
-    lines = [head]
-    if result["mode"] == "pairwise":
-        agreed = {True: "yes", False: "**no**", None: "unknown"}[result.get("consistent")]
-        per = ", ".join(f"{o['order']}: {o['verdict']['winner'] if o['verdict'] else 'unscored'}"
-                        for o in result["orders"])
-        lines.append(f"Both orders agreed: {agreed} ({per}; in the original labels)")
-    for o in result["orders"]:
-        if o["verdict"]:
-            lines.append(f"- Judge ({o['order']}): {o['verdict'].get('justification') or '(no justification)'}")
-    lines += [f"> warning: {w}" for w in result.get("warnings", [])]
-    return "\n\n".join(lines)
+    return "\n\n".join(MARKDOWN[kind].format(text) for kind, text in verdict_parts(result))
 
 
 def agreement_markdown(result: dict) -> str:
@@ -142,10 +125,7 @@ def agreement_markdown(result: dict) -> str:
 
 
 def tables_html(tables: list[tuple[str, list[str], list[list[str]]]]) -> str:
-    e = html.escape
-    return "".join(f"<h3>{e(t)}</h3><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
-                   + "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-                   + "</table>" for t, head, rows in tables)
+    return "".join(html_table(title, header, rows, level=3) for title, header, rows in tables)
 
 
 CRITERIA_CHOICES = list(CATALOGUE)

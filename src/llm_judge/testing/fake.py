@@ -1,4 +1,7 @@
-"""A scriptable model for unit tests: queue its outputs, read back what it was asked.
+"""``fake:NAME``: a scripted model for tests and dry runs (no model, no network): queue its
+outputs or give it a responder, and read back what it was asked. Registered as a backend through
+the entry-point group ``llm_judge.backends``, like any plugin; a public page refuses it unless
+the operator allows it (``llm-judge ui --allow-fake``).
 
     >>> fake = FakeBackend(["first", "second"])
     >>> fake.generate([{"role": "user", "content": "hi"}], SamplingParams()).text
@@ -15,9 +18,11 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..backends import Completion, Messages, TokenCallback
 from ..sampling import SamplingParams
-from . import Completion, Messages, TokenCallback
 
+PREFIXES = ("fake",)
+OPTIONS = frozenset()
 Responder = Callable[[Messages, SamplingParams, dict | None], str]
 
 
@@ -29,12 +34,15 @@ class Call:
 
 
 class FakeBackend:
+    concurrency = 1
+
     def __init__(self, outputs: Iterable[str] = (), *, responder: Responder | None = None,
                  spec: str = "fake:default"):
         self.spec = spec
         self.outputs: deque[str] = deque(outputs)
         self.responder = responder
         self.calls: list[Call] = []
+        self.warnings: list[str] = []
 
     def queue(self, *outputs: str) -> FakeBackend:
         self.outputs.extend(outputs)
@@ -76,5 +84,9 @@ def reset() -> None:
     _instances.clear()
 
 
-def from_spec(prefix: str, rest: str, **_options) -> FakeBackend:
+def from_spec(prefix: str, rest: str) -> FakeBackend:
     return named(rest or "default")
+
+
+def check(prefix: str, rest: str) -> str:
+    return f"ok: the scripted model fake:{rest or 'default'} (for tests and dry runs)"

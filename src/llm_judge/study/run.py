@@ -1,4 +1,5 @@
-"""Studies: a prompt set x candidates -> generations -> judgments, stored, resumable, summarised.
+"""Running a study (the writing side): a prompt set x candidates -> generations -> judgments,
+stored, resumable, concurrent. Reading a run back is ``study.summary``; exporting it ``study.export``.
 
 The run id is a hash of the configuration, so running the same command again continues the same
 run: every finished generation and judgment is found by its cache key and reused, failed ones are
@@ -12,17 +13,17 @@ import platform
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from importlib.metadata import version
 
-from . import __version__
-from . import judge as J
-from . import stats as S
-from .backends import get_backend, parse_spec
-from .compare import Candidate, _load_options, judge_pairwise_order, judge_single, judge_warnings
-from .criteria import Criterion, Scale
-from .errors import LLMJudgeError
-from .prompts import PromptItem
-from .sampling import SamplingParams
-from .store import Store, as_labelled, cache_key, swap_labels
+from .. import verdicts as V
+from ..backends import get_backend, parse_spec
+from ..compare import Candidate, check_n_ctx
+from ..criteria import Criterion, Scale
+from ..errors import LLMJudgeError
+from ..judging import judge_pairwise_order, judge_single
+from ..prompts import PromptItem
+from ..sampling import SamplingParams
+from ..store import Store, cache_key
 
 MODES = ("single", "pairwise", "both")
 
@@ -45,11 +46,12 @@ class StudyConfig:
         if self.mode not in MODES:
             raise LLMJudgeError(f"unknown mode {self.mode!r}: use {', '.join(MODES)}")
         if not self.candidates:
-            raise LLMJudgeError("no candidates: add at least one --candidate SPEC[@PRESET]")
+            raise LLMJudgeError("no candidates: add at least one candidate (SPEC[@PRESET][#LABEL])")
+        check_n_ctx(self.n_ctx)
         if self.mode != "single" and len(self.candidates) < 2:
             raise LLMJudgeError("pairwise judging needs at least two candidates")
         if not 1 <= self.repeat <= 100:
-            raise LLMJudgeError(f"--repeat {self.repeat}: judge each item 1 to 100 times")
+            raise LLMJudgeError(f"repeat {self.repeat}: judge each item 1 to 100 times")
         if self.baseline is not None and self.baseline not in self.candidates:
             raise LLMJudgeError(f"baseline {self.baseline!r} is not a candidate label ({', '.join(self.candidates)})")
         for spec in [c.spec for c in self.candidates.values()] + [self.judge]:
@@ -62,7 +64,7 @@ class StudyConfig:
             "judge": self.judge, "judge_sampling": self.judge_sampling.model_dump(),
             "criteria": [[c.name, c.rubric] for c in self.criteria], "scale": [self.scale.low, self.scale.high],
             "mode": self.mode, "baseline": self.baseline, "n_ctx": self.n_ctx,
-            "template_version": J.TEMPLATE_VERSION,
+            "template_version": V.TEMPLATE_VERSION,
             **({"repeat": self.repeat} if self.repeat > 1 else {}),
         }
 
@@ -99,9 +101,9 @@ def _identity(backend) -> dict:
 def manifest(config: StudyConfig, backends: dict) -> dict:
     import llama_cpp
 
-    return {"llm_judge": __version__, "llama_cpp_python": llama_cpp.__version__, "python": platform.python_version(),
+    return {"llm_judge": version("llm-judge"), "llama_cpp_python": llama_cpp.__version__, "python": platform.python_version(),
             "models": {spec: b.describe() for spec, b in backends.items()},
-            "template_version": J.TEMPLATE_VERSION,
+            "template_version": V.TEMPLATE_VERSION,
             "candidates": {lab: {"spec": c.spec, "sampling": c.sampling.model_dump()} for lab, c in config.candidates.items()},
             "judge_sampling": config.judge_sampling.model_dump(), "repeat": config.repeat,
             "orders": "every pairwise item is judged in both orders: AB shows the first label first, BA the "
@@ -114,7 +116,7 @@ Progress = Callable[..., None]  # (stage, done, total, in_flight)
 def pool_size(backends: dict, concurrency: int | None) -> int:
     """Workers for a run: ``concurrency`` when given, else the endpoints' own limits added up
     (an in-process model counts 1: it runs one call at a time behind its lock)."""
-    return concurrency or max(1, sum(getattr(b, "concurrency", 1) for b in backends.values()))
+    return concurrency or max(1, sum(b.concurrency for b in backends.values()))
 
 
 def run_study(config: StudyConfig, store: Store, progress: Progress | None = None,
@@ -128,9 +130,9 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
     tell = progress or (lambda *_: None)
     specs = {c.spec for c in config.candidates.values()} | {config.judge}
     if concurrency is not None and concurrency < 1:
-        raise LLMJudgeError("--concurrency must be at least 1")
+        raise LLMJudgeError(f"concurrency {concurrency}: at least 1 request in flight")
     extra = {} if concurrency is None else {"concurrency": concurrency}
-    backends = {s: get_backend(s, **_load_options(s, config.n_ctx), **_remote(s, extra)) for s in specs}
+    backends = {s: get_backend(s, n_ctx=config.n_ctx, **extra) for s in specs}
     workers = pool_size(backends, concurrency)
     run_id = config.run_id()
     store.create_run(run_id, config.to_dict(), manifest(config, backends), config.prompts, config.candidates)
@@ -145,15 +147,11 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
         raise
     pool.shutdown()
     failed += sum(1 for v in answers.values() if v is None)
-    warnings = [w for b in backends.values() for w in getattr(b, "warnings", [])]
+    warnings = [w for b in backends.values() for w in b.warnings]
     # what the calls settled (a server's structured-output mode is known only after the first)
     store.update_manifest(run_id, models={spec: b.describe() for spec, b in backends.items()}, warnings=warnings)
     store.finish_run(run_id, "done" if failed == 0 else "incomplete")
     return run_id
-
-
-def _remote(spec: str, extra: dict) -> dict:
-    return extra if parse_spec(spec)[0] == "openai" else {}
 
 
 def _run_jobs(pool, jobs: list[list], call, write, stage: str, tell, done: int, total: int) -> None:
@@ -226,7 +224,7 @@ def _judge_all(config, store, run_id, judge_backend, answers, pool, tell) -> int
             if config.mode in ("pairwise", "both"):
                 jobs += [("pairwise", p, pair, order, r) for pair in config.pairs() for order in ("AB", "BA")]
     judge_id = _identity(judge_backend)
-    common = dict(judge=judge_id, template=J.TEMPLATE_VERSION, sampling=config.judge_sampling.model_dump(),
+    common = dict(judge=judge_id, template=V.TEMPLATE_VERSION, sampling=config.judge_sampling.model_dump(),
                   criteria=[[c.name, c.rubric] for c in config.criteria], scale=[config.scale.low, config.scale.high])
     todo: dict[str, list] = {}  # key -> the run items waiting for that judgment
     failed = 0
@@ -255,10 +253,9 @@ def _judge_all(config, store, run_id, judge_backend, answers, pool, tell) -> int
     def write(items, call_result):
         nonlocal failed
         kind, _p, _labels, order, _texts, key, link = items[0]
-        comp = call_result.completion
-        status = "scored" if call_result.verdict else ("failed" if comp is None else "unscored")
-        shown = as_labelled(call_result.verdict, order) if kind == "pairwise" else call_result.verdict
-        store.put_judgment(key, kind, config.judge, J.TEMPLATE_VERSION, order, status=status, raw=call_result.raw,
+        comp, status = call_result.completion, call_result.status
+        shown = V.as_labelled(call_result.verdict, order) if kind == "pairwise" else call_result.verdict
+        store.put_judgment(key, kind, config.judge, V.TEMPLATE_VERSION, order, status=status, raw=call_result.raw,
                            verdict=shown, error=call_result.error,
                            completion_tokens=comp.completion_tokens if comp else None,
                            seconds=comp.seconds if comp else None, logprobs=comp.logprobs if comp else None,
@@ -273,137 +270,3 @@ def _judge_all(config, store, run_id, judge_backend, answers, pool, tell) -> int
     tell("judging", len(jobs) - waiting, len(jobs), 0)
     _run_jobs(pool, list(todo.values()), call, write, "judging", tell, len(jobs) - waiting, len(jobs))
     return failed
-
-
-# --- summaries ------------------------------------------------------------------------------
-
-def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> dict:
-    """Everything the CLI table, the report and `--json` show about a run."""
-    import json
-
-    n_boot = S.check_resamples(n_boot)
-    run = store.run(run_id)
-    run_id = run["id"]
-    config = json.loads(run["config"])
-    candidates = store.candidates(run_id)
-    labels = [c["label"] for c in candidates]
-    criteria = [c[0] for c in config["criteria"]]
-    items = store.items(run_id)
-    gens = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "generation"}
-    singles = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "single"}
-    prompts = store.prompts(run_id)
-
-    per_candidate = {}
-    for lab in labels:
-        graded = [singles[(p["prompt_id"], lab)]["verdict"] for p in prompts if (p["prompt_id"], lab) in singles]
-        scored = [g for g in graded if g]
-        per_candidate[lab] = {
-            "criteria": {c: S.mean_ci([g["scores"][c] for g in scored], n_boot, seed).to_dict() for c in criteria},
-            "total": S.mean_ci([g["total"] for g in scored], n_boot, seed).to_dict(),
-            "graded": len(scored), "unscored": len(graded) - len(scored),
-            "generated": sum((p["prompt_id"], lab) in gens for p in prompts),
-            "mean_tokens": _mean([gens[(p["prompt_id"], lab)]["g_tokens"] for p in prompts if (p["prompt_id"], lab) in gens]),
-        }
-
-    baseline = config.get("baseline")
-    pairwise = _pairwise_summary(items, labels, gens, n_boot, seed, baseline)
-    single_pairs = {}
-    if singles:
-        for a, b in sorted({orient(x, y, baseline) for x, y in itertools.combinations(labels, 2)}):
-            outs = []
-            for p in prompts:
-                va, vb = singles.get((p["prompt_id"], a)), singles.get((p["prompt_id"], b))
-                if va and vb:
-                    both = va["verdict"] and vb["verdict"]
-                    outs.append(S.outcome(J.single_winner(va["verdict"]["total"], vb["verdict"]["total"]))
-                                if both else None)
-            single_pairs[f"{a} vs {b}"] = S.pairwise_summary(outs, (a, b))
-    return {
-        "run_id": run_id, "status": run["status"], "mode": config["mode"], "judge": config["judge"],
-        "candidates": {c["label"]: {"spec": c["spec"], "sampling": json.loads(c["sampling"])} for c in candidates},
-        "criteria": criteria, "scale": config["scale"], "prompts": len(prompts), "baseline": baseline,
-        "bootstrap": {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed, "level": 0.95},
-        "proportions": "Wilson score intervals (95%)",
-        "single": per_candidate, "pairwise_from_totals": single_pairs, "pairwise": pairwise,
-        "repeat_spread": repeat_spread(store.items(run_id, repeat=None)),
-        "warnings": judge_warnings(config["judge"], [c["spec"] for c in config["candidates"].values()])
-        + json.loads(run["manifest"]).get("warnings", []),
-    }
-
-
-def repeat_spread(items: list[dict]) -> dict | None:
-    """How much the judge's verdicts vary when the same item is judged again (``--repeat N``).
-
-    Statistics use each item's first judgment; this says how far the others strayed from it.
-    """
-    groups: dict[tuple, list] = {}
-    for i in items:
-        if i["kind"] != "generation" and i["verdict"] is not None:
-            groups.setdefault((i["kind"], i["prompt_id"], tuple(i["labels"]), i["display_order"]), []).append(i["verdict"])
-    repeated = {k: v for k, v in groups.items() if len(v) > 1}
-    if not repeated:
-        return None
-    singles = [[v["total"] for v in vs] for k, vs in repeated.items() if k[0] == "single"]
-    pairs = [[v["winner"] for v in vs] for k, vs in repeated.items() if k[0] == "pairwise"]
-    out = {"repeats": max(len(v) for v in repeated.values())}
-    if singles:
-        out["single"] = {"items": len(singles), "identical_share": sum(len(set(t)) == 1 for t in singles) / len(singles),
-                         "mean_range": sum(max(t) - min(t) for t in singles) / len(singles)}
-    if pairs:
-        out["pairwise"] = {"items": len(pairs), "identical_share": sum(len(set(w)) == 1 for w in pairs) / len(pairs)}
-    return out
-
-
-def pair_rows(items: list[dict], baseline: str | None = None) -> dict:
-    """Pairwise items grouped per (prompt, pair), the pair oriented by ``orient``:
-    {(prompt_id, (a, b)): {"AB": verdict|None, "BA": verdict|None}}, verdicts in the labels a=A, b=B.
-
-    An item stored the other way round (a run continued with its candidates listed in another
-    order by llm-judge 0.1) is the same question: its verdict is relabelled, and its display order
-    read from the oriented pair's side (b shown first is BA), so each pair appears once.
-    """
-    rows: dict = {}
-    for i in items:
-        if i["kind"] != "pairwise":
-            continue
-        a, b = i["labels"]
-        pair, order, verdict = orient(a, b, baseline), i["display_order"], i["verdict"]
-        if pair != (a, b):
-            order, verdict = {"AB": "BA", "BA": "AB"}[order], swap_labels(verdict)
-        rows.setdefault((i["prompt_id"], pair), {}).setdefault(order, verdict)
-    for orders in rows.values():
-        for order in ("AB", "BA"):
-            orders.setdefault(order, None)
-    return rows
-
-
-def _pairwise_summary(items, labels, gens, n_boot, seed, baseline=None) -> dict:
-    rows = pair_rows(items, baseline)
-    if not rows:
-        return {}
-    per_pair, by_prompt, consistency, first_won, longer = {}, {}, [], [], []
-    for (pid, (a, b)), orders in rows.items():
-        ab, ba = orders["AB"], orders["BA"]
-        w1, w2 = (ab or {}).get("winner"), (ba or {}).get("winner")
-        comb = J.combine(J.PairVerdict.from_dict(ab), J.PairVerdict.from_dict(ba))
-        per_pair.setdefault((a, b), []).append(S.outcome(comb.winner))
-        if comb.winner is not None:
-            by_prompt.setdefault(pid, []).append((a, b, {"A": 1.0, "B": 0.0, "tie": 0.5}[comb.winner]))
-        consistency.append((w1, w2))
-        first_won += [None if w1 in (None, "tie") else w1 == "A", None if w2 in (None, "tie") else w2 == "B"]
-        la, lb = (len((gens.get((pid, x)) or {}).get("text") or "") for x in (a, b))
-        longer.append((comb.winner, la, lb))
-    out = {"pairs": {f"{a} vs {b}": S.pairwise_summary(v, (a, b)) for (a, b), v in sorted(per_pair.items())},
-           "diagnostics": {"position_consistency": S.position_consistency(consistency),
-                           "first_position_wins": S.first_position_rate(first_won),
-                           "unscored_judgments": sum(w is None for pair in consistency for w in pair),
-                           "judgments": 2 * len(consistency),
-                           "longer_answer_wins": S.longer_answer_rate(longer)}}
-    if len(labels) > 2 and by_prompt:
-        out["bradley_terry"] = S.bradley_terry_ci(by_prompt, n_boot=n_boot, seed=seed)
-    return out
-
-
-def _mean(xs):
-    xs = [x for x in xs if x is not None]
-    return sum(xs) / len(xs) if xs else None

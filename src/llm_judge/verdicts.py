@@ -1,6 +1,8 @@
-"""Judge prompts, verdict schemas, verdict parsing and the combination of both orders.
+"""Verdicts: the judge's prompts and schemas, parsing its output, and the only place a verdict is
+decided (both orders combined, single-mode totals, points, first-position wins, relabelling).
 
-Everything here is a pure function, tested without a model.
+Everything here is a pure function, tested without a model. Left out on purpose: calling a judge
+(``judging``) and statistics over many verdicts (``stats``).
 
 Safety of the prompt: each candidate answer is neutralised (chat-template markers such as
 ``<|im_start|>`` or ``[INST]`` are broken up so the tokenizer cannot read them as control tokens,
@@ -14,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 from .criteria import Criterion, Scale
 
@@ -196,9 +198,10 @@ class PairVerdict:
 
     def swapped(self) -> PairVerdict:
         """The same verdict with A and B exchanged (maps a swapped-order verdict back)."""
-        flip = {"A": "B", "B": "A", "tie": "tie"}
-        return PairVerdict({c: {"A": s["B"], "B": s["A"]} for c, s in self.scores.items()},
-                           flip[self.winner], self.justification)
+        return PairVerdict.from_dict(swap_labels(self.to_dict()))
+
+    def to_dict(self) -> dict:
+        return {"scores": self.scores, "winner": self.winner, "justification": self.justification}
 
 
 @dataclass(frozen=True)
@@ -338,7 +341,7 @@ def parse_verdict(text: str, criteria: list[Criterion], scale: Scale, mode: str 
         raise VerdictError(f"unreadable verdict ({type(exc).__name__}: {exc})") from None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Combined:
     """Both orders of a pairwise judgment, in the original labels."""
 
@@ -347,10 +350,6 @@ class Combined:
     winner: str | None
     consistent: bool | None
     position_bias: str | None = None  # "first" / "second" when the verdict followed the position
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def combine(original: PairVerdict | None, swapped_back: PairVerdict | None) -> Combined:
@@ -366,14 +365,13 @@ def combine(original: PairVerdict | None, swapped_back: PairVerdict | None) -> C
     """
     scored = [v for v in (original, swapped_back) if v is not None]
     if not scored:
-        return Combined(None, None, None, None, notes=["unscored: no order gave a readable verdict"])
+        return Combined(None, None, None, None)
     names = list(scored[0].scores)
     scores = {c: {lab: sum(v.scores[c][lab] for v in scored) / len(scored) for lab in LABELS}
               for c in names}
     totals = {lab: sum(scores[c][lab] for c in names) for lab in LABELS}
     if len(scored) == 1:
-        return Combined(scores, totals, scored[0].winner, None,
-                        notes=["one order was unscored: the other decided alone"])
+        return Combined(scores, totals, scored[0].winner, None)
     consistent = original.winner == swapped_back.winner
     winner = combine_winners(original.winner, swapped_back.winner)
     bias = None
@@ -402,3 +400,47 @@ def single_winner(total_a: float | None, total_b: float | None) -> str | None:
     if total_a is None or total_b is None:
         return None
     return "A" if total_a > total_b else "B" if total_b > total_a else "tie"
+
+
+def single_totals(grades: dict[str, dict | None], criteria: list[Criterion]) -> Combined:
+    """Two answers graded alone ({"A": grade, "B": grade}, a grade as stored) as one verdict:
+    the higher total wins; with either ungraded, no scores and no winner."""
+    if not all(grades.get(lab) for lab in LABELS):
+        return Combined(None, None, None, None)
+    scores = {c.name: {lab: float(grades[lab]["scores"][c.name]) for lab in LABELS} for c in criteria}
+    totals = {lab: float(grades[lab]["total"]) for lab in LABELS}
+    return Combined(scores, totals, single_winner(totals["A"], totals["B"]), None)
+
+
+POINTS = {"A": 1.0, "B": 0.0, "tie": 0.5}  # a verdict as a game for the first label (Bradley-Terry)
+
+
+def shown_first_won(winner: str | None, order: str) -> bool | None:
+    """Whether one order's verdict (in the original labels) went to the answer shown first;
+    None for a tie or an unscored order.
+
+    >>> shown_first_won("A", "AB"), shown_first_won("A", "BA"), shown_first_won("tie", "AB")
+    (True, False, None)
+    """
+    if winner not in ("A", "B"):
+        return None
+    return winner == ("A" if order == "AB" else "B")
+
+
+def swap_labels(verdict: dict | None) -> dict | None:
+    """A pairwise verdict (as stored: scores, winner, justification) with A and B exchanged.
+
+    >>> swap_labels({"scores": {"R": {"A": 4, "B": 1}}, "winner": "A", "justification": "x"})["winner"]
+    'B'
+    """
+    if verdict is None:
+        return None
+    flip = {"A": "B", "B": "A", "tie": "tie"}
+    return {**verdict, "scores": {c: {"A": s["B"], "B": s["A"]} for c, s in verdict["scores"].items()},
+            "winner": flip[verdict["winner"]]}
+
+
+def as_labelled(verdict: dict | None, order: str) -> dict | None:
+    """A pairwise verdict as the judge gave it (A = shown first) in the labels of an item shown in
+    ``order``; the same call maps a verdict in the item's labels back to the positions shown."""
+    return swap_labels(verdict) if order == "BA" else verdict

@@ -1,0 +1,218 @@
+"""Reports of a stored run: a self-contained HTML page (inline SVG charts) and Markdown, and the
+tables that the terminal and the page show too, all from one ``study.Summary``."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from ..errors import LLMJudgeError
+from ..store import Store
+from ..study.summary import Summary, pair_rows
+from .format import fmt_estimate, fmt_p, fmt_rate, fmt_share, html_table
+
+COLOURS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"]
+
+
+def bar_chart_svg(title: str, groups: list[str], series: dict[str, list[float | None]], y_max: float,
+                  errors: dict[str, list[tuple[float, float] | None]] | None = None) -> str:
+    """A grouped bar chart as inline SVG: one group per x label, one bar per series."""
+    width, height, left, bottom, top = max(420, 70 * len(groups) * max(1, len(series)) // 2 + 120), 300, 50, 60, 40
+    plot_w, plot_h = width - left - 20, height - top - bottom
+    n = max(1, len(series))
+    gw = plot_w / max(1, len(groups))
+    bw = gw * 0.8 / n
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="{html.escape(title)}" class="chart">',
+             f'<text x="{width / 2}" y="18" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>']
+    for k in range(5):
+        v = y_max * k / 4
+        y = top + plot_h - plot_h * k / 4
+        parts.append(f'<line x1="{left}" x2="{width - 20}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
+                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{v:g}</text>')
+    for gi, group in enumerate(groups):
+        for si, (name, values) in enumerate(series.items()):
+            v = values[gi]
+            x = left + gi * gw + gw * 0.1 + si * bw
+            if v is not None:
+                h = plot_h * min(v, y_max) / y_max
+                parts.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bw:.1f}" height="{h:.1f}" '
+                             f'fill="{COLOURS[si % len(COLOURS)]}"><title>{html.escape(name)} {html.escape(group)}: '
+                             f'{v:.2f}</title></rect>')
+            err = (errors or {}).get(name, [None] * len(groups))[gi]
+            if err and None not in err:
+                lo, hi = (top + plot_h - plot_h * min(e, y_max) / y_max for e in err)
+                cx = x + bw / 2
+                parts.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{lo:.1f}" y2="{hi:.1f}" stroke="#222"/>')
+        parts.append(f'<text x="{left + gi * gw + gw / 2:.1f}" y="{top + plot_h + 16}" text-anchor="middle" '
+                     f'font-size="11">{html.escape(group[:14])}</text>')
+    for si, name in enumerate(series):
+        y = height - 18
+        x = left + si * 150
+        parts.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{COLOURS[si % len(COLOURS)]}"/>'
+                     f'<text x="{x + 16}" y="{y}" font-size="12">{html.escape(name[:20])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+PAIR_HEADER = ["pair", "candidate", "wins", "ties", "losses", "unscored", "win rate (ties half)",
+               "win rate (no ties)", "sign test p"]
+
+
+def pair_table_rows(pairs: dict) -> list[list[str]]:
+    """Two rows per pair (``stats.PairStats``), one for each side's own figures."""
+    rows = []
+    for pair, v in pairs.items():
+        first, second = v.sides
+        for me, other in ((first, second), (second, first)):
+            rows.append([pair, me, str(v.wins[me]), str(v.ties), str(v.wins[other]), str(v.unscored),
+                         fmt_estimate(v.win_rate[me]), fmt_estimate(v.win_rate_without_ties[me]), fmt_p(v.sign_test_p)])
+    return rows
+
+
+def bt_title(bt: dict) -> str:
+    return (f"Bradley-Terry ratings ({bt['method']}, {bt['resamples']} resamples; prior: "
+            f"{bt['prior_ties_per_pair']:g} tie per pair of candidates)")
+
+
+def tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The report's tables as (title, header, rows): shared by HTML, Markdown, the terminal and the page."""
+    out = []
+    crits = summary.criteria
+    if any(v.graded or v.unscored for v in summary.single.values()):
+        rows = [[lab, summary.candidates[lab]["spec"], *(fmt_estimate(v.criteria[c]) for c in crits),
+                 fmt_estimate(v.total), str(v.graded), str(v.unscored)] for lab, v in summary.single.items()]
+        out.append(("Scores per candidate (mean, 95% bootstrap interval)", ["candidate", "spec", *crits, "total",
+                                                                            "graded", "unscored"], rows))
+    pairwise = summary.pairwise
+    for title, block in (("Pairwise outcome (from single-grading totals)", summary.pairwise_from_totals),
+                         ("Pairwise verdicts (both orders combined)", pairwise.pairs if pairwise else {})):
+        if block:
+            out.append((title + "; Wilson 95% intervals", PAIR_HEADER, pair_table_rows(block)))
+    if pairwise and pairwise.bradley_terry:
+        bt = pairwise.bradley_terry
+        rows = [[lab, f"{v['rating']:.0f}", f"[{v['low']:.0f}, {v['high']:.0f}]" if v["low"] is not None else "-"]
+                for lab, v in sorted(bt["ratings"].items(), key=lambda kv: -kv[1]["rating"])]
+        out.append((bt_title(bt), ["candidate", "rating", "95% interval"], rows))
+    if pairwise:
+        d = pairwise.diagnostics
+        pc, fp, la = d.position_consistency, d.first_position_wins, d.longer_answer_wins
+        rows = [["position consistency (both orders agree; an unscored order counts as not agreeing)", fmt_rate(pc),
+                 f"{pc['agreeing']}/{pc['items']} ({pc['unscored']} with an unscored order)"],
+                ["share of decisive verdicts won by the answer shown first", fmt_rate(fp),
+                 f"{fp['decisive']} decisive of {fp['verdicts']}"],
+                ["share of decisive verdicts won by the longer answer", fmt_share(la["rate"]), str(la["decisive"])],
+                ["unscored judgments", str(d.unscored_judgments), f"of {d.judgments}"]]
+        out.append(("Judge diagnostics", ["measure", "value", "items"], rows))
+    return out
+
+
+def charts(store: Store, summary: Summary) -> list[str]:
+    run_id = summary.run_id
+    prompts = store.prompts(run_id)
+    singles = {(i["prompt_id"], i["labels"][0]): i["verdict"] for i in store.items(run_id, "single")}
+    labels = list(summary.candidates)
+    max_total = len(summary.criteria) * summary.scale[1]
+    out = []
+    if singles:
+        series = {lab: [(singles.get((p["prompt_id"], lab)) or {}).get("total") for p in prompts] for lab in labels}
+        out.append(bar_chart_svg("Total score per prompt", [p["prompt_id"] for p in prompts], series, max_total))
+        totals = {lab: [summary.single[lab].total.value] for lab in labels}
+        errs = {lab: [(summary.single[lab].total.low, summary.single[lab].total.high)] for lab in labels}
+        out.append(bar_chart_svg("Mean total score (95% interval)", ["all prompts"], totals, max_total, errs))
+    pairs = summary.pairwise.pairs if summary.pairwise else {}
+    if pairs:
+        sides = ("first of the pair", "second of the pair")
+        series = {side: [v.win_rate[v.sides[k]].value for v in pairs.values()] for k, side in enumerate(sides)}
+        errs = {side: [(v.win_rate[v.sides[k]].low, v.win_rate[v.sides[k]].high) for v in pairs.values()]
+                for k, side in enumerate(sides)}
+        out.append(bar_chart_svg("Pairwise win rate of each side (ties half, Wilson 95% interval)", list(pairs), series,
+                                 1.0, errs))
+    return out
+
+
+def drilldown(store: Store, run_id: str, baseline: str | None = None) -> list[dict]:
+    items = store.items(run_id)
+    gens = {(i["prompt_id"], i["labels"][0]): i["text"] for i in items if i["kind"] == "generation"}
+    singles = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "single"}
+    pairs = pair_rows(items, baseline)
+    out = []
+    for p in store.prompts(run_id):
+        pid = p["prompt_id"]
+        out.append({"id": pid, "prompt": p["prompt"],
+                    "answers": {lab: gens.get((pid, lab)) for (q, lab) in gens if q == pid},
+                    "single": {lab: singles[(q, lab)]["verdict"] or {"unscored": singles[(q, lab)]["raw"]}
+                               for (q, lab) in singles if q == pid},
+                    "pairwise": {f"{a} vs {b}": v for (q, (a, b)), v in pairs.items() if q == pid}})
+    return out
+
+
+def render_html(store: Store, summary: Summary) -> str:
+    """The HTML page of a run from its ``Summary`` (computed once by the caller)."""
+    run_id = summary.run_id
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>llm-judge run {e(run_id)}</title>",
+             "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+             ".warn{background:#fff4d6;padding:.5em;border-left:4px solid #e0a000}pre{white-space:pre-wrap;"
+             "background:#f6f6f6;padding:.5em}</style></head><body>",
+             f"<h1>llm-judge run {e(run_id)}</h1>",
+             f"<p>Judge: <code>{e(summary.judge)}</code>; mode {e(summary.mode)}; {summary.prompts} prompts; "
+             f"criteria {e(', '.join(summary.criteria))} ({summary.scale[0]}-{summary.scale[1]}); "
+             f"status {e(summary.status)}. Intervals: means {e(summary.bootstrap['method'])}, "
+             f"{summary.bootstrap['resamples']} resamples, seed {summary.bootstrap['seed']}; proportions "
+             f"{e(summary.proportions)}.</p>"]
+    parts += [f"<p class='warn'>warning: {e(w)}</p>" for w in summary.warnings]
+    parts.append("<h2>Candidates</h2><ul>" + "".join(
+        f"<li><b>{e(lab)}</b>: <code>{e(c['spec'])}</code> temperature {c['sampling']['temperature']}, "
+        f"min_p {c['sampling']['min_p']}</li>" for lab, c in summary.candidates.items()) + "</ul>")
+    parts += charts(store, summary)
+    parts += [html_table(title, header, rows) for title, header, rows in tables(summary)]
+    parts.append("<h2>Per prompt</h2>")
+    for d in drilldown(store, run_id, summary.baseline):
+        parts.append(f"<details><summary>{e(d['id'])}: {e(d['prompt'][:100])}</summary><p>{e(d['prompt'])}</p>")
+        for lab, text in d["answers"].items():
+            grade = d["single"].get(lab)
+            parts.append(f"<h4>{e(lab)}</h4><pre>{e(text or '')}</pre>")
+            if grade:
+                parts.append(f"<p>Grade: {e(str(grade.get('scores', 'unscored')))} total {grade.get('total', '-')}"
+                             f" &mdash; {e(grade.get('justification', ''))}</p>")
+        for pair, orders in d["pairwise"].items():
+            for order, v in sorted(orders.items()):
+                parts.append(f"<p>{e(pair)} ({order}): winner {e(v['winner']) if v else 'unscored'}"
+                             f"{' &mdash; ' + e(v.get('justification', '')) if v else ''}</p>")
+        parts.append("</details>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def render_markdown(store: Store, summary: Summary) -> str:
+    run_id = summary.run_id
+    lines = [f"# llm-judge run {run_id}", "",
+             f"Judge `{summary.judge}`, mode {summary.mode}, {summary.prompts} prompts, criteria "
+             f"{', '.join(summary.criteria)}. Intervals: means {summary.bootstrap['method']}, "
+             f"{summary.bootstrap['resamples']} resamples, seed {summary.bootstrap['seed']}; proportions "
+             f"{summary.proportions}.", ""]
+    lines += [f"> warning: {w}" for w in summary.warnings] + [""]
+    for title, header, rows in tables(summary):
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows] + [""]
+    lines += ["## Per prompt", ""]
+    for d in drilldown(store, run_id, summary.baseline):
+        lines += [f"### {d['id']}", "", d["prompt"], ""]
+        for lab, grade in d["single"].items():
+            lines.append(f"- {lab}: total {grade.get('total', 'unscored')} — {grade.get('justification', '')}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(store: Store, summary: Summary, path: str | Path, markdown: bool | None = None) -> Path:
+    path = Path(path)
+    if markdown is None:
+        markdown = path.suffix.lower() in {".md", ".markdown"}
+    text = render_markdown(store, summary) if markdown else render_html(store, summary)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise LLMJudgeError(f"cannot write the report to {path}: {exc.strerror}") from None
+    return path

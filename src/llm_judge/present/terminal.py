@@ -1,0 +1,130 @@
+"""Terminal output (rich): a comparison, a run's summary, the figures of ``analyze``. Pure
+formatting over ``present.format`` and ``present.report.tables``: no decisions are made here."""
+
+from __future__ import annotations
+
+from rich.columns import Columns
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from .format import fmt_estimate, fmt_p, fmt_rate, score_rows, verdict_parts
+from .report import tables
+
+STYLES = {"winner-none": "bold red", "winner-tie": "bold yellow", "winner": "bold green", "warning": "yellow"}
+
+
+def score_table(result: dict) -> Table:
+    scale = result["scale"]
+    how = "mean of both orders" if result["mode"] == "pairwise" else "each answer alone"
+    table = Table(title=f"Scores ({scale[0]}-{scale[1]}, {how})")
+    table.add_column("Criterion")
+    for label in ("A", "B"):
+        table.add_column(label, justify="right")
+    if result.get("scores"):
+        rows = score_rows(result)
+        for row in rows[:-1]:
+            table.add_row(*row)
+        table.add_row(Text("Total", style="bold"), *rows[-1][1:])
+    else:
+        table.add_row("(unscored)", "-", "-")
+    return table
+
+
+def answers_panels(result: dict) -> Columns:
+    panels = []
+    for label, cand in result["candidates"].items():
+        s = cand["sampling"]
+        title = f"{label}: {cand['label']}  (T={s['temperature']:g}, min_p={s['min_p']:g})"
+        speed = f"{cand['completion_tokens'] or 0} tokens, {cand['seconds']:.1f}s"
+        if cand["tokens_per_second"]:
+            speed += f", {cand['tokens_per_second']:.0f} tok/s"
+        panels.append(Panel(Text(cand["text"].strip() or "(empty answer)"), title=title, subtitle=speed))
+    return Columns(panels, equal=True, expand=True)
+
+
+def verdict_lines(result: dict) -> Group:
+    return Group(*(Text(text, style=STYLES.get(kind, "")) for kind, text in verdict_parts(result)))
+
+
+def print_comparison(result, console: Console | None = None) -> None:
+    """A ``ComparisonResult`` (or its dict): the answers side by side, the scores, the verdict."""
+    d = result if isinstance(result, dict) else result.to_dict()
+    console = console or Console()
+    console.print(answers_panels(d))
+    console.print(score_table(d))
+    console.print(verdict_lines(d))
+
+
+def print_summary(summary, console: Console | None = None) -> None:
+    """A run's ``Summary`` as the tables of the report, then its notes and warnings."""
+    console = console or Console()
+    console.print(f"run [bold]{summary.run_id}[/bold] ({summary.status}): {summary.prompts} prompts, "
+                  f"judge {summary.judge}, mode {summary.mode}")
+    for title, header, rows in tables(summary):
+        t = Table(title=title)
+        for h in header:
+            t.add_column(h)
+        for r in rows:
+            t.add_row(*r)
+        console.print(t)
+    b = summary.bootstrap
+    console.print(f"intervals: means {b['method']}, {b['resamples']} resamples, seed {b['seed']}; "
+                  f"proportions {summary.proportions}")
+    spread = summary.repeat_spread
+    if spread:
+        parts = [f"{k}: {v['identical_share']:.0%} of {v['items']} items identical"
+                 + (f", mean range of totals {v['mean_range']:.2f}" if "mean_range" in v else "")
+                 for k, v in spread.items() if isinstance(v, dict)]
+        console.print(f"judged {spread['repeats']} times each (statistics use the first): " + "; ".join(parts))
+    for w in summary.warnings:
+        console.print(f"[yellow]warning: {w}[/yellow]")
+    console.print(f"report: llm-judge report {summary.run_id} --html report.html")
+
+
+def pair_lines(pair: str, v, indent: str = "") -> list[str]:
+    """A pair's figures (``stats.PairStats``) as lines of text, each side's own win rate."""
+    lines = [f"{indent}{pair}: {v.scored} scored items, {v.unscored} unscored; sign test p={fmt_p(v.sign_test_p)}"]
+    first, second = v.sides
+    for me, other in ((first, second), (second, first)):
+        lines.append(f"{indent}  {me}: {v.wins[me]} wins, {v.ties} ties, {v.wins[other]} losses; "
+                     f"win rate {fmt_estimate(v.win_rate[me], 3)}, without ties "
+                     f"{fmt_estimate(v.win_rate_without_ties[me], 3)}")
+    return lines
+
+
+def analysis_lines(result: dict) -> list[str]:
+    """``llm-judge analyze`` in text: every figure of its ``--json``, intervals Wilson 95%."""
+    lines = [f"{result['items']} items, {result['unscored']} unscored in both orders "
+             "(win rates leave them out; intervals: Wilson 95%)"]
+    for pair, v in result["win_rates"].items():
+        lines += pair_lines(pair, v)
+    for cat, pairs in (result.get("by_category") or {}).items():
+        lines.append(f"category {cat}:")
+        for pair, v in pairs.items():
+            lines += pair_lines(pair, v, "  ")
+    pc = result["position_consistency"]
+    if pc["items"]:
+        lines.append(f"position consistency: {fmt_rate(pc)} ({pc['agreeing']}/{pc['items']} agree; "
+                     f"{pc['unscored']} with an unscored order count as not agreeing)")
+    ha = result.get("human_agreement")
+    if ha:
+        for name in ("with_ties", "without_ties"):
+            b = ha[name]
+            if not b["items"]:
+                continue
+            parts = []
+            for k in ("verdict", "verdict_swapped"):
+                if b[k]["scored"]:
+                    kappa = "undefined" if b[k]["kappa"] is None else f"{b[k]['kappa']:.3f}"
+                    parts.append(f"{k}: accuracy {fmt_rate(b[k], 'accuracy')}, kappa {kappa} "
+                                 f"({b[k]['unscored']} of {b[k]['items']} unscored)")
+            both = b["both_orders_correct"]
+            parts.append(f"both orders correct {both['rate']:.3f} ({both['correct']}/{both['items']})")
+            lines.append(f"human agreement {name.replace('_', ' ')}: " + "; ".join(parts))
+        for cat, b in ha.get("by_category", {}).items():
+            v = b["verdict"]
+            if b["items"]:
+                lines.append(f"  category {cat}: accuracy {v['accuracy']:.3f} ({b['items']} items, {v['unscored']} unscored)")
+    return lines

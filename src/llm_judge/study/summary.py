@@ -1,0 +1,196 @@
+"""Reading a run back (the reading side of studies): one typed ``Summary`` that the terminal, the
+report, the page and ``--json`` all show, computed once per command.
+
+Verdict rules come from ``verdicts`` and statistics from ``stats``; this module only gathers a
+run's items and hands them over. Left out: anything that writes (``study.run``, ``study.export``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass
+
+from .. import stats as S
+from .. import verdicts as V
+from ..compare import judge_warnings
+from ..store import Store
+from .run import orient
+
+
+@dataclass(frozen=True)
+class CandidateScores:
+    """One candidate's single-grading figures: means per criterion and of the total."""
+
+    criteria: dict[str, S.Estimate]
+    total: S.Estimate
+    graded: int
+    unscored: int
+    generated: int
+    mean_tokens: float | None
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """How the judge behaved over every pairwise item (``stats`` documents each figure)."""
+
+    position_consistency: dict
+    first_position_wins: dict
+    longer_answer_wins: dict
+    unscored_judgments: int
+    judgments: int
+
+
+@dataclass(frozen=True)
+class Pairwise:
+    pairs: dict[str, S.PairStats]
+    diagnostics: Diagnostics
+    bradley_terry: dict | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    run_id: str
+    status: str
+    mode: str
+    judge: str
+    candidates: dict[str, dict]  # label -> {"spec", "sampling"}
+    criteria: list[str]
+    scale: list[int]
+    prompts: int
+    baseline: str | None
+    bootstrap: dict
+    single: dict[str, CandidateScores]
+    pairwise_from_totals: dict[str, S.PairStats]
+    pairwise: Pairwise | None
+    repeat_spread: dict | None
+    warnings: list[str]
+    proportions: str = "Wilson score intervals (95%)"
+
+    def to_dict(self) -> dict:
+        """The JSON shape of ``llm-judge run/report --json``."""
+        return asdict(self)
+
+
+def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> Summary:
+    """Everything the CLI table, the report, the page and ``--json`` show about a run."""
+    n_boot = S.check_resamples(n_boot)
+    run = store.run(run_id)
+    run_id = run["id"]
+    config = json.loads(run["config"])
+    labels = [c["label"] for c in store.candidates(run_id)]
+    items = store.items(run_id)
+    prompts = store.prompts(run_id)
+    baseline = config.get("baseline")
+    gens = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "generation"}
+    singles = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "single"}
+    criteria = [c[0] for c in config["criteria"]]
+    return Summary(
+        run_id=run_id, status=run["status"], mode=config["mode"], judge=config["judge"],
+        candidates={c["label"]: {"spec": c["spec"], "sampling": json.loads(c["sampling"])}
+                    for c in store.candidates(run_id)},
+        criteria=criteria, scale=config["scale"], prompts=len(prompts), baseline=baseline,
+        bootstrap={"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed, "level": 0.95},
+        single={lab: _candidate_scores(lab, prompts, singles, gens, criteria, n_boot, seed) for lab in labels},
+        pairwise_from_totals=_pairs_from_totals(labels, prompts, singles, baseline) if singles else {},
+        pairwise=_pairwise(items, labels, gens, n_boot, seed, baseline),
+        repeat_spread=repeat_spread(store.items(run_id, repeat=None)),
+        warnings=judge_warnings(config["judge"], [c["spec"] for c in config["candidates"].values()])
+        + json.loads(run["manifest"]).get("warnings", []))
+
+
+def _candidate_scores(lab, prompts, singles, gens, criteria, n_boot, seed) -> CandidateScores:
+    graded = [singles[(p["prompt_id"], lab)]["verdict"] for p in prompts if (p["prompt_id"], lab) in singles]
+    scored = [g for g in graded if g]
+    tokens = [gens[(p["prompt_id"], lab)]["g_tokens"] for p in prompts if (p["prompt_id"], lab) in gens]
+    tokens = [t for t in tokens if t is not None]
+    return CandidateScores(
+        criteria={c: S.mean_ci([g["scores"][c] for g in scored], n_boot, seed) for c in criteria},
+        total=S.mean_ci([g["total"] for g in scored], n_boot, seed),
+        graded=len(scored), unscored=len(graded) - len(scored),
+        generated=sum((p["prompt_id"], lab) in gens for p in prompts),
+        mean_tokens=sum(tokens) / len(tokens) if tokens else None)
+
+
+def _pairs_from_totals(labels, prompts, singles, baseline) -> dict[str, S.PairStats]:
+    """Single-grading totals compared per prompt, for every pair of candidates."""
+    out = {}
+    for a, b in sorted({orient(x, y, baseline) for x, y in itertools.combinations(labels, 2)}):
+        outcomes = []
+        for p in prompts:
+            va, vb = singles.get((p["prompt_id"], a)), singles.get((p["prompt_id"], b))
+            if va and vb:
+                outcomes.append(S.outcome(V.single_totals({"A": va["verdict"], "B": vb["verdict"]}, []).winner))
+        out[f"{a} vs {b}"] = S.pairwise_summary(outcomes, (a, b))
+    return out
+
+
+def pair_rows(items: list[dict], baseline: str | None = None) -> dict:
+    """Pairwise items grouped per (prompt, pair), the pair oriented by ``orient``:
+    {(prompt_id, (a, b)): {"AB": verdict|None, "BA": verdict|None}}, verdicts in the labels a=A, b=B.
+
+    An item stored the other way round (a run continued with its candidates listed in another
+    order by llm-judge 0.1) is the same question: its verdict is relabelled, and its display order
+    read from the oriented pair's side (b shown first is BA), so each pair appears once.
+    """
+    rows: dict = {}
+    for i in items:
+        if i["kind"] != "pairwise":
+            continue
+        a, b = i["labels"]
+        pair, order, verdict = orient(a, b, baseline), i["display_order"], i["verdict"]
+        if pair != (a, b):
+            order, verdict = {"AB": "BA", "BA": "AB"}[order], V.swap_labels(verdict)
+        rows.setdefault((i["prompt_id"], pair), {}).setdefault(order, verdict)
+    for orders in rows.values():
+        for order in ("AB", "BA"):
+            orders.setdefault(order, None)
+    return rows
+
+
+def _pairwise(items, labels, gens, n_boot, seed, baseline=None) -> Pairwise | None:
+    rows = pair_rows(items, baseline)
+    if not rows:
+        return None
+    per_pair, by_prompt, consistency, first_won, longer = {}, {}, [], [], []
+    for (pid, (a, b)), orders in rows.items():
+        ab, ba = orders["AB"], orders["BA"]
+        w1, w2 = (ab or {}).get("winner"), (ba or {}).get("winner")
+        comb = V.combine(V.PairVerdict.from_dict(ab), V.PairVerdict.from_dict(ba))
+        per_pair.setdefault((a, b), []).append(S.outcome(comb.winner))
+        if comb.winner is not None:
+            by_prompt.setdefault(pid, []).append((a, b, V.POINTS[comb.winner]))
+        consistency.append((w1, w2))
+        first_won += [V.shown_first_won(w1, "AB"), V.shown_first_won(w2, "BA")]
+        la, lb = (len((gens.get((pid, x)) or {}).get("text") or "") for x in (a, b))
+        longer.append((comb.winner, la, lb))
+    diagnostics = Diagnostics(
+        position_consistency=S.position_consistency(consistency), first_position_wins=S.first_position_rate(first_won),
+        longer_answer_wins=S.longer_answer_rate(longer),
+        unscored_judgments=sum(w is None for pair in consistency for w in pair), judgments=2 * len(consistency))
+    bt = S.bradley_terry_ci(by_prompt, n_boot=n_boot, seed=seed) if len(labels) > 2 and by_prompt else None
+    return Pairwise({f"{a} vs {b}": S.pairwise_summary(v, (a, b)) for (a, b), v in sorted(per_pair.items())},
+                    diagnostics, bt)
+
+
+def repeat_spread(items: list[dict]) -> dict | None:
+    """How much the judge's verdicts vary when the same item is judged again (``repeat``).
+
+    Statistics use each item's first judgment; this says how far the others strayed from it.
+    """
+    groups: dict[tuple, list] = {}
+    for i in items:
+        if i["kind"] != "generation" and i["verdict"] is not None:
+            groups.setdefault((i["kind"], i["prompt_id"], tuple(i["labels"]), i["display_order"]), []).append(i["verdict"])
+    repeated = {k: v for k, v in groups.items() if len(v) > 1}
+    if not repeated:
+        return None
+    singles = [[v["total"] for v in vs] for k, vs in repeated.items() if k[0] == "single"]
+    pairs = [[v["winner"] for v in vs] for k, vs in repeated.items() if k[0] == "pairwise"]
+    out = {"repeats": max(len(v) for v in repeated.values())}
+    if singles:
+        out["single"] = {"items": len(singles), "identical_share": sum(len(set(t)) == 1 for t in singles) / len(singles),
+                         "mean_range": sum(max(t) - min(t) for t in singles) / len(singles)}
+    if pairs:
+        out["pairwise"] = {"items": len(pairs), "identical_share": sum(len(set(w)) == 1 for w in pairs) / len(pairs)}
+    return out
