@@ -23,11 +23,14 @@ ARTIFACTS = ROOT / "artifacts"
 @pytest.fixture(scope="module")
 def run_db(tmp_path_factory):
     """A stored run, written by this process with scripted models; the page reads the same file."""
+    from llm_judge.judges import card
     from llm_judge.testing import fake
 
     tmp = tmp_path_factory.mktemp("ui")
     store, run_id = make_run(tmp)
     fake.reset()
+    records = [{"id": str(i), "verdict": "A", "verdict_swapped": "B", "human": "AB"[i % 2]} for i in range(10)]
+    store.add_card(card(records, "fake:always-first", "llmbar-natural", {"method": "plain"}))
     return tmp / "v.db", run_id
 
 
@@ -139,3 +142,11 @@ def test_open_a_stored_run(page, run_db):
     page.wait_for_function("() => document.querySelectorAll('a[download]').length >= 3", timeout=10000)
     links = page.eval_on_selector_all("a[download]", "els => els.map(e => e.getAttribute('href'))")
     assert {link.rsplit(".", 1)[-1] for link in links} >= {"csv", "jsonl", "html"}
+
+
+def test_the_judges_tab_shows_stored_cards(page):
+    page.get_by_role("tab", name="Judges").click()
+    page.wait_for_function("() => document.querySelector('#judge-cards')?.innerText.includes('fake:always-first')",
+                           timeout=30000)
+    text = page.locator("#judge-cards").inner_text()
+    assert "accuracy, mean of both orders" in text and "llmbar-natural (10 pairs)" in text and "0.50" in text

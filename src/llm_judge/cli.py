@@ -37,6 +37,19 @@ def sampling_options(suffixes: tuple[str, ...]):
     return decorate
 
 
+def judge_options(fn):
+    """--judge (repeat: a jury), --judge-method and --verdict-format, for compare and run."""
+    for option in reversed([
+        click.option("--judge", "judges", multiple=True, default=("embedded",), show_default=True,
+                     help="model spec of the judge; repeat for a jury (majority of the judges, each in both orders)"),
+        click.option("--judge-method", type=click.Choice(["plain", "weighted"]), default="plain", show_default=True,
+                     help="weighted: read the judge's probabilities and decide by the calibrated mean of both orders"),
+        click.option("--verdict-format", type=click.Choice(["full", "winner"]), default="full", show_default=True,
+                     help="winner: pairwise verdicts without reasons or scores (fast)")]):
+        fn = option(fn)
+    return fn
+
+
 def collect_sampling(params: dict, preset: str | None, suffix: str):
     values = {}
     for _opt, field, _typ, _help in SAMPLING_FIELDS:
@@ -76,7 +89,7 @@ def cli(config_file):
 @click.option("--file", "prompt_file", help="read the prompt from this file")
 @click.option("--model-a", default="embedded", show_default=True, help="model spec of candidate A")
 @click.option("--model-b", default="embedded", show_default=True, help="model spec of candidate B")
-@click.option("--judge", default="embedded", show_default=True, help="model spec of the judge")
+@judge_options
 @click.option("--criteria", default="Relevance,Coherence,Completeness", show_default=True,
               help="comma-separated names from the catalogue, or name=description")
 @click.option("--scale", default="1-4", show_default=True, help="rating scale LOW-HIGH")
@@ -87,8 +100,8 @@ def cli(config_file):
 @click.option("--mode", type=click.Choice(["pairwise", "single"]), default="pairwise", show_default=True)
 @click.option("--n-ctx", type=int, default=2048, show_default=True, help="context size of local models")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of tables")
-def compare(prompt, prompt_file, model_a, model_b, judge, criteria, scale, preset_a, preset_b,
-            judge_max_tokens, mode, n_ctx, as_json, **sampling):
+def compare(prompt, prompt_file, model_a, model_b, judges, judge_method, verdict_format, criteria, scale, preset_a,
+            preset_b, judge_max_tokens, mode, n_ctx, as_json, **sampling):
     """Two candidates answer PROMPT ('-' or a pipe: stdin); a judge rates both, in both orders."""
     from .compare import compare as run_compare
     from .sampling import JUDGE_DEFAULT
@@ -98,14 +111,32 @@ def compare(prompt, prompt_file, model_a, model_b, judge, criteria, scale, prese
     sampling_b = collect_sampling(sampling, preset_b, "b")
     judge_sampling = make_sampling(None, **dict(JUDGE_DEFAULT, max_tokens=judge_max_tokens))
     progress = None if as_json else _stage_printer()
-    result = run_compare(text, model_a=model_a, model_b=model_b, judge=judge, sampling_a=sampling_a,
+    result = run_compare(text, model_a=model_a, model_b=model_b, judge=list(judges), sampling_a=sampling_a,
                          sampling_b=sampling_b, criteria=criteria, scale=parse_scale(scale), mode=mode,
-                         judge_sampling=judge_sampling, n_ctx=n_ctx, on_stage=progress)
+                         judge_sampling=judge_sampling, n_ctx=n_ctx, judge_method=judge_method,
+                         verdict_format=verdict_format, on_stage=progress)
+    known = _known_figures(result.judge_spec)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        click.echo(json.dumps({**result.to_dict(), "judge_cards": known}, ensure_ascii=False, indent=2))
     else:
         from .present.terminal import print_comparison
         print_comparison(result)
+        for line in known:
+            click.echo(f"known: {line}")
+
+
+def _known_figures(judge: str) -> list[str]:
+    """The judge's stored cards, from the default store when there is one (none is created)."""
+    from .store import default_db_path
+
+    if not default_db_path().is_file():
+        return []
+    from .judges import known_figures
+
+    try:
+        return known_figures(_store(None), judge)
+    except LLMJudgeError:
+        return []
 
 
 def _stage_printer():
@@ -157,7 +188,7 @@ db_option = click.option("--db", default=None, help="store path (default: $LLM_J
 @click.option("--prompts", "source", default="seed-10", show_default=True,
               help="built-in set (seed-10) or a file: .jsonl (also MT-Bench question.jsonl), .csv, or text lines")
 @click.option("--candidate", "candidates", multiple=True, help="SPEC[@PRESET][#LABEL], repeat for each candidate")
-@click.option("--judge", default="embedded", show_default=True)
+@judge_options
 @click.option("--criteria", default="Relevance,Coherence,Completeness", show_default=True)
 @click.option("--scale", default="1-4", show_default=True)
 @click.option("--mode", type=click.Choice(["single", "pairwise", "both"]), default="single", show_default=True)
@@ -176,8 +207,8 @@ db_option = click.option("--db", default=None, help="store path (default: $LLM_J
 @db_option
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON (with run_id)")
-def run(source, candidates, judge, criteria, scale, mode, baseline, judge_max_tokens, limit, sample, sample_seed,
-        n_ctx, bootstrap, concurrency, repeat, db, quiet, as_json, **sampling):
+def run(source, candidates, judges, judge_method, verdict_format, criteria, scale, mode, baseline, judge_max_tokens,
+        limit, sample, sample_seed, n_ctx, bootstrap, concurrency, repeat, db, quiet, as_json, **sampling):
     """Run a study: every prompt x candidate, graded by the judge; stored and resumable."""
     from .compare import Candidate, candidates_by_label
     from .criteria import parse_criteria
@@ -190,7 +221,8 @@ def run(source, candidates, judge, criteria, scale, mode, baseline, judge_max_to
     overrides = {k: v for k, v in sampling.items() if v is not None}
     cands = candidates_by_label(Candidate.parse(text, overrides) for text in candidates or ("embedded@p1", "embedded@p2"))
     config = StudyConfig(
-        prompts=load_prompts(source, limit=limit, sample=sample, seed=sample_seed), candidates=cands, judge=judge,
+        prompts=load_prompts(source, limit=limit, sample=sample, seed=sample_seed), candidates=cands,
+        judge=judges[0] if len(judges) == 1 else list(judges), judge_method=judge_method, verdict_format=verdict_format,
         judge_sampling=make_sampling(None, **dict(JUDGE_DEFAULT, max_tokens=judge_max_tokens)),
         criteria=parse_criteria(criteria), scale=parse_scale(scale), mode=mode, baseline=baseline, n_ctx=n_ctx,
         source=source, repeat=repeat)
@@ -321,6 +353,112 @@ def analyze(path, bootstrap, as_json):
 
     for line in analysis_lines(result):
         click.echo(line)
+
+
+@cli.group()
+def judges():
+    """Know your judge: evaluate judges on gold-labelled pairs (judge cards)."""
+
+
+@judges.command("eval")
+@click.option("--judge", "judge_specs", multiple=True, help="a judge to evaluate (repeat: several side by side)")
+@click.option("--jury", "juries", multiple=True, help="SPEC,SPEC,SPEC: a jury to evaluate (repeatable)")
+@click.option("--set", "sets", multiple=True, default=("llmbar-natural",), show_default=True,
+              help="a bundled gold set (llm-judge judges sets) or a file; repeat for several")
+@click.option("--judge-method", "judge_method", type=click.Choice(["plain", "weighted"]), default="plain", show_default=True,
+              help="weighted: read the judge's probabilities and calibrate over both orders")
+@click.option("--verdict-format", type=click.Choice(["full", "winner"]), default="full", show_default=True,
+              help="winner: the judge names the winner without reasons or scores (fast)")
+@click.option("--criteria", default="Relevance,Coherence,Completeness", show_default=True)
+@click.option("--scale", default="1-4", show_default=True)
+@click.option("--judge-max-tokens", type=int, default=512, show_default=True)
+@click.option("--limit", type=int, default=None, help="only the first N pairs of each set")
+@click.option("--sample", type=int, default=None, help="a random sample of N pairs (see --sample-seed)")
+@click.option("--sample-seed", type=int, default=0, show_default=True)
+@click.option("--shortest", is_flag=True, help="take the shortest pairs first (quick checks on slow judges)")
+@click.option("--n-ctx", type=int, default=2048, show_default=True)
+@click.option("--export", "export_dir", default=None, help="write each card's per-pair verdicts (analyze format) here")
+@db_option
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--json", "as_json", is_flag=True)
+def judges_eval(judge_specs, juries, sets, judge_method, verdict_format, criteria, scale, judge_max_tokens, limit,
+                sample, sample_seed, shortest, n_ctx, export_dir, db, quiet, as_json):
+    """Run judges on gold-labelled pairs in both orders and print their judge cards."""
+    from .criteria import parse_criteria
+    from .judges import card, card_from_verdict_file, evaluate, is_verdict_file, load_gold
+    from .judging import JudgeSetup, jury_name, load_judge
+    from .present.format import to_json
+    from .sampling import JUDGE_DEFAULT
+
+    teams = [[s] for s in judge_specs] + [[x.strip() for x in j.split(",") if x.strip()] for j in juries]
+    setup = JudgeSetup(parse_criteria(criteria), parse_scale(scale),
+                       make_sampling(None, **dict(JUDGE_DEFAULT, max_tokens=judge_max_tokens)), verdict_format,
+                       judge_method)
+    store = _store(db)
+    cards = []
+    for source in sets:
+        if is_verdict_file(source):
+            cards.append(card_from_verdict_file(source))
+            continue
+        items = load_gold(source, limit=limit, sample=sample, seed=sample_seed, shortest=shortest)
+        if not teams:
+            raise LLMJudgeError("name a judge to evaluate: --judge SPEC (or --jury SPEC,SPEC,SPEC)")
+        for team in teams:
+            name = jury_name(team)
+            judge = load_judge(team, n_ctx=n_ctx)
+            progress = None if (quiet or as_json) else _progress_bar()
+            try:
+                records = evaluate(judge, name, items, setup, store, progress and progress.update)
+            finally:
+                if progress:
+                    progress.stop()
+            c = card(records, name, source, {"method": judge_method, "format": verdict_format,
+                                             "criteria": [x.name for x in setup.criteria],
+                                             "selection": {"limit": limit, "sample": sample, "shortest": shortest}})
+            c["id"] = store.add_card(c)
+            cards.append(c)
+            if export_dir:
+                from pathlib import Path
+
+                out = Path(export_dir)
+                out.mkdir(parents=True, exist_ok=True)
+                path = out / f"{c['id']}-{source.replace('/', '_')}.jsonl"
+                path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "weighted"}) + "\n"
+                                        for r in records))
+    if as_json:
+        click.echo(to_json(cards))
+        return
+    from .present.terminal import print_cards
+
+    print_cards(cards)
+
+
+@judges.command("list")
+@click.option("--judge", default=None, help="only this judge's cards")
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def judges_list(judge, db, as_json):
+    """The stored judge cards, newest first."""
+    from .present.format import to_json
+    from .present.terminal import print_cards
+
+    cards = _store(db).cards(judge)
+    if as_json:
+        click.echo(to_json(cards))
+    elif not cards:
+        click.echo("no judge cards stored yet: make one with `llm-judge judges eval --judge SPEC`")
+    else:
+        print_cards(cards)
+
+
+@judges.command("sets")
+def judges_sets():
+    """The bundled gold-labelled sets."""
+    from .judges import GOLD_SETS, PUBLISHED_GPT4, load_gold
+
+    for name in GOLD_SETS:
+        gpt4 = PUBLISHED_GPT4.get(name)
+        click.echo(f"{name:<30} {len(load_gold(name)):>4} pairs" + (f"  (GPT-4, LLMBar: {gpt4:.1%})" if gpt4 else ""))
 
 
 @cli.command()

@@ -18,7 +18,7 @@ from . import verdicts as V
 from .backends import Completion, get_backend, parse_spec
 from .criteria import Criterion, Scale, parse_criteria
 from .errors import LLMJudgeError
-from .judging import JudgeCall, judge_pairwise, judge_single
+from .judging import JudgeCall, combine_calls, judge_pairwise, judge_single, jury_name, load_judge
 from .prompts import check_prompt
 from .sampling import JUDGE_DEFAULT, PRESETS, SamplingParams, make_sampling
 
@@ -91,6 +91,9 @@ class ComparisonResult:
     consistent: bool | None
     position_bias: str | None
     warnings: list[str]
+    method: str = "plain"
+    weighted: dict | None = None  # the calibrated probabilities (verdicts.combine_weighted)
+    jurors: list[dict] | None = None  # per juror: its verdict in each order and combined
 
     def justifications(self) -> list[tuple[str, str]]:
         return [(c.order, c.verdict["justification"]) for c in self.orders if c.verdict]
@@ -114,6 +117,7 @@ class ComparisonResult:
             "orders": [c.to_dict() for c in self.orders],
             "scores": self.scores, "totals": self.totals, "winner": self.winner,
             "consistent": self.consistent, "position_bias": self.position_bias,
+            "method": self.method, "weighted": self.weighted, "jurors": self.jurors,
             "warnings": self.warnings,
         }
 
@@ -122,14 +126,18 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 2)
 
 
-def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded", judge: str = "embedded",
+def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded", judge: str | list[str] = "embedded",
             sampling_a: SamplingParams | None = None, sampling_b: SamplingParams | None = None,
             criteria: list[str] | str | None = None, scale: Scale | None = None, mode: str = "pairwise",
             judge_sampling: SamplingParams | None = None, n_ctx: int = 2048, reference: str | None = None,
+            judge_method: str = "plain", verdict_format: str = "full",
             on_token: Callable[[str, str], None] | None = None,
             on_stage: Callable[[str], None] | None = None) -> ComparisonResult:
     """Generate both answers, judge them and return everything, ready to show or store.
 
+    ``judge``: one spec, or several for a jury. ``judge_method="weighted"``: read the judge's
+    probabilities and decide by the calibrated mean of both orders (the sampled verdicts are
+    kept). ``verdict_format="winner"``: the judge names the winner without reasons or scores.
     ``on_token(label, piece)`` receives the answers as they are written; ``on_stage(text)``
     is told what is happening ("answer A", "answer B", "judge: both orders", ...).
     """
@@ -142,11 +150,13 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
     cands = {"A": Candidate(model_a, sampling_a or make_sampling("p1")),
              "B": Candidate(model_b, sampling_b or make_sampling("p2"))}
     judge_sampling = judge_sampling or make_sampling(None, **JUDGE_DEFAULT)
-    for spec in (model_a, model_b, judge):
+    judges = [judge] if isinstance(judge, str) else list(judge)
+    check_judging(judge_method, verdict_format, mode)
+    for spec in (model_a, model_b, *judges):
         parse_spec(spec)  # an unknown prefix fails before any model loads
     stage = on_stage or (lambda _text: None)
     backends = {label: get_backend(c.spec, n_ctx=n_ctx) for label, c in cands.items()}
-    judge_backend = get_backend(judge, n_ctx=n_ctx)
+    judge_backend = load_judge(judges, n_ctx=n_ctx)
 
     messages = [{"role": "user", "content": prompt}]
     answers = {}
@@ -155,7 +165,7 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
         sink = (lambda piece, _l=label: on_token(_l, piece)) if on_token else None
         answers[label] = backends[label].generate(messages, cand.sampling, on_token=sink)
 
-    warnings = judge_warnings(judge, [c.spec for c in cands.values()])
+    warnings = judge_warnings(judges, [c.spec for c in cands.values()])
     for label, comp in answers.items():
         if comp.finish_reason == "length":
             warnings.append(f"answer {label} was cut at max_tokens={cands[label].sampling.max_tokens}")
@@ -163,7 +173,7 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
     if mode == "pairwise":
         stage("judge: both orders")
         calls, verdict = judge_pairwise(judge_backend, prompt, answers["A"].text, answers["B"].text,
-                                        crits, scale, judge_sampling, reference)
+                                        crits, scale, judge_sampling, reference, fmt=verdict_format, method=judge_method)
         if verdict.consistent is False:
             where = {"first": "the answer shown first", "second": "the answer shown second"}.get(verdict.position_bias, "")
             warnings.append("the verdict flipped when the answers were swapped"
@@ -172,24 +182,55 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
     else:
         stage("judge: each answer alone")
         calls = [judge_single(judge_backend, prompt, answers[lab].text, lab, crits, scale,
-                              judge_sampling, reference) for lab in ("A", "B")]
+                              judge_sampling, reference, method=judge_method) for lab in ("A", "B")]
         verdict = V.single_totals({c.order: c.verdict for c in calls}, crits)
     for backend in {id(b): b for b in (*backends.values(), judge_backend)}.values():
         warnings += [w for w in backend.warnings if w not in warnings]
     for call in calls:
         if call.error:
             warnings.append(f"order {call.order} is unscored: {call.error}")
-    return ComparisonResult(prompt, mode, cands, answers, judge, judge_sampling, crits, scale, calls,
+    if judge_method == "weighted" and mode == "pairwise" and verdict.weighted is None:
+        warnings.append("the judge gave no probabilities: the verdict is the sampled one")
+    return ComparisonResult(prompt, mode, cands, answers, jury_name(judges), judge_sampling, crits, scale, calls,
                             verdict.scores, verdict.totals, verdict.winner, verdict.consistent,
-                            verdict.position_bias, warnings)
+                            verdict.position_bias, warnings, judge_method, verdict.weighted,
+                            jurors_outcome(calls) if len(judges) > 1 and mode == "pairwise" else None)
 
 
-def judge_warnings(judge_spec: str, candidate_specs: list[str]) -> list[str]:
-    """Warnings about the choice of judge itself."""
+def check_judging(method: str, verdict_format: str, mode: str = "pairwise") -> None:
+    """The judge method and verdict format, or the error (the rule of every entry point)."""
+    from .verdicts import FORMATS
+    from .weighting import METHODS
+
+    if method not in METHODS:
+        raise LLMJudgeError(f"unknown judge method {method!r}: use {' or '.join(METHODS)}")
+    if verdict_format not in FORMATS:
+        raise LLMJudgeError(f"unknown verdict format {verdict_format!r}: use {' or '.join(FORMATS)}")
+    if verdict_format == "winner" and mode != "pairwise":
+        raise LLMJudgeError("the winner-only verdict format is for pairwise judging: single grading needs scores")
+
+
+def jurors_outcome(calls: list[JudgeCall]) -> list[dict]:
+    """Each juror's verdict in each order (AB, BA) and both combined by the usual rule."""
     out = []
-    if judge_spec.strip() in {s.strip() for s in candidate_specs}:
-        out.append(f"the judge ({judge_spec}) is also a candidate: models tend to prefer their own "
-                   "answers (self-preference bias)")
-    if judge_spec.strip() == "embedded":
-        out.append(BUILTIN_JUDGE_WARNING)
+    for k, juror in enumerate(calls[0].verdict["jurors"] if calls[0].verdict else calls[1].verdict["jurors"]):
+        per = [(c.verdict or {}).get("jurors", [{}] * (k + 1))[k] for c in calls]
+        orders = [JudgeCall(c.order, "", {"winner": p["winner"], "scores": {}, "justification": "",
+                                          **({"weighted": p["weighted"]} if p.get("weighted") else {})}
+                            if p.get("winner") else None, None) for c, p in zip(calls, per)]
+        comb = combine_calls(orders)
+        out.append({"judge": juror["judge"], "AB": per[0].get("winner"), "BA": per[1].get("winner"),
+                    "winner": comb.winner})
+    return out
+
+
+def judge_warnings(judges: str | list[str], candidate_specs: list[str]) -> list[str]:
+    """Warnings about the choice of judge itself (one spec, or a jury's)."""
+    out = []
+    for spec in [judges] if isinstance(judges, str) else judges:
+        if spec.strip() in {s.strip() for s in candidate_specs}:
+            out.append(f"the judge ({spec}) is also a candidate: models tend to prefer their own "
+                       "answers (self-preference bias)")
+        if spec.strip() == "embedded":
+            out.append(BUILTIN_JUDGE_WARNING)
     return out

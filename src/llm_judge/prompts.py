@@ -115,12 +115,23 @@ def load_prompts(source: str, *, limit: int | None = None, sample: int | None = 
         except LLMJudgeError as exc:
             raise LLMJudgeError(f"prompt set {source!r}, prompt {item.id!r}: {exc}") from None
         seen.add(item.id)
+    return select(items, limit=limit, sample=sample, seed=seed)
+
+
+def select(items: list, *, limit: int | None = None, sample: int | None = None, seed: int = 0,
+           what: str = "prompts") -> list:
+    """A random sample of ``sample`` items (seeded), then the first ``limit``; the one rule for
+    prompt sets and gold sets.
+
+    >>> select(list(range(10)), limit=3), select(list(range(10)), sample=2, seed=1)
+    ([0, 1, 2], [2, 1])
+    """
     if sample is not None:
         if sample < 1:
-            raise LLMJudgeError(f"a sample of {sample} prompts: take at least 1")
+            raise LLMJudgeError(f"a sample of {sample} {what}: take at least 1")
         items = random.Random(seed).sample(items, min(sample, len(items)))
     if limit is not None:
         if limit < 1:
-            raise LLMJudgeError(f"a limit of {limit} prompts: take at least 1")
+            raise LLMJudgeError(f"a limit of {limit} {what}: take at least 1")
         items = items[:limit]
     return items

@@ -267,6 +267,24 @@ def cohen_kappa(x: list[str], y: list[str]) -> float | None:
     return None if pe == 1 else (po - pe) / (1 - pe)
 
 
+def kappa_ci(x: list[str], y: list[str], n_boot: int = DEFAULT_BOOT, seed: int = 0, level: float = 0.95) -> Estimate:
+    """Cohen's kappa with a percentile-bootstrap interval over items (resamples where kappa is
+    undefined are left out)."""
+    point = cohen_kappa(x, y)
+    if point is None or not x:
+        return Estimate(point, None, None, len(x))
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(check_resamples(n_boot)):
+        idx = rng.integers(0, len(x), len(x))
+        k = cohen_kappa([x[i] for i in idx], [y[i] for i in idx])
+        if k is not None:
+            draws.append(k)
+    alpha = (1 - level) / 2
+    return Estimate(point, float(np.quantile(draws, alpha)) if draws else None,
+                    float(np.quantile(draws, 1 - alpha)) if draws else None, len(x))
+
+
 def agreement(items: list[dict], level: float = 0.95) -> dict:
     """Agreement of verdicts with human labels; items hold verdict, verdict_swapped, human.
 
@@ -293,3 +311,35 @@ def agreement(items: list[dict], level: float = 0.95) -> dict:
     cats = sorted({r["category"] for r in labelled if r.get("category")})
     result["by_category"] = {c: block([r for r in labelled if r.get("category") == c]) for c in cats}
     return result
+
+
+def fleiss_kappa(ratings: list[list[str]]) -> float | None:
+    """Fleiss' kappa of several raters' labels per item (every item rated by the same number).
+
+    >>> round(fleiss_kappa([["a", "a", "b"], ["a", "a", "a"], ["b", "b", "a"], ["b", "b", "b"]]), 4)
+    0.3333
+    """
+    items = [r for r in ratings if r]
+    if not items or len({len(r) for r in items}) != 1 or len(items[0]) < 2:
+        return None
+    n, k = len(items), len(items[0])
+    cats = sorted({x for r in items for x in r})
+    counts = [[r.count(c) for c in cats] for r in items]
+    p_i = [(sum(x * x for x in row) - k) / (k * (k - 1)) for row in counts]
+    p_bar = sum(p_i) / n
+    p_j = [sum(row[j] for row in counts) / (n * k) for j in range(len(cats))]
+    pe = sum(x * x for x in p_j)
+    return None if pe == 1 else (p_bar - pe) / (1 - pe)
+
+
+def juror_agreement(ratings: list[list[str | None]]) -> dict:
+    """How a jury's members agreed: per judgment (an item in one order) the members' verdicts
+    (None = unscored). Unanimity over all judgments (an unscored member breaks it), the mean
+    agreement of each pair of members (likewise), and Fleiss' kappa on the fully scored ones."""
+    n = len(ratings)
+    unanimous = sum(all(x is not None for x in r) and len(set(r)) == 1 for r in ratings)
+    pairs = [(i, j) for i in range(len(ratings[0]) if ratings else 0) for j in range(i + 1, len(ratings[0]))]
+    pairwise = (sum(r[i] is not None and r[i] == r[j] for r in ratings for i, j in pairs) / (n * len(pairs))
+                if n and pairs else None)
+    return {"judgments": n, "unanimous": unanimous / n if n else None, "pairwise": pairwise,
+            "fleiss_kappa": fleiss_kappa([r for r in ratings if all(x is not None for x in r)])}

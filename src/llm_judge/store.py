@@ -127,6 +127,16 @@ def m005_pairwise_verdicts_as_shown(db):
         db.execute("UPDATE judgments SET verdict=? WHERE key=?", (_j(swap_labels(json.loads(verdict))), key))
 
 
+@migration
+def m006_judge_cards(db):
+    """Judge cards: a judge's figures on a gold-labelled set (``llm-judge judges eval``)."""
+    _script(db, """
+        CREATE TABLE judge_cards (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL NOT NULL, judge TEXT NOT NULL,
+            gold_set TEXT NOT NULL, method TEXT NOT NULL, items INTEGER NOT NULL, card TEXT NOT NULL);
+        CREATE INDEX judge_cards_by_judge ON judge_cards(judge)""")
+
+
 class Store:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_db_path()
@@ -307,6 +317,20 @@ class Store:
 
     def votes(self, run_id: str) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM votes WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+
+    def add_card(self, card: dict) -> int:
+        """Store a judge card (``judges.card``); returns its id."""
+        with self.tx():
+            cur = self.db.execute("INSERT INTO judge_cards (created_at, judge, gold_set, method, items, card) "
+                                  "VALUES (?,?,?,?,?,?)", (time.time(), card["judge"], card["set"],
+                                                           card.get("method", "plain"), card["items"], _j(card)))
+            return cur.lastrowid
+
+    def cards(self, judge: str | None = None) -> list[dict]:
+        """Stored judge cards, newest first (of one judge when named)."""
+        rows = self.db.execute("SELECT * FROM judge_cards WHERE ? IS NULL OR judge=? ORDER BY id DESC",
+                               (judge, judge)).fetchall()
+        return [{"id": r["id"], "created_at": r["created_at"], **json.loads(r["card"])} for r in rows]
 
     def integrity(self) -> str:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]

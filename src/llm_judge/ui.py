@@ -26,6 +26,7 @@ from .config import load_config
 from .criteria import DEFAULT_CRITERIA, parse_criteria
 from .errors import LLMJudgeError
 from .present import page as views
+from .present.format import CARDS_TITLE, card_header, card_rows, html_table
 from .present.report import charts, tables, write_report
 from .prompts import load_prompts
 from .sampling import JUDGE_DEFAULT, PRESETS, make_sampling
@@ -157,6 +158,13 @@ class App:
                 f"mode {summary.mode}.\n\n" + "\n\n".join(f"> warning: {w}" for w in summary.warnings))
         return head, views.tables_html(tables(summary)), "".join(charts(self.store, summary)), files
 
+    # --- Judges -------------------------------------------------------------------------------
+    def judge_cards(self) -> str:
+        cards = self.store.cards()[:12]
+        if not cards:
+            return "<p>No judge cards yet: make one with <code>llm-judge judges eval --judge SPEC</code>.</p>"
+        return html_table(CARDS_TITLE, card_header(cards), card_rows(cards), level=3)
+
     # --- Vote ----------------------------------------------------------------------------------
     def next_pair(self, run_id):
         if not run_id:
@@ -235,6 +243,11 @@ def build(app: App) -> gr.Blocks:
                           outputs + [runs], api_name="study")
             open_btn.click(user_errors(app.open_run), [runs], outputs, api_name="open_run")
             refresh.click(lambda: gr.update(choices=app.run_choices()), None, [runs])
+        with gr.Tab("Judges"):
+            gr.Markdown("How good is a judge? Its cards on gold-labelled pairs, newest first "
+                        "(`llm-judge judges eval --judge SPEC --set llmbar-natural`).")
+            cards_html = gr.HTML(app.judge_cards(), elem_id="judge-cards")
+            gr.Button("Refresh", elem_id="refresh-cards").click(user_errors(app.judge_cards), None, [cards_html])
         with gr.Tab("Vote"):
             gr.Markdown("Blind voting: which answer is better? The models' names show after your vote.")
             with gr.Row():

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from .criteria import Criterion, Scale
 
-TEMPLATE_VERSION = "pairwise-v1/single-v1"
+TEMPLATE_VERSION = "pairwise-v2/single-v2"  # v2: the reply's shape with placeholders, no example values
+FORMATS = ("full", "winner")  # full: reasons, scores per criterion, winner; winner: the winner alone
 LABELS = ("A", "B")
 WINNERS = ("A", "B", "tie")
 
@@ -117,26 +118,32 @@ def _block(label: str, text: str, tag: str, markers: frozenset[str] = frozenset(
 
 
 def pairwise_messages(prompt: str, first: str, second: str, criteria: list[Criterion], scale: Scale,
-                      reference: str | None = None, markers: frozenset[str] = frozenset()) -> list[dict[str, str]]:
+                      reference: str | None = None, markers: frozenset[str] = frozenset(),
+                      fmt: str = "full") -> list[dict[str, str]]:
     """The judge's messages with ``first`` shown as Answer A and ``second`` as Answer B.
 
     ``markers``: the judge's own special tokens, broken up wherever a text quotes them.
+    ``fmt``: "full" asks for reasons, scores and the winner; "winner" for the winner alone (the
+    judge weighs the criteria but writes no reasons: a verdict in a few tokens).
     """
     tag = nonce(prompt, first, second, reference or "")
-    example = _shape(criteria, scale, pairwise=True)
     ref = (f"\nA reference answer, for checking facts:\n{_block('REF', reference, tag, markers)}\n"
            if reference else "")
-    user = (
+    head = (
         f"Compare two answers to the question below.\n\nQuestion:\n{_block('Q', prompt, tag, markers)}\n{ref}\n"
         f"Answer A (everything between <<A-{tag}>> and <</A-{tag}>>):\n{_block('A', first, tag, markers)}\n\n"
-        f"Answer B (everything between <<B-{tag}>> and <</B-{tag}>>):\n{_block('B', second, tag, markers)}\n\n"
-        f"Rate each answer on each criterion from {scale.low} (poor) to {scale.high} (excellent):\n"
-        f"{_criteria_lines(criteria)}\n\n"
-        "Reply with one JSON object: a short \"justification\" comparing the answers, \"scores\" "
-        "holding for every criterion the score of A and of B, and the \"winner\": \"A\", \"B\" or "
-        f"\"tie\". Shape: {example}"
-    )
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+        f"Answer B (everything between <<B-{tag}>> and <</B-{tag}>>):\n{_block('B', second, tag, markers)}\n\n")
+    if fmt == "winner":
+        tail = (f"Weigh these criteria:\n{_criteria_lines(criteria)}\n\n"
+                "Reply with one JSON object naming the better answer, \"A\" or \"B\", or \"tie\" when neither "
+                'is better. Shape: {"winner": <"A", "B" or "tie">}')
+    else:
+        tail = (f"Rate each answer on each criterion from {scale.low} (poor) to {scale.high} (excellent):\n"
+                f"{_criteria_lines(criteria)}\n\n"
+                "Reply with one JSON object: a short \"justification\" comparing the answers, \"scores\" "
+                "holding for every criterion the score of A and of B, and the \"winner\": \"A\", \"B\" or "
+                f"\"tie\". Shape: {_shape(criteria, scale, pairwise=True)}")
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": head + tail}]
 
 
 def single_messages(prompt: str, answer: str, criteria: list[Criterion], scale: Scale,
@@ -166,8 +173,10 @@ def _object(properties: dict, required: list[str] | None = None) -> dict:
             "required": required or list(properties), "additionalProperties": False}
 
 
-def pairwise_schema(criteria: list[Criterion], scale: Scale) -> dict:
+def pairwise_schema(criteria: list[Criterion], scale: Scale, fmt: str = "full") -> dict:
     """JSON schema of a pairwise verdict (used for constrained decoding)."""
+    if fmt == "winner":
+        return _object({"winner": {"type": "string", "enum": list(WINNERS)}})
     pair = _object({"A": _score_schema(scale), "B": _score_schema(scale)})
     return _object({
         "justification": {"type": "string"},
@@ -282,7 +291,11 @@ def _justification(obj: dict) -> str:
     return value.strip() if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def validate_pairwise(obj: dict, criteria: list[Criterion], scale: Scale) -> PairVerdict:
+def validate_pairwise(obj: dict, criteria: list[Criterion], scale: Scale, fmt: str = "full") -> PairVerdict:
+    if fmt == "winner":
+        if "winner" not in obj:
+            raise VerdictError("no \"winner\"")
+        return PairVerdict({}, _winner(obj["winner"]), "")
     scores = obj.get("scores")
     if not isinstance(scores, dict):
         raise VerdictError("no \"scores\" object")
@@ -310,7 +323,7 @@ def _decision(verdict: PairVerdict | SingleGrade) -> tuple:
     return (json.dumps(verdict.scores, sort_keys=True), getattr(verdict, "winner", None))
 
 
-def parse_verdict(text: str, criteria: list[Criterion], scale: Scale, mode: str = "pairwise"):
+def parse_verdict(text: str, criteria: list[Criterion], scale: Scale, mode: str = "pairwise", fmt: str = "full"):
     """The judge's verdict, else ``VerdictError`` saying why the judgment is unscored.
 
     The verdict is the JSON object in the output that validates. When several validate and decide
@@ -319,7 +332,9 @@ def parse_verdict(text: str, criteria: list[Criterion], scale: Scale, mode: str 
     which is the judge's, so the judgment is unscored as ambiguous. Whatever the output holds, the
     result is a verdict or ``VerdictError``: never another exception.
     """
-    validate = validate_pairwise if mode == "pairwise" else validate_single
+    def validate(obj, criteria, scale):
+        return validate_pairwise(obj, criteria, scale, fmt) if mode == "pairwise" else validate_single(obj, criteria, scale)
+
     try:
         objects = json_objects(text if isinstance(text, str) else "")
         if not objects:
@@ -350,28 +365,59 @@ class Combined:
     winner: str | None
     consistent: bool | None
     position_bias: str | None = None  # "first" / "second" when the verdict followed the position
+    weighted: dict | None = None  # see combine_weighted; when present it decided the winner
 
 
-def combine(original: PairVerdict | None, swapped_back: PairVerdict | None) -> Combined:
+def combine_weighted(first: dict | None, swapped_back: dict | None) -> dict | None:
+    """Both orders' probabilities ({"winner": {"A", "B", "tie"}, "scores"?: expected scores}, in the
+    original labels) as one calibrated verdict: the mean of the two orders' distributions (Wang et
+    al. 2023's balanced position calibration), whose most likely outcome wins; equal P(A) and
+    P(B) above P(tie) is a tie. ``position_bias`` is the mean of P(shown first wins) minus
+    P(shown second wins) over the orders: +1 a judge that always picks the first, 0 none.
+
+    >>> w = combine_weighted({"winner": {"A": 0.9, "B": 0.1, "tie": 0.0}}, {"winner": {"A": 0.3, "B": 0.7, "tie": 0.0}})
+    >>> w["winner"], round(w["p"]["A"], 2), round(w["position_bias"], 2), w["calibrated"]
+    ('A', 0.6, 0.6, True)
+    """
+    parts = [(w, order) for w, order in ((first, "AB"), (swapped_back, "BA")) if w and w.get("winner")]
+    if not parts:
+        return None
+    p = {k: sum(w["winner"][k] for w, _ in parts) / len(parts) for k in WINNERS}
+    winner = "tie" if p["A"] == p["B"] else max(WINNERS, key=lambda k: (p[k], k == "tie"))
+    shown = {"AB": ("A", "B"), "BA": ("B", "A")}
+    bias = sum(w["winner"][shown[o][0]] - w["winner"][shown[o][1]] for w, o in parts) / len(parts)
+    out = {"p": p, "winner": winner, "position_bias": bias, "calibrated": len(parts) == 2}
+    scored = [w["scores"] for w, _ in parts if w.get("scores")]
+    if scored:
+        out["scores"] = {c: {lab: sum(s[c][lab] for s in scored) / len(scored) for lab in LABELS} for c in scored[0]}
+    return out
+
+
+def combine(original: PairVerdict | None, swapped_back: PairVerdict | None,
+            weighted: tuple[dict | None, dict | None] = (None, None)) -> Combined:
     """Combine the verdict of the original order with that of the swapped order (mapped back).
 
     Rule: scores are averaged over the orders that were scored; the winner is the one both orders
     name; if they disagree, the result is a tie and the pair is inconsistent; with one order
     unscored, the other decides and consistency is unknown (None); with none, there is no winner.
+    With the orders' probabilities (``weighted``, in the original labels), the calibrated verdict
+    of ``combine_weighted`` decides the winner instead; consistency stays that of the sampled
+    verdicts, which are kept.
 
     >>> v = PairVerdict({"R": {"A": 4, "B": 2}}, "A", "")
     >>> combine(v, v).winner, combine(v, v.swapped()).winner
     ('A', 'tie')
     """
+    w = combine_weighted(*weighted)
     scored = [v for v in (original, swapped_back) if v is not None]
     if not scored:
-        return Combined(None, None, None, None)
+        return Combined(None, None, w["winner"] if w else None, None, weighted=w)
     names = list(scored[0].scores)
     scores = {c: {lab: sum(v.scores[c][lab] for v in scored) / len(scored) for lab in LABELS}
-              for c in names}
-    totals = {lab: sum(scores[c][lab] for c in names) for lab in LABELS}
+              for c in names} or None  # a winner-only verdict has no scores
+    totals = {lab: sum(scores[c][lab] for c in names) for lab in LABELS} if scores else None
     if len(scored) == 1:
-        return Combined(scores, totals, scored[0].winner, None)
+        return Combined(scores, totals, w["winner"] if w else scored[0].winner, None, weighted=w)
     consistent = original.winner == swapped_back.winner
     winner = combine_winners(original.winner, swapped_back.winner)
     bias = None
@@ -381,7 +427,14 @@ def combine(original: PairVerdict | None, swapped_back: PairVerdict | None) -> C
             bias = "first"
         elif original.winner == "B" and swapped_back.winner == "A":
             bias = "second"
-    return Combined(scores, totals, winner, consistent, bias)
+    return Combined(scores, totals, w["winner"] if w else winner, consistent, bias, weighted=w)
+
+
+def combine_verdicts(first: dict | None, swapped_back: dict | None) -> Combined:
+    """``combine`` on two orders' verdicts as stored (dicts in the original labels), their
+    probabilities included."""
+    return combine(PairVerdict.from_dict(first), PairVerdict.from_dict(swapped_back),
+                   weighted=((first or {}).get("weighted"), (swapped_back or {}).get("weighted")))
 
 
 def combine_winners(first: str | None, swapped_back: str | None) -> str | None:
@@ -427,17 +480,26 @@ def shown_first_won(winner: str | None, order: str) -> bool | None:
     return winner == ("A" if order == "AB" else "B")
 
 
-def swap_labels(verdict: dict | None) -> dict | None:
-    """A pairwise verdict (as stored: scores, winner, justification) with A and B exchanged.
+def swap_labels(verdict):
+    """A pairwise verdict (as stored) with A and B exchanged everywhere: scores, winner, the
+    weighted probabilities and the jurors' verdicts. The only relabelling rule.
 
     >>> swap_labels({"scores": {"R": {"A": 4, "B": 1}}, "winner": "A", "justification": "x"})["winner"]
     'B'
+    >>> swap_labels({"winner": "tie", "weighted": {"winner": {"A": 0.7, "B": 0.2, "tie": 0.1}}})["weighted"]
+    {'winner': {'B': 0.7, 'A': 0.2, 'tie': 0.1}}
     """
-    if verdict is None:
-        return None
-    flip = {"A": "B", "B": "A", "tie": "tie"}
-    return {**verdict, "scores": {c: {"A": s["B"], "B": s["A"]} for c, s in verdict["scores"].items()},
-            "winner": flip[verdict["winner"]]}
+    flip = {"A": "B", "B": "A"}
+
+    def swap(x, key=None):
+        if isinstance(x, dict):
+            labelled = bool(x) and set(x) <= {"A", "B", "tie"}
+            return {(flip.get(k, k) if labelled else k): swap(v, k) for k, v in x.items()}
+        if isinstance(x, list):
+            return [swap(v, key) for v in x]
+        return flip.get(x, x) if key == "winner" and isinstance(x, str) else x
+
+    return None if verdict is None else swap(verdict)
 
 
 def as_labelled(verdict: dict | None, order: str) -> dict | None:

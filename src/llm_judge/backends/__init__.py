@@ -30,6 +30,8 @@ from ..sampling import SamplingParams
 
 Messages = list[dict[str, str]]
 TokenCallback = Callable[[str], None]
+ReadAt = Callable[[str], list[int]]
+TOP_TOKENS = 40  # tokens reported at each decision
 
 
 @dataclass
@@ -42,6 +44,10 @@ class Completion:
     seconds: float = 0.0
     finish_reason: str | None = None
     logprobs: Any = None  # the server's per-token log probabilities, where it gives them
+    # what the model's next-token distribution was where ``read_at`` pointed: for each offset,
+    # {"offset", "start" (of the generated token there), "token", "top": {token text: probability}};
+    # None where the backend cannot say (see weighting.py)
+    decisions: list[dict] | None = None
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -64,7 +70,11 @@ class Backend(Protocol):
         *,
         schema: dict | None = None,
         on_token: TokenCallback | None = None,
-    ) -> Completion: ...
+        read_at: ReadAt | None = None,
+    ) -> Completion:
+        """``read_at(text)`` names the offsets in the output where to report the next-token
+        distribution (``Completion.decisions``)."""
+        ...
 
     def describe(self) -> dict[str, Any]:
         """Facts that identify the model (file hash, quantisation, server URL) for the store."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import LLMJudgeError
 from ..sampling import SamplingParams
-from . import Completion, Messages, TokenCallback
+from . import TOP_TOKENS, Completion, Messages, ReadAt, TokenCallback
 
 PREFIXES = ("embedded", "gguf", "hf")
 OPTIONS = frozenset({"n_ctx", "n_threads"})
@@ -161,7 +161,7 @@ class LlamaCppBackend:
         return used
 
     def generate(self, messages: Messages, sampling: SamplingParams, *, schema: dict | None = None,
-                 on_token: TokenCallback | None = None) -> Completion:
+                 on_token: TokenCallback | None = None, read_at: ReadAt | None = None) -> Completion:
         kwargs = dict(
             messages=messages, temperature=sampling.temperature, top_p=sampling.top_p,
             top_k=sampling.top_k, min_p=sampling.min_p, max_tokens=sampling.max_tokens,
@@ -179,10 +179,11 @@ class LlamaCppBackend:
                 out = self.llm.create_chat_completion(**kwargs)
                 seconds = time.perf_counter() - start
                 choice, usage = out["choices"][0], out.get("usage", {})
-                return Completion(text=choice["message"]["content"] or "",
-                                  prompt_tokens=usage.get("prompt_tokens", prompt_tokens),
-                                  completion_tokens=usage.get("completion_tokens"),
-                                  seconds=seconds, finish_reason=choice.get("finish_reason"))
+                text = choice["message"]["content"] or ""
+                n_prompt = usage.get("prompt_tokens", prompt_tokens)
+                decisions = self._read_decisions(n_prompt, text, read_at(text)) if read_at else None
+                return Completion(text=text, prompt_tokens=n_prompt, completion_tokens=usage.get("completion_tokens"),
+                                  seconds=seconds, finish_reason=choice.get("finish_reason"), decisions=decisions)
             pieces, finish = [], None
             for chunk in self.llm.create_chat_completion(stream=True, **kwargs):
                 choice = chunk["choices"][0]
@@ -196,6 +197,45 @@ class LlamaCppBackend:
             tokens = len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
             return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=tokens,
                               seconds=seconds, finish_reason=finish)
+
+    def _read_decisions(self, n_prompt: int, text: str, offsets: list[int]) -> list[dict] | None:
+        """The next-token distribution at each offset of the output just generated, from the
+        model's own generated tokens (still in the context): the tokens up to each decision are
+        evaluated again (incrementally, reusing the prompt's cache) and the logits read there."""
+        import llama_cpp
+        import numpy as np
+
+        ids = [int(t) for t in self.llm._input_ids]
+        generated = ids[n_prompt:]
+        if not offsets or not generated or n_prompt < 1:
+            return None
+        ends, total = [], 0
+        for tok in generated:
+            total += len(self.llm.detokenize([tok]))
+            ends.append(total)
+        raw = text.encode("utf-8")
+        out, evaluated = [], None
+        for offset in sorted(set(offsets)):
+            byte = len(text[:offset].encode("utf-8"))
+            i = next((k for k, end in enumerate(ends) if end > byte), None)
+            if i is None:
+                continue
+            start_byte = ends[i - 1] if i else 0
+            if evaluated is None:  # drop the cache from the first decision on, evaluate up to it
+                self.llm.n_tokens = n_prompt + i - 1
+                self.llm.eval(ids[n_prompt + i - 1:n_prompt + i])
+            else:
+                self.llm.eval(ids[evaluated:n_prompt + i])
+            evaluated = n_prompt + i
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1),
+                                           shape=(self.llm.n_vocab(),)).astype(np.float64)
+            probs = np.exp(logits - logits.max())
+            probs /= probs.sum()
+            top = np.argpartition(-probs, TOP_TOKENS)[:TOP_TOKENS]
+            out.append({"offset": offset, "start": len(raw[:start_byte].decode("utf-8", "ignore")),
+                        "token": self.llm.detokenize([generated[i]]).decode("utf-8", "replace"),
+                        "top": {self.llm.detokenize([int(t)]).decode("utf-8", "replace"): float(probs[t]) for t in top}})
+        return out or None
 
     def describe(self) -> dict:
         meta = self.llm.metadata

@@ -23,7 +23,7 @@ import httpx
 from ..errors import LLMJudgeError
 from ..redact import redact
 from ..sampling import SamplingParams
-from . import Completion, Messages, TokenCallback
+from . import TOP_TOKENS, Completion, Messages, ReadAt, TokenCallback
 
 PREFIXES = ("openai",)
 OPTIONS = frozenset({"key_env", "timeout", "max_attempts", "schema_mode", "concurrency", "backoff_base"})
@@ -122,7 +122,7 @@ class OpenAIBackend:
         """Remove the fields this server does not take, saying so once for sampling fields."""
         for name in [f for f in body if f in self.dropped]:
             del body[name]
-            if name != "logprobs":
+            if name not in ("logprobs", "top_logprobs"):
                 self._warn(f"{self.base_url} does not take {name}: {self.model} sampled without it")
         return body
 
@@ -140,12 +140,23 @@ class OpenAIBackend:
         return None
 
     def generate(self, messages: Messages, sampling: SamplingParams, *, schema: dict | None = None,
-                 on_token: TokenCallback | None = None) -> Completion:
+                 on_token: TokenCallback | None = None, read_at: ReadAt | None = None) -> Completion:
         body = self._body(messages, sampling)
         if schema is None:
             return self._post(body, on_token)
         if "logprobs" not in self.dropped:
             body["logprobs"] = True  # kept with the verdict where the server gives them
+        if read_at is not None and "top_logprobs" not in self.dropped:
+            body["top_logprobs"] = min(TOP_TOKENS, 20)  # OpenAI's limit
+        result = self._generate_structured(body, schema, on_token)
+        if read_at is not None:
+            result.decisions = decisions_from_logprobs(result.logprobs, result.text, read_at(result.text))
+            if result.decisions is None:
+                self._warn(f"{self.base_url} gives no token probabilities for {self.model}: its weighted verdicts "
+                           "fall back to the sampled ones")
+        return result
+
+    def _generate_structured(self, body: dict, schema: dict, on_token: TokenCallback | None) -> Completion:
         modes = [self.schema_mode] if self.schema_mode else list(SCHEMA_MODES)
         for i, mode in enumerate(modes):
             fmt = self._response_format(mode, schema)
@@ -170,7 +181,7 @@ class OpenAIBackend:
             try:
                 return self._post_once(body, on_token)
             except RequestFailed as exc:
-                refused = [f for f in (*EXTENSIONS, "logprobs") if f in body and exc.status in {400, 422}
+                refused = [f for f in (*EXTENSIONS, "logprobs", "top_logprobs") if f in body and exc.status in {400, 422}
                            and f in str(exc)]
                 if not refused:
                     raise
@@ -259,6 +270,38 @@ class OpenAIBackend:
     def describe(self) -> dict:
         return {"backend": "openai", "spec": self.spec, "model": self.model, "base_url": self.base_url,
                 "schema_mode": self.schema_mode}
+
+
+def decisions_from_logprobs(logprobs, text: str, offsets: list[int]) -> list[dict] | None:
+    """``Completion.decisions`` from an OpenAI ``logprobs`` object: at each offset, the token that
+    holds it and its ``top_logprobs`` as probabilities. None when the server gave none.
+
+    >>> lp = {"content": [{"token": '{"winner": "', "top_logprobs": []},
+    ...                   {"token": "A", "top_logprobs": [{"token": "A", "logprob": -0.1}, {"token": "B", "logprob": -2.4}]},
+    ...                   {"token": '"}', "top_logprobs": []}]}
+    >>> d = decisions_from_logprobs(lp, '{"winner": "A"}', [12])[0]
+    >>> d["start"], d["token"], round(d["top"]["A"], 3)
+    (12, 'A', 0.905)
+    """
+    import math
+
+    content = (logprobs or {}).get("content") if isinstance(logprobs, dict) else None
+    if not content or not offsets:
+        return None
+    out, pos = [], 0
+    spans = []
+    for entry in content:
+        token = entry.get("token") or ""
+        spans.append((pos, pos + len(token), entry))
+        pos += len(token)
+    for offset in sorted(set(offsets)):
+        hit = next(((a, e) for a, b, e in spans if a <= offset < b), None)
+        if hit is None or not hit[1].get("top_logprobs"):
+            continue
+        start, entry = hit
+        top = {t["token"]: math.exp(t["logprob"]) for t in entry["top_logprobs"] if "token" in t and "logprob" in t}
+        out.append({"offset": offset, "start": start, "token": entry.get("token"), "top": top})
+    return out or None
 
 
 class MalformedResponse(Exception):

@@ -51,7 +51,7 @@ def fmt_share(x: float | None) -> str:
 
 def verdict_parts(result: dict) -> list[tuple[str, str]]:
     """A comparison's outcome (``ComparisonResult.to_dict()``) as (kind, text) parts, in order:
-    kind is winner-none, winner-tie, winner, agreement, justification or warning."""
+    kind is winner-none, winner-tie, winner, agreement, weighted, juror, justification or warning."""
     winner = result.get("winner")
     names = {lab: c["label"] for lab, c in result["candidates"].items()}
     if winner is None:
@@ -65,6 +65,15 @@ def verdict_parts(result: dict) -> list[tuple[str, str]]:
         per = ", ".join(f"{o['order']}: {o['verdict']['winner'] if o['verdict'] else 'unscored'}"
                         for o in result["orders"])
         parts.append(("agreement", f"Both orders agreed: {agreed} ({per}; winners in the original labels)"))
+    w = result.get("weighted")
+    if w:
+        p = w["p"]
+        parts.append(("weighted", f"Weighted{' and calibrated over both orders' if w['calibrated'] else ' (one order)'}: "
+                                  f"P(A wins) {p['A']:.2f}, P(B wins) {p['B']:.2f}, P(tie) {p['tie']:.2f}; the judge's "
+                                  f"measured position bias {w['position_bias']:+.2f} (+1: always the answer shown first)"))
+    for j in result.get("jurors") or []:
+        parts.append(("juror", f"Juror {j['judge']}: AB {j['AB'] or 'unscored'}, BA {j['BA'] or 'unscored'}, "
+                               f"both orders {j['winner'] or 'unscored'}"))
     for o in result["orders"]:
         if o["verdict"]:
             parts.append(("justification", f"Judge ({o['order']}): {o['verdict'].get('justification') or '(no justification)'}"))
@@ -91,3 +100,38 @@ def to_json(obj) -> str:
     """JSON of results that hold dataclasses (``stats.PairStats``, ``stats.Estimate``)."""
     return json.dumps(obj, indent=2, ensure_ascii=False,
                       default=lambda o: asdict(o) if is_dataclass(o) else str(o))
+
+
+CARD_ROWS = [  # (measure, how to read it from a card)
+    ("set", lambda c: f"{c['set']} ({c['items']} pairs)"),
+    ("method", lambda c: f"{c.get('method', 'plain')}, {c.get('format', 'full')} verdicts"),
+    ("accuracy, A shown first", lambda c: fmt_estimate(c["accuracy"]["AB"])),
+    ("accuracy, B shown first", lambda c: fmt_estimate(c["accuracy"]["BA"])),
+    ("accuracy, mean of both orders", lambda c: f"{c['accuracy']['mean']:.2f}"),
+    ("both orders correct", lambda c: fmt_estimate(c["accuracy"]["both_orders"])),
+    ("both orders combined (disagreement = tie)", lambda c: fmt_estimate(c["accuracy"]["combined"])),
+    ("weighted, calibrated accuracy", lambda c: fmt_estimate(c["weighted"]["accuracy"]) if c.get("weighted") else "-"),
+    ("weighted, mean P(gold answer)", lambda c: fmt_estimate(c["weighted"]["p_correct"]) if c.get("weighted") else "-"),
+    ("position bias (P first - P second)", lambda c: fmt_estimate(c["weighted"]["position_bias"]) if c.get("weighted") else "-"),
+    ("Cohen's kappa, A shown first", lambda c: fmt_estimate(c["kappa"]["AB"])),
+    ("Cohen's kappa, B shown first", lambda c: fmt_estimate(c["kappa"]["BA"])),
+    ("position consistency", lambda c: fmt_rate(c["position_consistency"], digits=2)),
+    ("decisive verdicts for the first shown", lambda c: fmt_rate(c["first_shown_wins"], digits=2)),
+    ("decisive verdicts for the longer answer", lambda c: fmt_estimate(c["longer_wins"])),
+    ("unscored judgments", lambda c: fmt_estimate(c["unscored"])),
+    ("seconds / tokens per pair (both orders)", lambda c: " / ".join(
+        "-" if v is None else f"{v:.1f}" for v in (c["cost"]["seconds_per_item"], c["cost"]["tokens_per_item"]))),
+    ("GPT-4 on this set (LLMBar, published)", lambda c: "-" if not c.get("published_gpt4") else f"{c['published_gpt4']:.3f}"),
+]
+
+
+CARDS_TITLE = "Judge cards (95% Wilson intervals; accuracies over every pair, unscored = wrong)"
+
+
+def card_header(cards: list[dict]) -> list[str]:
+    return ["measure", *(c["judge"] for c in cards)]
+
+
+def card_rows(cards: list[dict]) -> list[list[str]]:
+    """Judge cards side by side, one column per card (AlpacaEval's evaluator leaderboard)."""
+    return [[name, *(read(c) for c in cards)] for name, read in CARD_ROWS]

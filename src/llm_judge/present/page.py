@@ -97,8 +97,8 @@ def verdict_rows(result: dict) -> list[list]:
     return score_rows(result)
 
 
-MARKDOWN = {"winner-none": "**{}**", "winner-tie": "**{}**", "winner": "**{}**", "agreement": "{}",
-            "justification": "- {}", "warning": "> {}"}
+MARKDOWN = {"winner-none": "**{}**", "winner-tie": "**{}**", "winner": "**{}**", "agreement": "{}", "weighted": "{}",
+            "juror": "- {}", "justification": "- {}", "warning": "> {}"}
 
 
 def verdict_markdown(result: dict) -> str:

@@ -94,6 +94,19 @@ def tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
         rows = [[lab, f"{v['rating']:.0f}", f"[{v['low']:.0f}, {v['high']:.0f}]" if v["low"] is not None else "-"]
                 for lab, v in sorted(bt["ratings"].items(), key=lambda kv: -kv[1]["rating"])]
         out.append((bt_title(bt), ["candidate", "rating", "95% interval"], rows))
+    if pairwise and pairwise.weighted:
+        w = pairwise.weighted
+        rows = [[pair, side, fmt_estimate(e)] for pair, sides in w.p_wins.items() for side, e in sides.items()]
+        rows.append(["the judge's position bias (P(shown first wins) - P(shown second wins))", "",
+                     fmt_estimate(w.position_bias)])
+        out.append((f"Weighted verdicts: mean P(win), calibrated over both orders ({w.calibrated_items} items; "
+                    "95% bootstrap interval)", ["pair", "candidate", "mean P(win)"], rows))
+    if pairwise and pairwise.jurors:
+        j = pairwise.jurors
+        kappa = "undefined" if j["fleiss_kappa"] is None else f"{j['fleiss_kappa']:.3f}"
+        out.append(("Jury: agreement between its members", ["measure", "value"],
+                    [["judgments", str(j["judgments"])], ["unanimous", fmt_share(j["unanimous"])],
+                     ["agreement of each pair of members", fmt_share(j["pairwise"])], ["Fleiss' kappa", kappa]]))
     if pairwise:
         d = pairwise.diagnostics
         pc, fp, la = d.position_consistency, d.first_position_wins, d.longer_answer_wins

@@ -9,7 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .format import fmt_estimate, fmt_p, fmt_rate, score_rows, verdict_parts
+from .format import CARDS_TITLE, card_header, card_rows, fmt_estimate, fmt_p, fmt_rate, score_rows, verdict_parts
 from .report import tables
 
 STYLES = {"winner-none": "bold red", "winner-tie": "bold yellow", "winner": "bold green", "warning": "yellow"}
@@ -78,6 +78,8 @@ def print_summary(summary, console: Console | None = None) -> None:
                  + (f", mean range of totals {v['mean_range']:.2f}" if "mean_range" in v else "")
                  for k, v in spread.items() if isinstance(v, dict)]
         console.print(f"judged {spread['repeats']} times each (statistics use the first): " + "; ".join(parts))
+    for line in summary.judge_cards:
+        console.print(f"known: {line}")
     for w in summary.warnings:
         console.print(f"[yellow]warning: {w}[/yellow]")
     console.print(f"report: llm-judge report {summary.run_id} --html report.html")
@@ -128,3 +130,14 @@ def analysis_lines(result: dict) -> list[str]:
             if b["items"]:
                 lines.append(f"  category {cat}: accuracy {v['accuracy']:.3f} ({b['items']} items, {v['unscored']} unscored)")
     return lines
+
+
+def print_cards(cards: list[dict], console: Console | None = None) -> None:
+    """Judge cards side by side (AlpacaEval's evaluator leaderboard): one column per card."""
+    console = console or Console()
+    table = Table(title=CARDS_TITLE)
+    for h in card_header(cards):
+        table.add_column(h)
+    for row in card_rows(cards):
+        table.add_row(*row)
+    console.print(table)

@@ -17,10 +17,10 @@ from importlib.metadata import version
 
 from .. import verdicts as V
 from ..backends import get_backend, parse_spec
-from ..compare import Candidate, check_n_ctx
+from ..compare import Candidate, check_judging, check_n_ctx
 from ..criteria import Criterion, Scale
 from ..errors import LLMJudgeError
-from ..judging import judge_pairwise_order, judge_single
+from ..judging import JudgeSetup, Jury, judge_pairwise_order, judge_single, judgment_key, jury_name, model_identity
 from ..prompts import PromptItem
 from ..sampling import SamplingParams
 from ..store import Store, cache_key
@@ -32,7 +32,7 @@ MODES = ("single", "pairwise", "both")
 class StudyConfig:
     prompts: list[PromptItem]
     candidates: dict[str, Candidate]
-    judge: str
+    judge: str | list[str]  # one spec, or several: a jury
     judge_sampling: SamplingParams
     criteria: list[Criterion]
     scale: Scale = field(default_factory=Scale)
@@ -41,6 +41,16 @@ class StudyConfig:
     n_ctx: int = 2048
     source: str = ""
     repeat: int = 1  # judge each item this many times (temperature 0 is not deterministic on every server)
+    judge_method: str = "plain"  # or "weighted": the judge's probabilities, calibrated over both orders
+    verdict_format: str = "full"  # or "winner": pairwise verdicts without reasons or scores
+
+    @property
+    def judges(self) -> list[str]:
+        return [self.judge] if isinstance(self.judge, str) else list(self.judge)
+
+    @property
+    def judge_name(self) -> str:
+        return jury_name(self.judges)
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -54,7 +64,10 @@ class StudyConfig:
             raise LLMJudgeError(f"repeat {self.repeat}: judge each item 1 to 100 times")
         if self.baseline is not None and self.baseline not in self.candidates:
             raise LLMJudgeError(f"baseline {self.baseline!r} is not a candidate label ({', '.join(self.candidates)})")
-        for spec in [c.spec for c in self.candidates.values()] + [self.judge]:
+        check_judging(self.judge_method, self.verdict_format, self.mode)
+        if len(set(self.judges)) != len(self.judges):
+            raise LLMJudgeError("a jury names the same judge twice: name each member once")
+        for spec in [c.spec for c in self.candidates.values()] + self.judges:
             parse_spec(spec)
 
     def to_dict(self) -> dict:
@@ -66,6 +79,8 @@ class StudyConfig:
             "mode": self.mode, "baseline": self.baseline, "n_ctx": self.n_ctx,
             "template_version": V.TEMPLATE_VERSION,
             **({"repeat": self.repeat} if self.repeat > 1 else {}),
+            **({"judge_method": self.judge_method} if self.judge_method != "plain" else {}),
+            **({"verdict_format": self.verdict_format} if self.verdict_format != "full" else {}),
         }
 
     def run_id(self) -> str:
@@ -92,12 +107,6 @@ def orient(a: str, b: str, baseline: str | None = None) -> tuple[str, str]:
     return (a, b) if a <= b else (b, a)
 
 
-def _identity(backend) -> dict:
-    """What identifies a model for caching: the file hash for local models, the spec otherwise."""
-    d = backend.describe()
-    return {"sha256": d["sha256"], "n_ctx": d.get("n_ctx")} if "sha256" in d else {"spec": d["spec"]}
-
-
 def manifest(config: StudyConfig, backends: dict) -> dict:
     import llama_cpp
 
@@ -106,6 +115,7 @@ def manifest(config: StudyConfig, backends: dict) -> dict:
             "template_version": V.TEMPLATE_VERSION,
             "candidates": {lab: {"spec": c.spec, "sampling": c.sampling.model_dump()} for lab, c in config.candidates.items()},
             "judge_sampling": config.judge_sampling.model_dump(), "repeat": config.repeat,
+            "judge_method": config.judge_method, "verdict_format": config.verdict_format,
             "orders": "every pairwise item is judged in both orders: AB shows the first label first, BA the "
                       "second; each run item records its order (run_items.display_order)"}
 
@@ -128,7 +138,7 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
     """
     config.validate()
     tell = progress or (lambda *_: None)
-    specs = {c.spec for c in config.candidates.values()} | {config.judge}
+    specs = {c.spec for c in config.candidates.values()} | set(config.judges)
     if concurrency is not None and concurrency < 1:
         raise LLMJudgeError(f"concurrency {concurrency}: at least 1 request in flight")
     extra = {} if concurrency is None else {"concurrency": concurrency}
@@ -139,7 +149,8 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-judge")
     try:
         answers = _generate_all(config, store, run_id, backends, pool, tell)
-        failed = _judge_all(config, store, run_id, backends[config.judge], answers, pool, tell)
+        judge = backends[config.judges[0]] if len(config.judges) == 1 else Jury([backends[s] for s in config.judges])
+        failed = _judge_all(config, store, run_id, judge, answers, pool, tell)
     except BaseException:
         # Ctrl-C, or an error no item can get past (a refused key): what finished is stored.
         pool.shutdown(wait=False, cancel_futures=True)
@@ -183,7 +194,7 @@ def _generate_all(config, store, run_id, backends, pool, tell) -> dict:
         messages = [{"role": "user", "content": p.prompt}]
         for label, cand in config.candidates.items():
             backend = backends[cand.spec]
-            key = cache_key("gen", model=_identity(backend), sampling=cand.sampling.model_dump(), messages=messages)
+            key = cache_key("gen", model=model_identity(backend), sampling=cand.sampling.model_dump(), messages=messages)
             row = store.generation(key)
             if row is None:
                 todo.setdefault(key, []).append((p, label, cand, backend, messages, key))
@@ -223,9 +234,7 @@ def _judge_all(config, store, run_id, judge_backend, answers, pool, tell) -> int
                 jobs += [("single", p, (lab,), lab, r) for lab in config.candidates]
             if config.mode in ("pairwise", "both"):
                 jobs += [("pairwise", p, pair, order, r) for pair in config.pairs() for order in ("AB", "BA")]
-    judge_id = _identity(judge_backend)
-    common = dict(judge=judge_id, template=V.TEMPLATE_VERSION, sampling=config.judge_sampling.model_dump(),
-                  criteria=[[c.name, c.rubric] for c in config.criteria], scale=[config.scale.low, config.scale.high])
+    setup = JudgeSetup(config.criteria, config.scale, config.judge_sampling, config.verdict_format, config.judge_method)
     todo: dict[str, list] = {}  # key -> the run items waiting for that judgment
     failed = 0
     for kind, p, labels, order, r in jobs:
@@ -234,7 +243,7 @@ def _judge_all(config, store, run_id, judge_backend, answers, pool, tell) -> int
             failed += 1  # its generation failed: judged on a later run
             continue
         shown = texts if order != "BA" else texts[::-1]
-        key = cache_key(kind, **common, prompt=p.prompt, reference=p.reference, shown=shown, **({"repeat": r} if r else {}))
+        key = judgment_key(kind, judge_backend, setup, p.prompt, shown, p.reference, r)
         item = f"{kind}:{p.id}:{'|'.join(labels)}:{order}" + (f"#{r}" if r else "")
         link = (run_id, item, p.id, kind, list(labels), order, r)
         if store.judgment(key) is not None:
@@ -246,16 +255,17 @@ def _judge_all(config, store, run_id, judge_backend, answers, pool, tell) -> int
         kind, p, labels, order, texts, _key, _link = items[0]
         if kind == "single":
             return judge_single(judge_backend, p.prompt, texts[0], labels[0], config.criteria, config.scale,
-                                config.judge_sampling, p.reference)
+                                config.judge_sampling, p.reference, method=config.judge_method)
         return judge_pairwise_order(judge_backend, p.prompt, texts[0], texts[1], order, config.criteria,
-                                    config.scale, config.judge_sampling, p.reference)
+                                    config.scale, config.judge_sampling, p.reference, fmt=config.verdict_format,
+                                    method=config.judge_method)
 
     def write(items, call_result):
         nonlocal failed
         kind, _p, _labels, order, _texts, key, link = items[0]
         comp, status = call_result.completion, call_result.status
         shown = V.as_labelled(call_result.verdict, order) if kind == "pairwise" else call_result.verdict
-        store.put_judgment(key, kind, config.judge, V.TEMPLATE_VERSION, order, status=status, raw=call_result.raw,
+        store.put_judgment(key, kind, config.judge_name, V.TEMPLATE_VERSION, order, status=status, raw=call_result.raw,
                            verdict=shown, error=call_result.error,
                            completion_tokens=comp.completion_tokens if comp else None,
                            seconds=comp.seconds if comp else None, logprobs=comp.logprobs if comp else None,

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from .. import stats as S
 from .. import verdicts as V
 from ..compare import judge_warnings
+from ..judges import known_figures
+from ..judging import jury_name
 from ..store import Store
 from .run import orient
 
@@ -42,10 +44,23 @@ class Diagnostics:
 
 
 @dataclass(frozen=True)
+class Weighted:
+    """Probability-weighted verdicts: per pair the mean calibrated P(each side wins) over items
+    (bootstrap interval over prompts), and the judge's measured position bias (mean of P(shown
+    first wins) - P(shown second wins); +1 always the first, 0 none)."""
+
+    p_wins: dict[str, dict[str, S.Estimate]]
+    position_bias: S.Estimate
+    calibrated_items: int
+
+
+@dataclass(frozen=True)
 class Pairwise:
     pairs: dict[str, S.PairStats]
     diagnostics: Diagnostics
     bradley_terry: dict | None = None
+    weighted: Weighted | None = None
+    jurors: dict | None = None  # stats.juror_agreement of a jury's members
 
 
 @dataclass(frozen=True)
@@ -53,7 +68,7 @@ class Summary:
     run_id: str
     status: str
     mode: str
-    judge: str
+    judge: str  # its spec, or jury(a, b, c)
     candidates: dict[str, dict]  # label -> {"spec", "sampling"}
     criteria: list[str]
     scale: list[int]
@@ -65,6 +80,9 @@ class Summary:
     pairwise: Pairwise | None
     repeat_spread: dict | None
     warnings: list[str]
+    judge_method: str = "plain"
+    verdict_format: str = "full"
+    judge_cards: list[str] = field(default_factory=list)  # the judge's known figures (judges.known_figures)
     proportions: str = "Wilson score intervals (95%)"
 
     def to_dict(self) -> dict:
@@ -85,8 +103,11 @@ def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int
     gens = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "generation"}
     singles = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "single"}
     criteria = [c[0] for c in config["criteria"]]
+    judge = jury_name([config["judge"]] if isinstance(config["judge"], str) else config["judge"])
     return Summary(
-        run_id=run_id, status=run["status"], mode=config["mode"], judge=config["judge"],
+        run_id=run_id, status=run["status"], mode=config["mode"],
+        judge=judge, judge_cards=known_figures(store, judge), judge_method=config.get("judge_method", "plain"),
+        verdict_format=config.get("verdict_format", "full"),
         candidates={c["label"]: {"spec": c["spec"], "sampling": json.loads(c["sampling"])}
                     for c in store.candidates(run_id)},
         criteria=criteria, scale=config["scale"], prompts=len(prompts), baseline=baseline,
@@ -153,10 +174,15 @@ def _pairwise(items, labels, gens, n_boot, seed, baseline=None) -> Pairwise | No
     if not rows:
         return None
     per_pair, by_prompt, consistency, first_won, longer = {}, {}, [], [], []
+    p_first, biases, jurors = {}, [], []
     for (pid, (a, b)), orders in rows.items():
         ab, ba = orders["AB"], orders["BA"]
         w1, w2 = (ab or {}).get("winner"), (ba or {}).get("winner")
-        comb = V.combine(V.PairVerdict.from_dict(ab), V.PairVerdict.from_dict(ba))
+        comb = V.combine_verdicts(ab, ba)
+        if comb.weighted and comb.weighted["calibrated"]:
+            p_first.setdefault((a, b), []).append(comb.weighted["p"])
+            biases.append(comb.weighted["position_bias"])
+        jurors += [[j["winner"] for j in v["jurors"]] for v in (ab, ba) if v and v.get("jurors")]
         per_pair.setdefault((a, b), []).append(S.outcome(comb.winner))
         if comb.winner is not None:
             by_prompt.setdefault(pid, []).append((a, b, V.POINTS[comb.winner]))
@@ -169,8 +195,15 @@ def _pairwise(items, labels, gens, n_boot, seed, baseline=None) -> Pairwise | No
         longer_answer_wins=S.longer_answer_rate(longer),
         unscored_judgments=sum(w is None for pair in consistency for w in pair), judgments=2 * len(consistency))
     bt = S.bradley_terry_ci(by_prompt, n_boot=n_boot, seed=seed) if len(labels) > 2 and by_prompt else None
+    weighted = None
+    if biases:
+        weighted = Weighted(
+            p_wins={f"{a} vs {b}": {a: S.mean_ci([p["A"] for p in ps], n_boot, seed),
+                                    b: S.mean_ci([p["B"] for p in ps], n_boot, seed)}
+                    for (a, b), ps in sorted(p_first.items())},
+            position_bias=S.mean_ci(biases, n_boot, seed), calibrated_items=len(biases))
     return Pairwise({f"{a} vs {b}": S.pairwise_summary(v, (a, b)) for (a, b), v in sorted(per_pair.items())},
-                    diagnostics, bt)
+                    diagnostics, bt, weighted, S.juror_agreement(jurors) if jurors else None)
 
 
 def repeat_spread(items: list[dict]) -> dict | None:

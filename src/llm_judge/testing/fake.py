@@ -18,12 +18,14 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ..backends import Completion, Messages, TokenCallback
+from ..backends import Completion, Messages, ReadAt, TokenCallback
 from ..sampling import SamplingParams
 
 PREFIXES = ("fake",)
 OPTIONS = frozenset()
 Responder = Callable[[Messages, SamplingParams, dict | None], str]
+# (messages, output text, offset) -> {token text: probability} at that offset of the output
+Probabilities = Callable[[Messages, str, int], dict[str, float]]
 
 
 @dataclass
@@ -37,10 +39,11 @@ class FakeBackend:
     concurrency = 1
 
     def __init__(self, outputs: Iterable[str] = (), *, responder: Responder | None = None,
-                 spec: str = "fake:default"):
+                 spec: str = "fake:default", probabilities: Probabilities | None = None):
         self.spec = spec
         self.outputs: deque[str] = deque(outputs)
         self.responder = responder
+        self.probabilities = probabilities
         self.calls: list[Call] = []
         self.warnings: list[str] = []
 
@@ -48,7 +51,8 @@ class FakeBackend:
         self.outputs.extend(outputs)
         return self
 
-    def generate(self, messages, sampling, *, schema=None, on_token: TokenCallback | None = None):
+    def generate(self, messages, sampling, *, schema=None, on_token: TokenCallback | None = None,
+                 read_at: ReadAt | None = None):
         self.calls.append(Call(messages, sampling, schema))
         if self.outputs:
             text = self.outputs.popleft()
@@ -60,9 +64,13 @@ class FakeBackend:
             for word in text.split(" "):
                 on_token(word + " ")
         words = len(text.split())
+        decisions = None
+        if read_at is not None and self.probabilities is not None:
+            decisions = [{"offset": o, "start": o, "token": text[o:o + 1], "top": self.probabilities(messages, text, o)}
+                         for o in read_at(text)] or None
         return Completion(text=text, prompt_tokens=sum(len(m["content"].split()) for m in messages),
                           completion_tokens=words, seconds=0.001 * max(words, 1),
-                          finish_reason="stop")
+                          finish_reason="stop", decisions=decisions)
 
     def special_tokens(self) -> frozenset[str]:
         """Unknown for this backend: the judge prompt breaks up the common template families' markers."""

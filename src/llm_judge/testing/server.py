@@ -55,6 +55,26 @@ def expected_content(body: dict) -> str:
     return json.dumps(verdict)
 
 
+ALTERNATIVES = {"A": ("B", "tie"), "B": ("A", "tie"), "tie": ("A", "B")}
+
+
+def scripted_logprobs(content: str) -> list[dict]:
+    """OpenAI-style per-token log probabilities for ``content``: split into word, number and
+    punctuation tokens; a token that is a verdict value (A, B, tie, a digit) gets probability 0.7
+    and its alternatives share the rest, so a test can check where a client reads them."""
+    import math
+    import re
+
+    out = []
+    for token in re.findall(r"\w+|\s+|[^\w\s]", content):
+        alts = ALTERNATIVES.get(token) or (tuple(str(d) for d in range(1, 5) if str(d) != token)
+                                           if token.isdigit() and len(token) == 1 else ())
+        top = [{"token": token, "logprob": math.log(0.7 if alts else 1.0)}]
+        top += [{"token": a, "logprob": math.log(0.3 / len(alts))} for a in alts]
+        out.append({"token": token, "logprob": top[0]["logprob"], "top_logprobs": top})
+    return out
+
+
 class TestServer:
     def __init__(self, fault_rate=0.0, faults=FAULTS, delay=0.0, hang=5.0, retry_after="1", seed=0,
                  require_key: str | None = None, reject_fields=()):
@@ -137,9 +157,11 @@ class TestServer:
             return await _send(writer, 200, f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode(),
                                {"Content-Type": "text/event-stream"})
         words = len(content.split())
+        choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        if data.get("logprobs") and data.get("top_logprobs"):
+            choice["logprobs"] = {"content": scripted_logprobs(content)}
         return await _send(writer, 200, {
-            "object": "chat.completion", "model": data.get("model", "test"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "object": "chat.completion", "model": data.get("model", "test"), "choices": [choice],
             "usage": {"prompt_tokens": 10, "completion_tokens": words, "total_tokens": 10 + words}})
 
 

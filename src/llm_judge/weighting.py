@@ -1,0 +1,146 @@
+"""Probability-weighted verdicts (G-Eval's idea, on any backend that gives token probabilities).
+
+Where the probabilities are read: in the judge's *own* output, at each position where it wrote a
+decision: the first character of the winner's value (``"winner": "A"``) and of every score
+(``"A": 3``). The backend reports, for the token it generated there, the judge's next-token
+distribution at that point (llama.cpp in-process: the logits, re-read from the generated tokens;
+OpenAI-compatible servers: ``top_logprobs``). Each allowed value's probability is the mass of the
+tokens that spell it after the same leading characters (a token ``' "A'`` after ``' "'``), and the
+values' probabilities are renormalised: the judge's belief between A, B and tie, and its expected
+score. The sampled verdict is kept beside them.
+
+Left out: scales with a value of two digits (a first digit cannot tell 1 from 10): there only the
+winner is weighted. Calibrating the two orders is ``verdicts.combine_weighted``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .criteria import Criterion, Scale
+from .verdicts import WINNERS
+
+METHODS = ("plain", "weighted")
+_VALUE = re.compile(r"[A-Za-z0-9]+")
+
+
+def _last_object_span(text: str) -> tuple[int, int] | None:
+    """The span of the last top-level JSON object in ``text`` (the verdict the parser reads)."""
+    import json
+
+    decoder, i, span = json.JSONDecoder(strict=False), 0, None
+    while (i := text.find("{", i)) != -1:
+        try:
+            obj, end = decoder.raw_decode(text, i)
+        except (ValueError, RecursionError):
+            i += 1
+            continue
+        if isinstance(obj, dict):
+            span = (i, end)
+        i = end
+    return span
+
+
+def decision_offsets(text: str, criteria: list[Criterion], scale: Scale, mode: str = "pairwise") -> dict[tuple, int]:
+    """Where each decision's value starts in the judge's output: {("winner",): offset,
+    ("score", criterion, "A"|"B"): offset} (single mode: ("score", criterion)).
+
+    >>> from llm_judge.criteria import parse_criteria
+    >>> out = '{"justification": "x", "scores": {"Relevance": {"A": 3, "B": 2}}, "winner": "A"}'
+    >>> offsets = decision_offsets(out, parse_criteria("Relevance"), Scale())
+    >>> {k: out[v] for k, v in offsets.items()}
+    {('winner',): 'A', ('score', 'Relevance', 'A'): '3', ('score', 'Relevance', 'B'): '2'}
+    """
+    span = _last_object_span(text or "")
+    if span is None:
+        return {}
+    start, end = span
+    body = text[start:end]
+    out: dict[tuple, int] = {}
+    m = re.search(r'"winner"\s*:\s*"', body)
+    if m:
+        out[("winner",)] = start + m.end()
+    if scale.high > 9:
+        return out
+    for c in criteria:
+        name = re.escape(json_string(c.name))
+        if mode == "pairwise":
+            block = re.search(name + r'\s*:\s*\{([^{}]*)\}', body)
+            if block:
+                for lab in ("A", "B"):
+                    v = re.search(r'"' + lab + r'"\s*:\s*"?(?=\d)', block.group(1))
+                    if v:
+                        out[("score", c.name, lab)] = start + block.start(1) + v.end()
+        else:
+            v = re.search(name + r'\s*:\s*"?(?=\d)', body)
+            if v:
+                out[("score", c.name)] = start + v.end()
+    return out
+
+
+def json_string(s: str) -> str:
+    import json
+
+    return json.dumps(s, ensure_ascii=False)
+
+
+def option_probabilities(decision: dict, text: str, options: list[str]) -> dict[str, float] | None:
+    """The renormalised probability of each option at one decision.
+
+    ``decision``: {"offset": where the value starts, "start": where the generated token starts,
+    "top": {token text: probability}}. A token counts for an option when, after the characters
+    the generated token had before the value, it spells the option (or its start: "t" for "tie").
+
+    >>> d = {"offset": 11, "start": 10, "top": {' "A': 0.6, ' "B': 0.3, ' "t': 0.1, ' {': 0.2}}
+    >>> option_probabilities(d, '"winner": "A"}', ["A", "B", "tie"])
+    {'A': 0.6, 'B': 0.3, 'tie': 0.1}
+    """
+    lead = text[decision["start"]:decision["offset"]].lstrip()  # leading spaces may differ: " 3" and "3" agree
+    mass = dict.fromkeys(options, 0.0)
+    for token, p in decision["top"].items():
+        token = token.lstrip()
+        if not token.startswith(lead):
+            continue
+        m = _VALUE.match(token[len(lead):])
+        if not m:
+            continue
+        word = m.group(0)
+        for o in options:
+            if word == o or (len(o) > 1 and o.startswith(word)):
+                mass[o] += p
+                break
+    total = sum(mass.values())
+    if total <= 1e-9:
+        return None
+    return {o: round(v / total, 6) for o, v in mass.items()}
+
+
+def read_weighted(decisions: list[dict] | None, text: str, offsets: dict[tuple, int], scale: Scale,
+                  mode: str = "pairwise") -> dict | None:
+    """The judge's probabilities at its decisions, as the shown labels: {"winner": {"A", "B", "tie"},
+    "scores": {criterion: {"A": expected, "B": expected}}} (single mode: {criterion: expected});
+    None when the backend gave no probabilities."""
+    if not decisions:
+        return None
+    by_offset = {d["offset"]: d for d in decisions}
+    out: dict = {}
+    values = [str(v) for v in scale.values]
+    for key, offset in offsets.items():
+        d = by_offset.get(offset)
+        if d is None:
+            continue
+        if key[0] == "winner":
+            probs = option_probabilities(d, text, list(WINNERS))
+            if probs:
+                out["winner"] = probs
+        else:
+            probs = option_probabilities(d, text, values)
+            if probs:
+                expected = round(sum(int(v) * p for v, p in probs.items()), 4)
+                if mode == "pairwise":
+                    out.setdefault("scores", {}).setdefault(key[1], {})[key[2]] = expected
+                else:
+                    out.setdefault("scores", {})[key[1]] = expected
+    if "scores" in out and mode == "pairwise":
+        out["scores"] = {c: v for c, v in out["scores"].items() if set(v) == {"A", "B"}}
+    return out or None
