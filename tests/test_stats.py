@@ -153,3 +153,49 @@ def test_agreement_counts_unscored_as_wrong_like_llmbar():
     assert b["verdict"]["accuracy"] == pytest.approx(1 / 4) and b["verdict"]["unscored"] == 2
     assert b["verdict_swapped"]["accuracy"] == pytest.approx(2 / 4)
     assert b["both_orders_correct"]["rate"] == pytest.approx(1 / 4)
+
+
+def alpaca_eval_lc(preference_1_2, output_1_len, output_2_len):
+    """AlpacaEval 2's glm_winrate for two models, reimplemented: preference in {1, 2, 1.5}
+    (output_2 is the model), std_delta_len = (len_1 - len_2) / its sample std (pandas' ddof=1),
+    formula "np.tanh(std_delta_len) + not_gamed_baseline - 1" with no intercept, soft labels by
+    duplication, then the mean predicted preference at std_delta_len = 0. Solved unpenalised."""
+    y = np.asarray(preference_1_2, dtype=float) - 1
+    delta = np.asarray(output_1_len, dtype=float) - np.asarray(output_2_len, dtype=float)
+    X = np.column_stack([np.tanh(delta / delta.std(ddof=1)), np.ones_like(delta)])
+    Xd, yd, wd = np.vstack([X, X]), np.concatenate([np.ones_like(y), np.zeros_like(y)]), np.concatenate([y, 1 - y])
+
+    def loss(beta):
+        z = Xd @ beta
+        return float(np.sum(wd * (np.logaddexp(0, z) - yd * z)))
+
+    beta = optimize.minimize(loss, np.zeros(2), method="BFGS", options={"gtol": 1e-10}).x
+    return float(np.mean(1 / (1 + np.exp(-(np.column_stack([np.zeros_like(delta), np.ones_like(delta)]) @ beta)))))
+
+
+def test_length_controlled_win_rate_matches_alpaca_evals_glm():
+    rng = np.random.default_rng(5)
+    n = 400
+    len_model, len_base = rng.integers(200, 3000, n), rng.integers(200, 3000, n)
+    p = 1 / (1 + np.exp(-(0.4 + 1.2 * np.tanh((len_model - len_base) / 900))))
+    u = rng.random(n)
+    pref_model = np.where(u < p * 0.9, 1.0, np.where(u < p * 0.9 + 0.1, 0.5, 0.0))  # some ties
+    ours = S.length_controlled(list(pref_model), list(len_model), list(len_base))
+    ref = alpaca_eval_lc(list(1 + pref_model), list(len_base), list(len_model))
+    assert ours == pytest.approx(ref, abs=1e-5)
+
+
+def test_length_control_removes_a_pure_length_preference():
+    rng = np.random.default_rng(2)
+    n = 600
+    len_model = rng.integers(800, 2500, n)  # the model writes longer answers...
+    len_base = rng.integers(200, 1500, n)
+    # ...and the judge prefers length, not quality: equal models
+    p = 1 / (1 + np.exp(-2.5 * np.tanh((len_model - len_base) / 500)))
+    pref = (rng.random(n) < p).astype(float)
+    outcomes = ["loss" if x else "win" for x in pref]  # from the baseline's side
+    s = S.pairwise_summary(outcomes, ("base", "model"), lengths=list(zip(len_base, len_model)), n_boot=300)
+    assert s.win_rate["model"].value > 0.75
+    lc = s.length_controlled["model"]
+    assert abs(lc.value - 0.5) < 0.08 and lc.low < 0.5 < lc.high  # what it would be at equal lengths
+    assert s.length_controlled["base"].value == pytest.approx(1 - lc.value)

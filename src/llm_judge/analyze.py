@@ -7,7 +7,8 @@ Format (JSONL, one item per line)::
      "verdict_swapped": "A"|"B"|"tie"|null,  # optional: when it saw model_b first, already in the
                                              # original labels (null: that order is unscored)
      "human": "A"|"B"|"tie",                 # optional
-     "category": "..."}                      # optional
+     "category": "...",                      # optional
+     "lengths": [chars of A, chars of B]}     # optional: gives the length-controlled win rate
 
 Win rates combine both verdicts with llm-judge's rule (disagreement = tie; ``verdicts.combine``);
 items where no order was scored are counted as unscored and left out of the rates. Agreement
@@ -48,6 +49,10 @@ def read_verdicts(path: str | Path) -> list[dict]:
             value = rec.get(key)
             if value is not None and not isinstance(value, str):
                 raise LLMJudgeError(f"{where}: {key} {json.dumps(value)[:40]} must be a string")
+        ln = rec.get("lengths")
+        if ln is not None and not (isinstance(ln, list) and len(ln) == 2 and all(
+                isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in ln)):
+            raise LLMJudgeError(f"{where}: lengths {json.dumps(ln)[:40]} must be two whole numbers (characters of A and B)")
         rec.setdefault("model_a", "A")
         rec.setdefault("model_b", "B")
         rec["model_a"], rec["model_b"] = str(rec["model_a"]), str(rec["model_b"])
@@ -77,16 +82,20 @@ def oriented(items: list[dict]) -> list[dict]:
             out.append(it)
         else:  # the same pair written the other way round: exchange the labels of every verdict
             out.append({**it, "model_a": b, "model_b": a, "verdict": FLIP[it.get("verdict")],
+                        **({"lengths": it["lengths"][::-1]} if it.get("lengths") else {}),
                         "verdict_swapped": FLIP[it.get("verdict_swapped")], "human": FLIP[it.get("human")],
                         **({} if "verdict_swapped" in it else {"verdict_swapped": None})})
     return out
 
 
-def _win_rates(items: list[dict]) -> dict:
+def _win_rates(items: list[dict], n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> dict:
     by_pair: dict[tuple[str, str], list] = {}
     for it in items:
-        by_pair.setdefault((it["model_a"], it["model_b"]), []).append(S.outcome(combined(it)))
-    return {f"{a} vs {b}": S.pairwise_summary(v, (a, b)) for (a, b), v in by_pair.items()}
+        by_pair.setdefault((it["model_a"], it["model_b"]), []).append(it)
+    return {f"{a} vs {b}": S.pairwise_summary(
+        [S.outcome(combined(it)) for it in rows], (a, b), n_boot=n_boot, seed=seed,
+        lengths=[tuple(it["lengths"]) if it.get("lengths") else None for it in rows]
+        if all(it.get("lengths") for it in rows) else None) for (a, b), rows in by_pair.items()}
 
 
 def analyze(items: list[dict], n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> dict:
@@ -96,12 +105,12 @@ def analyze(items: list[dict], n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> d
     items = oriented(items)
     two_orders = [it for it in items if "verdict_swapped" in it]
     out = {"items": len(items), "unscored": sum(combined(it) is None for it in items),
-           "win_rates": _win_rates(items),
+           "win_rates": _win_rates(items, n_boot, seed),
            "position_consistency": S.position_consistency([(it.get("verdict"), it.get("verdict_swapped"))
                                                            for it in two_orders])}
     cats = sorted({it["category"] for it in items if it.get("category")})
     if cats:
-        out["by_category"] = {c: _win_rates([it for it in items if it.get("category") == c]) for c in cats}
+        out["by_category"] = {c: _win_rates([it for it in items if it.get("category") == c], n_boot, seed) for c in cats}
     if any(it.get("human") is not None for it in items):
         out["human_agreement"] = S.agreement(items)
     return out

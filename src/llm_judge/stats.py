@@ -116,6 +116,7 @@ class PairStats:
     win_rate: dict[str, Estimate]
     win_rate_without_ties: dict[str, Estimate]
     sign_test_p: float | None
+    length_controlled: dict[str, Estimate] | None = None  # AlpacaEval 2's, where the answers' lengths are known
 
     @property
     def scored(self) -> int:
@@ -126,9 +127,11 @@ class PairStats:
 
 
 def pairwise_summary(outcomes: list[str | None], sides: tuple[str, str] = ("A", "B"),
-                     level: float = 0.95) -> PairStats:
+                     level: float = 0.95, lengths: list[tuple[int, int] | None] | None = None,
+                     n_boot: int = DEFAULT_BOOT, seed: int = 0) -> PairStats:
     """Both sides' figures from the first side's outcomes ("win", "tie", "loss"; None = unscored,
-    counted and left out of the rates)."""
+    counted and left out of the rates). With ``lengths`` (each item's (first, second) answer
+    lengths), also each side's length-controlled win rate (``length_controlled_ci``)."""
     c = Counter(o for o in outcomes if o is not None)
     w, t, lo = c["win"], c["tie"], c["loss"]
     first, second = sides
@@ -138,7 +141,22 @@ def pairwise_summary(outcomes: list[str | None], sides: tuple[str, str] = ("A", 
         unscored=sum(o is None for o in outcomes), items=len(outcomes),
         win_rate={first: proportion(w + 0.5 * t, n, level), second: proportion(lo + 0.5 * t, n, level)},
         win_rate_without_ties={first: proportion(w, decisive, level), second: proportion(lo, decisive, level)},
-        sign_test_p=sign_test(w, lo))
+        sign_test_p=sign_test(w, lo),
+        length_controlled=_pair_lc(outcomes, lengths, sides, n_boot, seed, level) if lengths else None)
+
+
+def _pair_lc(outcomes, lengths, sides, n_boot, seed, level) -> dict[str, Estimate] | None:
+    """Each side's length-controlled win rate; the second side is the "model", the first the
+    "baseline" (the fit is symmetric: the first side's is one minus the second's)."""
+    rows = [({"win": 0.0, "tie": 0.5, "loss": 1.0}[o], ln) for o, ln in zip(outcomes, lengths) if o is not None and ln]
+    if len(rows) < 2:
+        return None
+    second = length_controlled_ci([r[0] for r in rows], [r[1][1] for r in rows], [r[1][0] for r in rows], n_boot, seed,
+                                  level)
+    if second.value is None:
+        return None
+    first = Estimate(1 - second.value, 1 - second.high, 1 - second.low, second.n)
+    return {sides[0]: first, sides[1]: second}
 
 
 def outcome(winner: str | None, side: str = "A") -> str | None:
@@ -343,3 +361,54 @@ def juror_agreement(ratings: list[list[str | None]]) -> dict:
                 if n and pairs else None)
     return {"judgments": n, "unanimous": unanimous / n if n else None, "pairwise": pairwise,
             "fleiss_kappa": fleiss_kappa([r for r in ratings if all(x is not None for x in r)])}
+
+
+def _logistic_fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-6, iters: int = 50) -> np.ndarray:
+    """Weighted logistic regression by Newton's method (a tiny ridge keeps it defined when the
+    data separate); y may be 0/1 labels or soft targets."""
+    beta = np.zeros(X.shape[1])
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(X @ beta)))
+        grad = X.T @ (w * (p - y)) + l2 * beta
+        hess = (X * (w * p * (1 - p))[:, None]).T @ X + l2 * np.eye(X.shape[1])
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return beta
+
+
+def length_controlled(preference: list[float], len_model: list[int], len_baseline: list[int]) -> float | None:
+    """AlpacaEval 2's length-controlled win rate of a model against a baseline, for two models
+    (the instruction-difficulty term dropped): regress the judge's preference for the model
+    (1 win, 0.5 tie, 0 loss) on tanh of the standardised length difference (baseline minus model,
+    divided by its standard deviation) and a constant, then predict at zero difference:
+    sigmoid(constant). Soft labels as AlpacaEval fits them (each item twice, weighted p and 1-p).
+    """
+    p = np.asarray(preference, dtype=float)
+    if p.size < 2:
+        return None
+    delta = np.asarray(len_baseline, dtype=float) - np.asarray(len_model, dtype=float)
+    sd = delta.std(ddof=1)
+    x = np.tanh(delta / sd) if sd > 0 else np.zeros_like(delta)
+    X = np.column_stack([x, np.ones_like(x)])
+    beta = _logistic_fit(np.vstack([X, X]), np.concatenate([np.ones_like(p), np.zeros_like(p)]), np.concatenate([p, 1 - p]))
+    return float(1 / (1 + np.exp(-beta[1])))
+
+
+def length_controlled_ci(preference, len_model, len_baseline, n_boot: int = DEFAULT_BOOT, seed: int = 0,
+                         level: float = 0.95) -> Estimate:
+    """The length-controlled win rate with a percentile-bootstrap interval over prompts."""
+    value = length_controlled(preference, len_model, len_baseline)
+    if value is None:
+        return Estimate(None, None, None, len(preference))
+    rng = np.random.default_rng(seed)
+    p, a, b = (np.asarray(v, dtype=float) for v in (preference, len_model, len_baseline))
+    draws = []
+    for _ in range(check_resamples(n_boot)):
+        idx = rng.integers(0, p.size, p.size)
+        draw = length_controlled(p[idx], a[idx], b[idx])
+        if draw is not None:
+            draws.append(draw)
+    alpha = (1 - level) / 2
+    return Estimate(value, float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha)), int(p.size))

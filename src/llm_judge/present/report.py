@@ -56,7 +56,7 @@ def bar_chart_svg(title: str, groups: list[str], series: dict[str, list[float | 
 
 
 PAIR_HEADER = ["pair", "candidate", "wins", "ties", "losses", "unscored", "win rate (ties half)",
-               "win rate (no ties)", "sign test p"]
+               "win rate (no ties)", "length-controlled win rate", "sign test p"]
 
 
 def pair_table_rows(pairs: dict) -> list[list[str]]:
@@ -66,7 +66,8 @@ def pair_table_rows(pairs: dict) -> list[list[str]]:
         first, second = v.sides
         for me, other in ((first, second), (second, first)):
             rows.append([pair, me, str(v.wins[me]), str(v.ties), str(v.wins[other]), str(v.unscored),
-                         fmt_estimate(v.win_rate[me]), fmt_estimate(v.win_rate_without_ties[me]), fmt_p(v.sign_test_p)])
+                         fmt_estimate(v.win_rate[me]), fmt_estimate(v.win_rate_without_ties[me]),
+                         fmt_estimate((v.length_controlled or {}).get(me)), fmt_p(v.sign_test_p)])
     return rows
 
 

@@ -92,7 +92,8 @@ def pair_lines(pair: str, v, indent: str = "") -> list[str]:
     for me, other in ((first, second), (second, first)):
         lines.append(f"{indent}  {me}: {v.wins[me]} wins, {v.ties} ties, {v.wins[other]} losses; "
                      f"win rate {fmt_estimate(v.win_rate[me], 3)}, without ties "
-                     f"{fmt_estimate(v.win_rate_without_ties[me], 3)}")
+                     f"{fmt_estimate(v.win_rate_without_ties[me], 3)}"
+                     + (f", length-controlled {fmt_estimate(v.length_controlled[me], 3)}" if v.length_controlled else ""))
     return lines
 
 

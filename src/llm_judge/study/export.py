@@ -23,11 +23,15 @@ def verdict_records(store: Store, run_id: str) -> list[dict]:
     baseline = json.loads(run["config"]).get("baseline")
     cats = {p["prompt_id"]: p["category"] for p in store.prompts(run_id)}
     human = latest_votes(store, run_id, baseline)
+    items = store.items(run_id)
+    texts = {(i["prompt_id"], i["labels"][0]): i["text"] for i in items if i["kind"] == "generation"}
     out = []
-    for (pid, (a, b)), orders in pair_rows(store.items(run_id), baseline).items():
+    for (pid, (a, b)), orders in pair_rows(items, baseline).items():
         ab, ba = orders["AB"], orders["BA"]
         rec = {"id": pid, "model_a": a, "model_b": b, "verdict": ab["winner"] if ab else None,
                "verdict_swapped": ba["winner"] if ba else None}
+        if texts.get((pid, a)) is not None and texts.get((pid, b)) is not None:
+            rec["lengths"] = [len(texts[(pid, a)]), len(texts[(pid, b)])]
         if (pid, a, b) in human:
             rec["human"] = human[(pid, a, b)]
         if cats.get(pid):

@@ -174,7 +174,7 @@ def _pairwise(items, labels, gens, n_boot, seed, baseline=None) -> Pairwise | No
     if not rows:
         return None
     per_pair, by_prompt, consistency, first_won, longer = {}, {}, [], [], []
-    p_first, biases, jurors = {}, [], []
+    p_first, biases, jurors, lengths = {}, [], [], {}
     for (pid, (a, b)), orders in rows.items():
         ab, ba = orders["AB"], orders["BA"]
         w1, w2 = (ab or {}).get("winner"), (ba or {}).get("winner")
@@ -190,6 +190,7 @@ def _pairwise(items, labels, gens, n_boot, seed, baseline=None) -> Pairwise | No
         first_won += [V.shown_first_won(w1, "AB"), V.shown_first_won(w2, "BA")]
         la, lb = (len((gens.get((pid, x)) or {}).get("text") or "") for x in (a, b))
         longer.append((comb.winner, la, lb))
+        lengths.setdefault((a, b), []).append((la, lb))
     diagnostics = Diagnostics(
         position_consistency=S.position_consistency(consistency), first_position_wins=S.first_position_rate(first_won),
         longer_answer_wins=S.longer_answer_rate(longer),
@@ -202,8 +203,9 @@ def _pairwise(items, labels, gens, n_boot, seed, baseline=None) -> Pairwise | No
                                     b: S.mean_ci([p["B"] for p in ps], n_boot, seed)}
                     for (a, b), ps in sorted(p_first.items())},
             position_bias=S.mean_ci(biases, n_boot, seed), calibrated_items=len(biases))
-    return Pairwise({f"{a} vs {b}": S.pairwise_summary(v, (a, b)) for (a, b), v in sorted(per_pair.items())},
-                    diagnostics, bt, weighted, S.juror_agreement(jurors) if jurors else None)
+    pairs = {f"{a} vs {b}": S.pairwise_summary(v, (a, b), lengths=lengths[(a, b)], n_boot=n_boot, seed=seed)
+             for (a, b), v in sorted(per_pair.items())}
+    return Pairwise(pairs, diagnostics, bt, weighted, S.juror_agreement(jurors) if jurors else None)
 
 
 def repeat_spread(items: list[dict]) -> dict | None:
