@@ -199,3 +199,65 @@ def test_length_control_removes_a_pure_length_preference():
     lc = s.length_controlled["model"]
     assert abs(lc.value - 0.5) < 0.08 and lc.low < 0.5 < lc.high  # what it would be at equal lengths
     assert s.length_controlled["base"].value == pytest.approx(1 - lc.value)
+
+
+def arena_style_control(games, styles):
+    """Chatbot Arena's style-controlled Bradley-Terry fit, reimplemented: rows +ln10/400 and
+    -ln10/400 for the two models, the style features' normalised differences (a - b) / (a + b)
+    standardised, a tie half a win each side, an unpenalised logistic fit; ratings centred on 1000."""
+    players = sorted({p for g in games for p in g[:2]})
+    idx = {p: k for k, p in enumerate(players)}
+    feats = list(styles[0][0])
+    X = np.zeros((len(games), len(players) + len(feats)))
+    for r, ((i, j, _s), (sa, sb)) in enumerate(zip(games, styles)):
+        X[r, idx[i]], X[r, idx[j]] = math.log(10) / 400, -math.log(10) / 400
+        for k, f in enumerate(feats):
+            X[r, len(players) + k] = (sa[f] - sb[f]) / (sa[f] + sb[f]) if sa[f] + sb[f] else 0.0
+    d = X[:, len(players):]
+    X[:, len(players):] = (d - d.mean(axis=0)) / np.where(d.std(axis=0) > 0, d.std(axis=0), 1)
+    s = np.array([g[2] for g in games])
+    Xd, yd, wd = np.vstack([X, X]), np.concatenate([np.ones(len(s)), np.zeros(len(s))]), np.concatenate([s, 1 - s])
+
+    def loss(beta):
+        z = Xd @ beta
+        return float(np.sum(wd * (np.logaddexp(0, z) - yd * z)))
+
+    beta = optimize.minimize(loss, np.zeros(X.shape[1]), method="BFGS", options={"gtol": 1e-9}).x
+    r = beta[:len(players)]
+    return {p: float(r[idx[p]] - r.mean() + 1000) for p in players}, beta[len(players):]
+
+
+def styled_games(n_prompts=150, seed=4):
+    """Three equally good models; "verbose" writes long answers with lists, and the judge likes
+    length: it wins on style alone."""
+    rng = np.random.default_rng(seed)
+    mean_length = {"verbose": 1300, "plain": 700, "terse": 400}  # each varies from answer to answer
+    by_prompt = {}
+    for p in range(n_prompts):
+        games = []
+        for a, b in (("verbose", "plain"), ("verbose", "terse"), ("plain", "terse")):
+            sa, sb = ({"length": max(50, int(rng.normal(mean_length[x], 350))), "headers": int(rng.integers(0, 2)),
+                       "bold": int(rng.integers(0, 3)), "list_items": int(rng.integers(0, 6))} for x in (a, b))
+            p_a = 1 / (1 + math.exp(-4.0 * (sa["length"] - sb["length"]) / (sa["length"] + sb["length"])))
+            games.append((a, b, float(rng.random() < p_a), sa, sb))
+        by_prompt[f"p{p}"] = games
+    return by_prompt
+
+
+def test_style_control_matches_the_arena_fit_and_removes_a_style_preference():
+    by_prompt = styled_games()
+    sc = S.bradley_terry_style(by_prompt, n_boot=100)
+    games = [g for gs in by_prompt.values() for g in gs]
+    # Arena's fit on every game in both orientations (as its random orientation would have them)
+    both = games + [(b, a, 1 - s, sb, sa) for a, b, s, sa, sb in games]
+    ref_ratings, ref_coef = arena_style_control([g[:3] for g in both], [(g[3], g[4]) for g in both])
+    for p, r in ref_ratings.items():
+        assert sc["ratings"][p]["rating"] == pytest.approx(r, abs=1.0)  # our fit has a tiny ridge
+    assert sc["coefficients"]["length"]["value"] == pytest.approx(ref_coef[0], abs=0.01)
+    plain = S.bradley_terry([g[:3] for g in games], prior=0)
+    assert plain["verbose"] - plain["terse"] > 150  # without style control verbosity wins
+    for p in ("verbose", "plain", "terse"):  # with it, three equally good models rate alike
+        assert abs(sc["ratings"][p]["rating"] - 1000) < 40
+        assert sc["ratings"][p]["low"] < 1000 < sc["ratings"][p]["high"]
+    assert sc["coefficients"]["length"]["low"] > 0 and sc["coefficients"]["list_items"]["low"] < 0 < \
+        sc["coefficients"]["list_items"]["high"]

@@ -10,6 +10,7 @@ unscored verdict counts as not agreeing, and the unscored count is reported besi
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 
@@ -412,3 +413,84 @@ def length_controlled_ci(preference, len_model, len_baseline, n_boot: int = DEFA
             draws.append(draw)
     alpha = (1 - level) / 2
     return Estimate(value, float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha)), int(p.size))
+
+
+STYLE_FEATURES = ("length", "headers", "bold", "list_items")
+_HEADER = re.compile(r"^#{1,6}\s", re.M)
+_BOLD = re.compile(r"\*\*[^*\n]+\*\*|__[^_\n]+__")
+_LIST = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s", re.M)
+
+
+def style_features(text: str) -> dict[str, int]:
+    """The style covariates of an answer, as Chatbot Arena's style control counts them: its
+    length (characters), markdown headers, bold spans and list items.
+
+    >>> style_features("# Title\\n- **one**\\n- two\\n")
+    {'length': 24, 'headers': 1, 'bold': 1, 'list_items': 2}
+    """
+    return {"length": len(text), "headers": len(_HEADER.findall(text)), "bold": len(_BOLD.findall(text)),
+            "list_items": len(_LIST.findall(text))}
+
+
+def _style_design(games, players, styles):
+    """Rows of a Bradley-Terry logistic regression with style covariates: +ln10/400 for the
+    first player, -ln10/400 for the second (so coefficients are Elo points), then each style
+    feature's normalised difference (a - b) / (a + b), scaled by its root mean square over the
+    games. Arena standardises (centres, then scales) because its battles come in random
+    orientation, where the two agree; a study's pairs have one orientation, and centring a signed
+    difference would move its mean into the ratings."""
+    idx = {p: k for k, p in enumerate(players)}
+    X = np.zeros((len(games), len(players) + len(STYLE_FEATURES)))
+    unit = math.log(10) / 400
+    for r, game in enumerate(games):
+        X[r, idx[game[0]]], X[r, idx[game[1]]] = unit, -unit
+    diffs = np.array([[(sa[f] - sb[f]) / (sa[f] + sb[f]) if sa[f] + sb[f] else 0.0 for f in STYLE_FEATURES]
+                      for sa, sb in styles], dtype=float).reshape(len(games), len(STYLE_FEATURES))
+    rms = np.sqrt((diffs ** 2).mean(axis=0))
+    X[:, len(players):] = diffs / np.where(rms > 0, rms, 1.0)
+    return X
+
+
+def _style_fit(X, s, n_players):
+    """Ratings (mean 1000) and style coefficients; a tie counts half a win each, as in FastChat."""
+    y = np.concatenate([np.ones(len(s)), np.zeros(len(s))])
+    w = np.concatenate([s, 1 - s])
+    beta = _logistic_fit(np.vstack([X, X]), y, w, l2=1e-4)
+    ratings = beta[:n_players] - beta[:n_players].mean() + 1000
+    return ratings, beta[n_players:]
+
+
+def bradley_terry_style(games_by_prompt: dict[str, list[tuple]], n_boot: int = DEFAULT_BOOT, seed: int = 0,
+                        level: float = 0.95) -> dict | None:
+    """Bradley-Terry ratings with style control (Chatbot Arena, Arena-Hard): the same logistic
+    fit with each battle's style differences as covariates, so a rating is what a candidate wins
+    with its style held equal; the coefficients say how much each style feature sways the judge.
+    Games are (i, j, s, style_i, style_j); percentile-bootstrap intervals resampling prompts."""
+    n_boot = check_resamples(n_boot)
+    prompts = [p for p, gs in games_by_prompt.items() if gs]
+    games = [g for p in prompts for g in games_by_prompt[p]]
+    players = sorted({x for g in games for x in g[:2]})
+    if len(players) < 2 or len(games) < 3:
+        return None
+    X = _style_design(games, players, [(g[3], g[4]) for g in games])
+    s = np.array([g[2] for g in games], dtype=float)
+    ratings, coef = _style_fit(X, s, len(players))
+    rows_of = {}
+    for r, prompt in enumerate(p for p in prompts for _ in games_by_prompt[p]):
+        rows_of.setdefault(prompt, []).append(r)
+    rng = np.random.default_rng(seed)
+    draws_r, draws_c = [], []
+    for _ in range(n_boot):
+        rows = np.concatenate([rows_of[prompts[k]] for k in rng.integers(0, len(prompts), len(prompts))])
+        r, c = _style_fit(X[rows], s[rows], len(players))
+        draws_r.append(r)
+        draws_c.append(c)
+    alpha = (1 - level) / 2
+    lo_r, hi_r = np.quantile(draws_r, alpha, axis=0), np.quantile(draws_r, 1 - alpha, axis=0)
+    lo_c, hi_c = np.quantile(draws_c, alpha, axis=0), np.quantile(draws_c, 1 - alpha, axis=0)
+    return {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed,
+            "features": "normalised differences (a - b) / (a + b), scaled by their root mean square",
+            "ratings": {p: {"rating": float(ratings[k]), "low": float(lo_r[k]), "high": float(hi_r[k])}
+                        for k, p in enumerate(players)},
+            "coefficients": {f: {"value": float(coef[k]), "low": float(lo_c[k]), "high": float(hi_c[k])}
+                             for k, f in enumerate(STYLE_FEATURES)}}

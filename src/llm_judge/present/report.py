@@ -95,6 +95,15 @@ def tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
         rows = [[lab, f"{v['rating']:.0f}", f"[{v['low']:.0f}, {v['high']:.0f}]" if v["low"] is not None else "-"]
                 for lab, v in sorted(bt["ratings"].items(), key=lambda kv: -kv[1]["rating"])]
         out.append((bt_title(bt), ["candidate", "rating", "95% interval"], rows))
+    if pairwise and pairwise.style_control:
+        sc = pairwise.style_control
+        rows = [[lab, f"{v['rating']:.0f}", f"[{v['low']:.0f}, {v['high']:.0f}]"]
+                for lab, v in sorted(sc["ratings"].items(), key=lambda kv: -kv[1]["rating"])]
+        rows += [[f"style: {f}", f"{c['value']:+.3f}", f"[{c['low']:+.3f}, {c['high']:+.3f}]"]
+                 for f, c in sc["coefficients"].items()]
+        out.append((f"Bradley-Terry ratings with style control (length, headers, bold, list items held equal; "
+                    f"{sc['method']}, {sc['resamples']} resamples; style rows: the fitted coefficients)",
+                    ["candidate or style feature", "rating or coefficient", "95% interval"], rows))
     if pairwise and pairwise.weighted:
         w = pairwise.weighted
         rows = [[pair, side, fmt_estimate(e)] for pair, sides in w.p_wins.items() for side, e in sides.items()]

@@ -61,6 +61,7 @@ class Pairwise:
     bradley_terry: dict | None = None
     weighted: Weighted | None = None
     jurors: dict | None = None  # stats.juror_agreement of a jury's members
+    style_control: dict | None = None  # stats.bradley_terry_style: ratings with answer style held equal
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def _pairwise(items, labels, gens, n_boot, seed, baseline=None) -> Pairwise | No
     if not rows:
         return None
     per_pair, by_prompt, consistency, first_won, longer = {}, {}, [], [], []
-    p_first, biases, jurors, lengths = {}, [], [], {}
+    p_first, biases, jurors, lengths, styled = {}, [], [], {}, {}
     for (pid, (a, b)), orders in rows.items():
         ab, ba = orders["AB"], orders["BA"]
         w1, w2 = (ab or {}).get("winner"), (ba or {}).get("winner")
@@ -186,6 +187,9 @@ def _pairwise(items, labels, gens, n_boot, seed, baseline=None) -> Pairwise | No
         per_pair.setdefault((a, b), []).append(S.outcome(comb.winner))
         if comb.winner is not None:
             by_prompt.setdefault(pid, []).append((a, b, V.POINTS[comb.winner]))
+            texts = [(gens.get((pid, x)) or {}).get("text") for x in (a, b)]
+            if None not in texts:
+                styled.setdefault(pid, []).append((a, b, V.POINTS[comb.winner], *map(S.style_features, texts)))
         consistency.append((w1, w2))
         first_won += [V.shown_first_won(w1, "AB"), V.shown_first_won(w2, "BA")]
         la, lb = (len((gens.get((pid, x)) or {}).get("text") or "") for x in (a, b))
@@ -205,7 +209,8 @@ def _pairwise(items, labels, gens, n_boot, seed, baseline=None) -> Pairwise | No
             position_bias=S.mean_ci(biases, n_boot, seed), calibrated_items=len(biases))
     pairs = {f"{a} vs {b}": S.pairwise_summary(v, (a, b), lengths=lengths[(a, b)], n_boot=n_boot, seed=seed)
              for (a, b), v in sorted(per_pair.items())}
-    return Pairwise(pairs, diagnostics, bt, weighted, S.juror_agreement(jurors) if jurors else None)
+    return Pairwise(pairs, diagnostics, bt, weighted, S.juror_agreement(jurors) if jurors else None,
+                    S.bradley_terry_style(styled, n_boot=n_boot, seed=seed) if styled else None)
 
 
 def repeat_spread(items: list[dict]) -> dict | None:
