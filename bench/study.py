@@ -64,12 +64,95 @@ def analyze_bench(n: int = 100_000) -> None:
           f"{len(result['win_rates'])} model pairs, consistency {result['position_consistency']['rate']:.3f}")
 
 
+def synthetic_store(path: Path, n_candidates: int = 20, n_prompts: int = 1000, seed: int = 0) -> str:
+    """A finished pairwise study written straight into a store: candidates c00..c19 against the
+    baseline c00 on n_prompts prompts in 5 categories, both orders, answers of varied length and
+    markdown, verdicts from hidden strengths plus a taste for length (so every statistic has work)."""
+    import hashlib
+
+    from llm_judge.store import cache_key
+
+    rng = random.Random(seed)
+    labels = [f"c{k:02d}" for k in range(n_candidates)]
+    strength = {lab: rng.gauss(0, 0.6) for lab in labels}
+    store = Store(path)
+    config = {"source": "synthetic", "prompts": [], "candidates": {lab: {"spec": f"fake:{lab}", "sampling": {}}
+                                                                   for lab in labels},
+              "judge": "fake:judge", "judge_sampling": {}, "criteria": [["Relevance", "r"]], "scale": [1, 4],
+              "mode": "pairwise", "baseline": labels[0], "n_ctx": 2048, "template_version": "synthetic"}
+    run_id = cache_key("run", **config)[:12]
+    db = store.db
+    db.execute("BEGIN")
+    db.execute("INSERT INTO runs (id, created_at, config, manifest, status) VALUES (?, ?, ?, '{}', 'done')",
+               (run_id, time.time(), json.dumps(config)))
+    db.executemany("INSERT INTO run_prompts VALUES (?,?,?,?,?,?)",
+                   [(run_id, f"p{i}", i, f"question {i}", None, f"cat{i % 5}") for i in range(n_prompts)])
+    sampling = json.dumps(make_sampling("p1").model_dump())
+    db.executemany("INSERT INTO run_candidates VALUES (?,?,?,?)", [(run_id, lab, f"fake:{lab}", sampling) for lab in labels])
+    gens, items, judgments = [], [], []
+    for i in range(n_prompts):
+        texts = {}
+        for lab in labels:
+            lines = rng.randint(1, 12)
+            texts[lab] = "\n".join(("- " if rng.random() < 0.4 else "") + ("**key** " if rng.random() < 0.2 else "")
+                                   + "word " * rng.randint(3, 25) for _ in range(lines))
+            key = hashlib.sha256(f"g{i}{lab}".encode()).hexdigest()
+            gens.append((key, f"fake:{lab}", "{}", f"question {i}", "ok", texts[lab], None, 1, len(texts[lab]) // 5,
+                         0.1, "stop", 0.0))
+            items.append((run_id, f"gen:p{i}:{lab}", f"p{i}", "generation", json.dumps([lab]), "-", key, 0))
+        for lab in labels[1:]:
+            a, b = labels[0], lab
+            logit = strength[a] - strength[b] + 1.5 * (len(texts[a]) - len(texts[b])) / (len(texts[a]) + len(texts[b]))
+            for order in ("AB", "BA"):
+                u = rng.random()
+                p_a = 1 / (1 + pow(2.718281828, -logit))
+                winner = "tie" if u < 0.1 else ("A" if rng.random() < p_a else "B")
+                shown = winner if order == "AB" else {"A": "B", "B": "A", "tie": "tie"}[winner]
+                key = hashlib.sha256(f"j{i}{lab}{order}".encode()).hexdigest()
+                judgments.append((key, "pairwise", "fake:judge", "synthetic", order, "scored", "",
+                                  json.dumps({"scores": {}, "winner": shown, "justification": ""}), None, 5, 0.1, 0.0, None))
+                items.append((run_id, f"pairwise:p{i}:{a}|{b}:{order}", f"p{i}", "pairwise", json.dumps([a, b]), order, key, 0))
+    db.executemany("INSERT INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", gens)
+    db.executemany("INSERT INTO judgments (key, kind, judge_spec, template_version, display_order, status, raw, verdict, "
+                   "error, completion_tokens, seconds, created_at, logprobs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", judgments)
+    db.executemany("INSERT INTO run_items (run_id, item, prompt_id, kind, labels, display_order, result_key, repeat) "
+                   "VALUES (?,?,?,?,?,?,?,?)", items)
+    db.execute("COMMIT")
+    store.close()
+    return run_id
+
+
+def leaderboard_bench(n_candidates: int = 20, n_prompts: int = 1000, n_boot: int = 1000) -> None:
+    from llm_judge.present.report import render_html
+    from llm_judge.study import summarize
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "leaderboard.db"
+        run_id = synthetic_store(path, n_candidates, n_prompts)
+        store = Store(path)
+        start = time.perf_counter()
+        s = summarize(store, run_id, n_boot=n_boot)
+        took = time.perf_counter() - start
+        start = time.perf_counter()
+        page = render_html(store, s)
+        render = time.perf_counter() - start
+    pw = s.pairwise
+    print(f"summary of a synthetic {n_candidates}-candidate x {n_prompts:,}-prompt study ({len(pw.pairs)} pairs against "
+          f"a baseline, both orders: {2 * len(pw.pairs) * n_prompts:,} judgments) with {n_boot} bootstrap resamples "
+          f"(Bradley-Terry, length control per pair, style control): {took:.2f} s (goal < 10 s); HTML report "
+          f"{render:.2f} s, {len(page) / 1e6:.1f} MB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--db", default=None)
     ap.add_argument("--skip-study", action="store_true")
+    ap.add_argument("--only-leaderboard", action="store_true", help="just the 20 x 1,000 summary")
     args = ap.parse_args()
+    leaderboard_bench()
+    if args.only_leaderboard:
+        return
     if not args.skip_study:
         with tempfile.TemporaryDirectory() as tmp:
             study(Path(args.db) if args.db else Path(tmp) / "bench.db", args.max_tokens)

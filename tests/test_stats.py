@@ -261,3 +261,19 @@ def test_style_control_matches_the_arena_fit_and_removes_a_style_preference():
         assert sc["ratings"][p]["low"] < 1000 < sc["ratings"][p]["high"]
     assert sc["coefficients"]["length"]["low"] > 0 and sc["coefficients"]["list_items"]["low"] < 0 < \
         sc["coefficients"]["list_items"]["high"]
+
+
+def test_the_one_step_style_bootstrap_agrees_with_exact_refits(monkeypatch):
+    by_prompt = styled_games(n_prompts=300, seed=7)
+    exact = S.bradley_terry_style(by_prompt, n_boot=200, seed=3)
+    monkeypatch.setattr(S, "STYLE_EXACT_LIMIT", 0)
+    fast = S.bradley_terry_style(by_prompt, n_boot=200, seed=3)
+    assert "one Newton step" in fast["method"] and "one Newton step" not in exact["method"]
+    for p, r in exact["ratings"].items():
+        assert fast["ratings"][p]["rating"] == r["rating"]  # the point fit is the same
+        assert fast["ratings"][p]["low"] == pytest.approx(r["low"], abs=6)
+        assert fast["ratings"][p]["high"] == pytest.approx(r["high"], abs=6)
+    for f, c in exact["coefficients"].items():  # within a tenth of the interval's width
+        width = c["high"] - c["low"]
+        assert fast["coefficients"][f]["low"] == pytest.approx(c["low"], abs=0.1 * width)
+        assert fast["coefficients"][f]["high"] == pytest.approx(c["high"], abs=0.1 * width)

@@ -108,6 +108,15 @@ def analyze(items: list[dict], n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> d
            "win_rates": _win_rates(items, n_boot, seed),
            "position_consistency": S.position_consistency([(it.get("verdict"), it.get("verdict_swapped"))
                                                            for it in two_orders])}
+    models = {m for it in items for m in (it["model_a"], it["model_b"])}
+    if len(models) > 2:  # a leaderboard: ratings with intervals and rank ranges, resampling items
+        games: dict[str, list] = {}
+        for k, it in enumerate(items):
+            w = combined(it)
+            if w is not None:
+                games.setdefault(str(it.get("id", k)), []).append((it["model_a"], it["model_b"], V.POINTS[w]))
+        if games:
+            out["bradley_terry"] = S.bradley_terry_ci(games, n_boot=n_boot, seed=seed)
     cats = sorted({it["category"] for it in items if it.get("category")})
     if cats:
         out["by_category"] = {c: _win_rates([it for it in items if it.get("category") == c], n_boot, seed) for c in cats}

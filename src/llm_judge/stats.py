@@ -231,16 +231,24 @@ def bradley_terry_ci(games_by_prompt: dict[str, list[tuple[str, str, float]]], n
     if len(players) < 2 or not prompts:
         out["ratings"] = {pl: {"rating": r, "low": None, "high": None} for pl, r in point.items()}
         return out
-    per = np.stack([np.stack(_tables(games_by_prompt[p], players)) for p in prompts])  # (prompts, 2, m, m)
+    m = len(players)
+    per = np.stack([np.stack(_tables(games_by_prompt[p], players)).ravel() for p in prompts])  # prompts x 2m²
     rng = np.random.default_rng(seed)
-    samples = np.empty((n_boot, len(players)))
+    counts = np.stack([np.bincount(rng.integers(0, len(prompts), len(prompts)), minlength=len(prompts))
+                       for _ in range(n_boot)]).astype(float)
+    tables = (counts @ per).reshape(n_boot, 2, m, m)  # each resample's wins and games
+    samples = np.empty((n_boot, m))
     for b in range(n_boot):
-        counts = np.bincount(rng.integers(0, len(prompts), len(prompts)), minlength=len(prompts))
-        wins, n = np.tensordot(counts, per, axes=1)
-        samples[b] = _bt_fit(wins, n, prior, iters=300, tol=1e-7) + 1000
+        samples[b] = _bt_fit(tables[b, 0], tables[b, 1], prior, iters=300, tol=1e-7) + 1000
     alpha = (1 - level) / 2
     low, high = np.quantile(samples, alpha, axis=0), np.quantile(samples, 1 - alpha, axis=0)
-    out["ratings"] = {pl: {"rating": point[pl], "low": float(low[k]), "high": float(high[k])}
+    # a rank is 1 + the number of players rated higher (by more than float noise): ties share one
+    ranks = 1 + (samples[:, None, :] > samples[:, :, None] + 1e-6).sum(axis=2)  # (resamples, players)
+    rank_low = np.quantile(ranks, alpha, axis=0, method="lower")
+    rank_high = np.quantile(ranks, 1 - alpha, axis=0, method="higher")
+    out["ratings"] = {pl: {"rating": point[pl], "low": float(low[k]), "high": float(high[k]),
+                           "rank": 1 + sum(point[o] > point[pl] + 1e-6 for o in players),
+                           "rank_range": [int(rank_low[k]), int(rank_high[k])]}
                       for k, pl in enumerate(players)}
     return out
 
@@ -364,10 +372,11 @@ def juror_agreement(ratings: list[list[str | None]]) -> dict:
             "fleiss_kappa": fleiss_kappa([r for r in ratings if all(x is not None for x in r)])}
 
 
-def _logistic_fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-6, iters: int = 50) -> np.ndarray:
+def _logistic_fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-6, iters: int = 50,
+                  start: np.ndarray | None = None) -> np.ndarray:
     """Weighted logistic regression by Newton's method (a tiny ridge keeps it defined when the
-    data separate); y may be 0/1 labels or soft targets."""
-    beta = np.zeros(X.shape[1])
+    data separate); y may be 0/1 labels or soft targets; ``start`` warm-starts it."""
+    beta = np.zeros(X.shape[1]) if start is None else start.copy()
     for _ in range(iters):
         p = 1 / (1 + np.exp(-(X @ beta)))
         grad = X.T @ (w * (p - y)) + l2 * beta
@@ -379,38 +388,63 @@ def _logistic_fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-6,
     return beta
 
 
+def _lc_design(len_model, len_baseline) -> np.ndarray:
+    delta = np.asarray(len_baseline, dtype=float) - np.asarray(len_model, dtype=float)
+    sd = delta.std(ddof=1) if delta.size > 1 else 0.0
+    x = np.tanh(delta / sd) if sd > 0 else np.zeros_like(delta)
+    return np.column_stack([x, np.ones_like(x)])
+
+
+def _lc_fit_many(X: np.ndarray, y: np.ndarray, weights: np.ndarray, iters: int = 60, l2: float = 1e-6,
+                 start: np.ndarray | None = None) -> np.ndarray:
+    """The soft-label logistic fit of ``length_controlled`` for many weightings of the same items
+    at once (``weights``: resamples x items): Newton's method on two parameters, vectorised."""
+    beta = np.zeros((weights.shape[0], 2)) if start is None else np.tile(start, (weights.shape[0], 1))
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(beta @ X.T)))  # resamples x items
+        g = (weights * (p - y)) @ X + l2 * beta
+        v = weights * p * (1 - p)
+        h00, h01, h11 = v @ (X[:, 0] ** 2) + l2, v @ (X[:, 0] * X[:, 1]), v @ (X[:, 1] ** 2) + l2
+        det = h00 * h11 - h01 * h01
+        step = np.column_stack([(h11 * g[:, 0] - h01 * g[:, 1]) / det, (h00 * g[:, 1] - h01 * g[:, 0]) / det])
+        beta -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return beta
+
+
 def length_controlled(preference: list[float], len_model: list[int], len_baseline: list[int]) -> float | None:
     """AlpacaEval 2's length-controlled win rate of a model against a baseline, for two models
     (the instruction-difficulty term dropped): regress the judge's preference for the model
     (1 win, 0.5 tie, 0 loss) on tanh of the standardised length difference (baseline minus model,
-    divided by its standard deviation) and a constant, then predict at zero difference:
-    sigmoid(constant). Soft labels as AlpacaEval fits them (each item twice, weighted p and 1-p).
+    divided by its sample standard deviation) and a constant, then predict at zero difference:
+    sigmoid(constant). Soft labels as AlpacaEval fits them (a preference p counts p as a win and
+    1 - p as a loss, the same as fitting each item twice with weights p and 1 - p).
     """
+    beta = _lc_beta(preference, len_model, len_baseline)
+    return None if beta is None else float(1 / (1 + np.exp(-beta[1])))
+
+
+def _lc_beta(preference, len_model, len_baseline) -> np.ndarray | None:
     p = np.asarray(preference, dtype=float)
     if p.size < 2:
         return None
-    delta = np.asarray(len_baseline, dtype=float) - np.asarray(len_model, dtype=float)
-    sd = delta.std(ddof=1)
-    x = np.tanh(delta / sd) if sd > 0 else np.zeros_like(delta)
-    X = np.column_stack([x, np.ones_like(x)])
-    beta = _logistic_fit(np.vstack([X, X]), np.concatenate([np.ones_like(p), np.zeros_like(p)]), np.concatenate([p, 1 - p]))
-    return float(1 / (1 + np.exp(-beta[1])))
+    return _lc_fit_many(_lc_design(len_model, len_baseline), p, np.ones((1, p.size)))[0]
 
 
 def length_controlled_ci(preference, len_model, len_baseline, n_boot: int = DEFAULT_BOOT, seed: int = 0,
                          level: float = 0.95) -> Estimate:
-    """The length-controlled win rate with a percentile-bootstrap interval over prompts."""
-    value = length_controlled(preference, len_model, len_baseline)
-    if value is None:
+    """The length-controlled win rate with a percentile-bootstrap interval over prompts (the
+    standardisation fixed by the whole sample; every resample refitted)."""
+    beta = _lc_beta(preference, len_model, len_baseline)
+    if beta is None:
         return Estimate(None, None, None, len(preference))
+    value = float(1 / (1 + np.exp(-beta[1])))
+    p = np.asarray(preference, dtype=float)
     rng = np.random.default_rng(seed)
-    p, a, b = (np.asarray(v, dtype=float) for v in (preference, len_model, len_baseline))
-    draws = []
-    for _ in range(check_resamples(n_boot)):
-        idx = rng.integers(0, p.size, p.size)
-        draw = length_controlled(p[idx], a[idx], b[idx])
-        if draw is not None:
-            draws.append(draw)
+    counts = np.stack([np.bincount(rng.integers(0, p.size, p.size), minlength=p.size)
+                       for _ in range(check_resamples(n_boot))]).astype(float)
+    draws = 1 / (1 + np.exp(-_lc_fit_many(_lc_design(len_model, len_baseline), p, counts, start=beta)[:, 1]))
     alpha = (1 - level) / 2
     return Estimate(value, float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha)), int(p.size))
 
@@ -451,13 +485,33 @@ def _style_design(games, players, styles):
     return X
 
 
-def _style_fit(X, s, n_players):
-    """Ratings (mean 1000) and style coefficients; a tie counts half a win each, as in FastChat."""
-    y = np.concatenate([np.ones(len(s)), np.zeros(len(s))])
-    w = np.concatenate([s, 1 - s])
-    beta = _logistic_fit(np.vstack([X, X]), y, w, l2=1e-4)
+def _style_fit(X, s, n_players, weights=None, start=None):
+    """Ratings (mean 1000) and style coefficients; a tie counts half a win each, as in FastChat
+    (a soft target: the same fit as each game twice with weights s and 1 - s)."""
+    w = np.ones(len(s)) if weights is None else weights
+    beta = _logistic_fit(X, s, w, l2=1e-4, start=start)
     ratings = beta[:n_players] - beta[:n_players].mean() + 1000
-    return ratings, beta[n_players:]
+    return ratings, beta[n_players:], beta
+
+
+STYLE_EXACT_LIMIT = 2_000_000  # games x resamples up to which every resample is refitted exactly
+
+
+def _one_step(X, s, beta, prompt_of_row, counts, n_prompts, l2=1e-4) -> np.ndarray:
+    """Every resample's one-step Newton estimate from ``beta``: its gradient and Hessian at beta
+    are sums of per-prompt contributions weighted by the resample's prompt counts."""
+    p = 1 / (1 + np.exp(-(X @ beta)))
+    k = X.shape[1]
+    grad_rows = X * (p - s)[:, None]
+    g_prompt = np.zeros((n_prompts, k))
+    np.add.at(g_prompt, prompt_of_row, grad_rows)
+    v = p * (1 - p)
+    outer = (X[:, :, None] * X[:, None, :]) * v[:, None, None]
+    h_prompt = np.zeros((n_prompts, k, k))
+    np.add.at(h_prompt, prompt_of_row, outer)
+    g = counts @ g_prompt + l2 * beta
+    h = (counts @ h_prompt.reshape(n_prompts, k * k)).reshape(-1, k, k) + l2 * np.eye(k)
+    return beta - np.linalg.solve(h, g[:, :, None])[:, :, 0]
 
 
 def bradley_terry_style(games_by_prompt: dict[str, list[tuple]], n_boot: int = DEFAULT_BOOT, seed: int = 0,
@@ -474,21 +528,24 @@ def bradley_terry_style(games_by_prompt: dict[str, list[tuple]], n_boot: int = D
         return None
     X = _style_design(games, players, [(g[3], g[4]) for g in games])
     s = np.array([g[2] for g in games], dtype=float)
-    ratings, coef = _style_fit(X, s, len(players))
-    rows_of = {}
-    for r, prompt in enumerate(p for p in prompts for _ in games_by_prompt[p]):
-        rows_of.setdefault(prompt, []).append(r)
+    ratings, coef, beta = _style_fit(X, s, len(players))
+    prompt_of_row = np.repeat(np.arange(len(prompts)), [len(games_by_prompt[p]) for p in prompts])
     rng = np.random.default_rng(seed)
-    draws_r, draws_c = [], []
-    for _ in range(n_boot):
-        rows = np.concatenate([rows_of[prompts[k]] for k in rng.integers(0, len(prompts), len(prompts))])
-        r, c = _style_fit(X[rows], s[rows], len(players))
-        draws_r.append(r)
-        draws_c.append(c)
+    counts = np.stack([np.bincount(rng.integers(0, len(prompts), len(prompts)), minlength=len(prompts))
+                       for _ in range(n_boot)]).astype(float)
+    exact = len(games) * n_boot <= STYLE_EXACT_LIMIT
+    if exact:  # each resample refitted: its prompts' games weighted by how often they were drawn
+        draws = [_style_fit(X, s, len(players), c[prompt_of_row], start=beta) for c in counts]
+        draws_r, draws_c = [d[0] for d in draws], [d[1] for d in draws]
+    else:  # the one-step bootstrap: one Newton step from the full-sample fit, every resample at once
+        betas = _one_step(X, s, beta, prompt_of_row, counts, len(prompts))
+        draws_r = betas[:, :len(players)] - betas[:, :len(players)].mean(axis=1, keepdims=True) + 1000
+        draws_c = betas[:, len(players):]
     alpha = (1 - level) / 2
     lo_r, hi_r = np.quantile(draws_r, alpha, axis=0), np.quantile(draws_r, 1 - alpha, axis=0)
     lo_c, hi_c = np.quantile(draws_c, alpha, axis=0), np.quantile(draws_c, 1 - alpha, axis=0)
-    return {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed,
+    return {"method": "percentile bootstrap over prompts" + ("" if exact else " (one Newton step per resample)"),
+            "resamples": n_boot, "seed": seed,
             "features": "normalised differences (a - b) / (a + b), scaled by their root mean square",
             "ratings": {p: {"rating": float(ratings[k]), "low": float(lo_r[k]), "high": float(hi_r[k])}
                         for k, p in enumerate(players)},

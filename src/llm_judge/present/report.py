@@ -92,9 +92,15 @@ def tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
             out.append((title + "; Wilson 95% intervals", PAIR_HEADER, pair_table_rows(block)))
     if pairwise and pairwise.bradley_terry:
         bt = pairwise.bradley_terry
-        rows = [[lab, f"{v['rating']:.0f}", f"[{v['low']:.0f}, {v['high']:.0f}]" if v["low"] is not None else "-"]
+        rows = [[str(v.get("rank", "")), lab, f"{v['rating']:.0f}",
+                 f"[{v['low']:.0f}, {v['high']:.0f}]" if v["low"] is not None else "-",
+                 "{}-{}".format(*v["rank_range"]) if v.get("rank_range") else "-"]
                 for lab, v in sorted(bt["ratings"].items(), key=lambda kv: -kv[1]["rating"])]
-        out.append((bt_title(bt), ["candidate", "rating", "95% interval"], rows))
+        out.append((bt_title(bt), ["rank", "candidate", "rating", "95% interval", "rank range (95%)"], rows))
+    if summary.categories:
+        cats = list(summary.categories)
+        rows = [[lab, *(fmt_estimate(summary.categories[c][lab]) for c in cats)] for lab in summary.candidates]
+        out.append((f"Per category: {summary.category_measure} (95% bootstrap interval)", ["candidate", *cats], rows))
     if pairwise and pairwise.style_control:
         sc = pairwise.style_control
         rows = [[lab, f"{v['rating']:.0f}", f"[{v['low']:.0f}, {v['high']:.0f}]"]
@@ -130,6 +136,65 @@ def tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
     return out
 
 
+MAX_PROMPT_CHART = 40  # more prompts than this: no per-prompt chart (the tables and exports hold them)
+MAX_DRILLDOWN = 100  # prompts shown one by one in a report
+
+
+def heatmap_svg(title: str, labels: list[str], rate: dict[tuple[str, str], float]) -> str:
+    """A win-rate matrix: row's win rate against column (ties half); blank where not compared."""
+    cell, left, top = 34, 120, 130
+    size = left + cell * len(labels) + 20
+    e = html.escape
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{top + cell * len(labels) + 20}" '
+             f'role="img" aria-label="{e(title)}" class="chart heatmap">',
+             f'<text x="10" y="18" font-weight="bold">{e(title)}</text>']
+    for k, lab in enumerate(labels):
+        y = top + k * cell
+        parts.append(f'<text x="{left - 6}" y="{y + cell / 2 + 4:.0f}" text-anchor="end" font-size="11">{e(lab[:16])}</text>')
+        x = left + k * cell + cell / 2
+        parts.append(f'<text transform="translate({x:.0f},{top - 6}) rotate(-60)" font-size="11">{e(lab[:16])}</text>')
+    for i, a in enumerate(labels):
+        for j, b in enumerate(labels):
+            v = rate.get((a, b))
+            if v is None:
+                continue
+            red, blue = int(255 * (1 - v)), int(255 * v)
+            colour = f"rgb({200 + red // 5},{120 + min(red, blue) // 2},{200 + blue // 5})"
+            parts.append(f'<rect x="{left + j * cell}" y="{top + i * cell}" width="{cell - 1}" height="{cell - 1}" '
+                         f'fill="{colour}"><title>{e(a)} vs {e(b)}: {v:.2f}</title></rect>'
+                         f'<text x="{left + j * cell + cell / 2:.0f}" y="{top + i * cell + cell / 2 + 4:.0f}" '
+                         f'text-anchor="middle" font-size="10">{v:.2f}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def radar_svg(title: str, axes: list[str], series: dict[str, list[float | None]], max_value: float) -> str:
+    """MT-Bench's per-category chart: one axis per category, one polygon per candidate."""
+    import math
+
+    r, cx, cy = 150, 260, 200
+    e = html.escape
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{560 + 160}" height="420" role="img" '
+             f'aria-label="{e(title)}" class="chart radar">', f'<text x="10" y="18" font-weight="bold">{e(title)}</text>']
+    angle = [2 * math.pi * k / len(axes) - math.pi / 2 for k in range(len(axes))]
+    for ring in (0.25, 0.5, 0.75, 1.0):
+        pts = " ".join(f"{cx + r * ring * math.cos(t):.1f},{cy + r * ring * math.sin(t):.1f}" for t in angle)
+        parts.append(f'<polygon points="{pts}" fill="none" stroke="#ddd"/>')
+    for name, t in zip(axes, angle):
+        parts.append(f'<text x="{cx + (r + 14) * math.cos(t):.0f}" y="{cy + (r + 14) * math.sin(t):.0f}" '
+                     f'text-anchor="middle" font-size="11">{e(name[:18])}</text>')
+    for k, (lab, values) in enumerate(series.items()):
+        pts = " ".join(f"{cx + r * min(v or 0, max_value) / max_value * math.cos(t):.1f},"
+                       f"{cy + r * min(v or 0, max_value) / max_value * math.sin(t):.1f}" for v, t in zip(values, angle))
+        colour = COLOURS[k % len(COLOURS)]
+        parts.append(f'<polygon points="{pts}" fill="{colour}" fill-opacity="0.12" stroke="{colour}">'
+                     f'<title>{e(lab)}</title></polygon>')
+        parts.append(f'<rect x="570" y="{40 + 16 * k}" width="10" height="10" fill="{colour}"/>'
+                     f'<text x="585" y="{49 + 16 * k}" font-size="11">{e(lab[:20])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def charts(store: Store, summary: Summary) -> list[str]:
     run_id = summary.run_id
     prompts = store.prompts(run_id)
@@ -137,7 +202,7 @@ def charts(store: Store, summary: Summary) -> list[str]:
     labels = list(summary.candidates)
     max_total = len(summary.criteria) * summary.scale[1]
     out = []
-    if singles:
+    if singles and len(prompts) <= MAX_PROMPT_CHART and len(labels) <= len(COLOURS):
         series = {lab: [(singles.get((p["prompt_id"], lab)) or {}).get("total") for p in prompts] for lab in labels}
         out.append(bar_chart_svg("Total score per prompt", [p["prompt_id"] for p in prompts], series, max_total))
         totals = {lab: [summary.single[lab].total.value] for lab in labels}
@@ -149,18 +214,34 @@ def charts(store: Store, summary: Summary) -> list[str]:
         series = {side: [v.win_rate[v.sides[k]].value for v in pairs.values()] for k, side in enumerate(sides)}
         errs = {side: [(v.win_rate[v.sides[k]].low, v.win_rate[v.sides[k]].high) for v in pairs.values()]
                 for k, side in enumerate(sides)}
-        out.append(bar_chart_svg("Pairwise win rate of each side (ties half, Wilson 95% interval)", list(pairs), series,
-                                 1.0, errs))
+        if len(pairs) <= 12:
+            out.append(bar_chart_svg("Pairwise win rate of each side (ties half, Wilson 95% interval)", list(pairs),
+                                     series, 1.0, errs))
+    if len(labels) > 2 and pairs:
+        rate = {}
+        for v in pairs.values():
+            a, b = v.sides
+            rate[(a, b)], rate[(b, a)] = v.win_rate[a].value, v.win_rate[b].value
+        order = sorted(labels, key=lambda lab: -(summary.pairwise.bradley_terry or {}).get("ratings", {}).get(
+            lab, {"rating": 0})["rating"])
+        out.append(heatmap_svg("Win rate of the row against the column (ties half)", order,
+                               {k: v for k, v in rate.items() if v is not None}))
+    if summary.categories and len(summary.categories) >= 3:
+        cats = list(summary.categories)
+        top = max_total if summary.category_measure == "mean total score" else 1.0
+        out.append(radar_svg(f"Per category: {summary.category_measure}", cats,
+                             {lab: [summary.categories[c][lab].value for c in cats] for lab in labels}, top))
     return out
 
 
-def drilldown(store: Store, run_id: str, baseline: str | None = None) -> list[dict]:
+def drilldown(store: Store, run_id: str, baseline: str | None = None, limit: int = MAX_DRILLDOWN) -> list[dict]:
+    """The first ``limit`` prompts one by one: their answers and the judge's verdicts."""
     items = store.items(run_id)
     gens = {(i["prompt_id"], i["labels"][0]): i["text"] for i in items if i["kind"] == "generation"}
     singles = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "single"}
     pairs = pair_rows(items, baseline)
     out = []
-    for p in store.prompts(run_id):
+    for p in store.prompts(run_id)[:limit]:
         pid = p["prompt_id"]
         out.append({"id": pid, "prompt": p["prompt"],
                     "answers": {lab: gens.get((pid, lab)) for (q, lab) in gens if q == pid},
@@ -191,7 +272,7 @@ def render_html(store: Store, summary: Summary) -> str:
         f"min_p {c['sampling']['min_p']}</li>" for lab, c in summary.candidates.items()) + "</ul>")
     parts += charts(store, summary)
     parts += [html_table(title, header, rows) for title, header, rows in tables(summary)]
-    parts.append("<h2>Per prompt</h2>")
+    parts.append(f"<h2>Per prompt</h2>{_first_prompts_note(summary)}")
     for d in drilldown(store, run_id, summary.baseline):
         parts.append(f"<details><summary>{e(d['id'])}: {e(d['prompt'][:100])}</summary><p>{e(d['prompt'])}</p>")
         for lab, text in d["answers"].items():
@@ -220,13 +301,19 @@ def render_markdown(store: Store, summary: Summary) -> str:
     for title, header, rows in tables(summary):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows] + [""]
-    lines += ["## Per prompt", ""]
+    lines += ["## Per prompt", "", _first_prompts_note(summary), ""]
     for d in drilldown(store, run_id, summary.baseline):
         lines += [f"### {d['id']}", "", d["prompt"], ""]
         for lab, grade in d["single"].items():
             lines.append(f"- {lab}: total {grade.get('total', 'unscored')} — {grade.get('justification', '')}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _first_prompts_note(summary: Summary) -> str:
+    if summary.prompts <= MAX_DRILLDOWN:
+        return ""
+    return f"The first {MAX_DRILLDOWN} of {summary.prompts} prompts; every item is in the CSV and JSONL exports."
 
 
 def write_report(store: Store, summary: Summary, path: str | Path, markdown: bool | None = None) -> Path:

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .format import CARDS_TITLE, card_header, card_rows, fmt_estimate, fmt_p, fmt_rate, score_rows, verdict_parts
-from .report import tables
+from .report import bt_title, tables
 
 STYLES = {"winner-none": "bold red", "winner-tie": "bold yellow", "winner": "bold green", "warning": "yellow"}
 
@@ -107,6 +107,12 @@ def analysis_lines(result: dict) -> list[str]:
         lines.append(f"category {cat}:")
         for pair, v in pairs.items():
             lines += pair_lines(pair, v, "  ")
+    bt = result.get("bradley_terry")
+    if bt:
+        lines.append(f"leaderboard: {bt_title(bt)}")
+        for lab, v in sorted(bt["ratings"].items(), key=lambda kv: -kv[1]["rating"]):
+            lines.append(f"  {v['rank']:>2}. {lab}: {v['rating']:.0f} [{v['low']:.0f}, {v['high']:.0f}], "
+                         "rank {}-{}".format(*v["rank_range"]))
     pc = result["position_consistency"]
     if pc["items"]:
         lines.append(f"position consistency: {fmt_rate(pc)} ({pc['agreeing']}/{pc['items']} agree; "

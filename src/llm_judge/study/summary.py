@@ -84,6 +84,10 @@ class Summary:
     judge_method: str = "plain"
     verdict_format: str = "full"
     judge_cards: list[str] = field(default_factory=list)  # the judge's known figures (judges.known_figures)
+    # per prompt category, each candidate's mean single-grading total (or, pairwise only, its win
+    # rate against the others, ties half), with its interval: the per-category leaderboard
+    categories: dict[str, dict[str, S.Estimate]] = field(default_factory=dict)
+    category_measure: str | None = None
     proportions: str = "Wilson score intervals (95%)"
 
     def to_dict(self) -> dict:
@@ -98,14 +102,17 @@ def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int
     run_id = run["id"]
     config = json.loads(run["config"])
     labels = [c["label"] for c in store.candidates(run_id)]
-    items = store.items(run_id)
+    every_repeat = store.items(run_id, repeat=None)
+    items = [i for i in every_repeat if i["repeat"] == 0]
     prompts = store.prompts(run_id)
     baseline = config.get("baseline")
     gens = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "generation"}
     singles = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "single"}
     criteria = [c[0] for c in config["criteria"]]
     judge = jury_name([config["judge"]] if isinstance(config["judge"], str) else config["judge"])
+    measure, by_category = _categories(prompts, labels, singles, items, baseline, n_boot, seed)
     return Summary(
+        categories=by_category, category_measure=measure,
         run_id=run_id, status=run["status"], mode=config["mode"],
         judge=judge, judge_cards=known_figures(store, judge), judge_method=config.get("judge_method", "plain"),
         verdict_format=config.get("verdict_format", "full"),
@@ -116,9 +123,30 @@ def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int
         single={lab: _candidate_scores(lab, prompts, singles, gens, criteria, n_boot, seed) for lab in labels},
         pairwise_from_totals=_pairs_from_totals(labels, prompts, singles, baseline) if singles else {},
         pairwise=_pairwise(items, labels, gens, n_boot, seed, baseline),
-        repeat_spread=repeat_spread(store.items(run_id, repeat=None)),
+        repeat_spread=repeat_spread(every_repeat),
         warnings=judge_warnings(config["judge"], [c["spec"] for c in config["candidates"].values()])
         + json.loads(run["manifest"]).get("warnings", []))
+
+
+def _categories(prompts, labels, singles, items, baseline, n_boot, seed):
+    """Each candidate's figure per prompt category (two categories or more)."""
+    cat_of = {p["prompt_id"]: p["category"] for p in prompts if p["category"]}
+    cats = sorted(set(cat_of.values()))
+    if len(cats) < 2:
+        return None, {}
+    if singles:
+        return "mean total score", {
+            c: {lab: S.mean_ci([v["verdict"]["total"] for (pid, lb), v in singles.items()
+                                if lb == lab and cat_of.get(pid) == c and v["verdict"]], n_boot, seed) for lab in labels}
+            for c in cats}
+    points: dict = {}
+    for (pid, (a, b)), orders in pair_rows(items, baseline).items():
+        w = V.combine_verdicts(orders["AB"], orders["BA"]).winner
+        if w is not None and pid in cat_of:
+            points.setdefault((cat_of[pid], a), []).append(V.POINTS[w])
+            points.setdefault((cat_of[pid], b), []).append(1 - V.POINTS[w])
+    return "win rate against the others (ties half)", {
+        c: {lab: S.mean_ci(points.get((c, lab), []), n_boot, seed) for lab in labels} for c in cats}
 
 
 def _candidate_scores(lab, prompts, singles, gens, criteria, n_boot, seed) -> CandidateScores:
