@@ -100,7 +100,12 @@ def sign_test(wins: int, losses: int) -> float | None:
     if n == 0:
         return None
     k = min(wins, losses)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    if n <= 1000:  # exact
+        tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    else:  # the same sum in log space (big integers get slow)
+        logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2) for i in range(k + 1)]
+        top = max(logs)
+        tail = math.exp(top) * sum(math.exp(x - top) for x in logs)
     return min(1.0, 2 * tail)
 
 
@@ -232,14 +237,19 @@ def bradley_terry_ci(games_by_prompt: dict[str, list[tuple[str, str, float]]], n
         out["ratings"] = {pl: {"rating": r, "low": None, "high": None} for pl, r in point.items()}
         return out
     m = len(players)
-    per = np.stack([np.stack(_tables(games_by_prompt[p], players)).ravel() for p in prompts])  # prompts x 2m²
+    # Resampling prompts is drawing, for each distinct pattern of games a prompt can hold, how many
+    # times it comes: a multinomial over the patterns (few when each item is its own prompt).
+    patterns = Counter(tuple(sorted(games_by_prompt[p])) for p in prompts)
+    unique = list(patterns)
+    per = np.stack([np.stack(_tables(list(g), players)).ravel() for g in unique])  # patterns x 2m²
+    freq = np.array([patterns[g] for g in unique], dtype=float) / len(prompts)
     rng = np.random.default_rng(seed)
-    counts = np.stack([np.bincount(rng.integers(0, len(prompts), len(prompts)), minlength=len(prompts))
-                       for _ in range(n_boot)]).astype(float)
-    tables = (counts @ per).reshape(n_boot, 2, m, m)  # each resample's wins and games
     samples = np.empty((n_boot, m))
-    for b in range(n_boot):
-        samples[b] = _bt_fit(tables[b, 0], tables[b, 1], prior, iters=300, tol=1e-7) + 1000
+    for start in range(0, n_boot, 100):  # in chunks: the counts stay small in memory
+        counts = rng.multinomial(len(prompts), freq, size=min(100, n_boot - start)).astype(float)
+        tables = (counts @ per).reshape(-1, 2, m, m)  # each resample's wins and games
+        for b, t in enumerate(tables):
+            samples[start + b] = _bt_fit(t[0], t[1], prior, iters=300, tol=1e-7) + 1000
     alpha = (1 - level) / 2
     low, high = np.quantile(samples, alpha, axis=0), np.quantile(samples, 1 - alpha, axis=0)
     # a rank is 1 + the number of players rated higher (by more than float noise): ties share one
