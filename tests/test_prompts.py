@@ -58,3 +58,46 @@ def test_invalid_utf8_names_the_line(tmp_path):
 def test_missing_file():
     with pytest.raises(LLMJudgeError, match="prompt set not found"):
         load_prompts("/no/such/file.jsonl")
+
+
+def test_mt_bench_references_merge_by_question_id(tmp_path, capsys):
+    from llm_judge.cli import main
+    from llm_judge.prompts import read_references, with_references
+    from llm_judge.store import Store
+    from llm_judge.testing import fake
+
+    from .conftest import shared_file
+
+    questions = shared_file("data", "mt-bench", "question.jsonl")
+    refs = read_references(shared_file("data", "mt-bench", "reference_answer", "gpt-4.jsonl"))
+    assert len(refs) == 30 and refs["101"].startswith("If you have just overtaken the second person")
+    items = with_references(load_prompts(str(questions)), refs)
+    assert all(next(i for i in items if i.id == qid).reference == text for qid, text in refs.items())
+    # through a study: the judge sees the reference for those items only, and the report says which
+    seen = []
+    fake.named("a").responder = lambda m, s, sch: "an answer from a"
+    fake.named("b").responder = lambda m, s, sch: "an answer from b"
+    fake.named("j").responder = lambda m, s, sch: (seen.append("A reference answer" in m[-1]["content"]) or
+                                                   json.dumps({"justification": "ok", "scores": {
+                                                       n: 3 for n in sch["properties"]["scores"]["properties"]}}))
+    db = str(tmp_path / "s.db")
+    args = ["run", "--prompts", str(questions), "--references", str(shared_file("data", "mt-bench", "reference_answer",
+                                                                             "gpt-4.jsonl")),
+            "--sample", "12", "--sample-seed", "3", "--candidate", "fake:a", "--candidate", "fake:b",
+            "--judge", "fake:j", "--db", db, "--json"]
+    assert main(args) == 0
+    s = json.loads(capsys.readouterr().out)
+    with_ref = [p for p in Store(db).prompts(s["run_id"]) if p["reference"]]
+    assert s["with_reference"] == len(with_ref) > 0 and sum(seen) == 2 * len(with_ref)
+
+
+def test_a_reference_file_for_another_set_is_refused(tmp_path):
+    from llm_judge.prompts import read_references, with_references
+
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"id": "zzz", "reference": "x"}\n')
+    with pytest.raises(LLMJudgeError, match="no reference matches a prompt id"):
+        with_references(load_prompts("seed-10"), read_references(path))
+    path.write_text('{"question_id": 1}\n')
+    with pytest.raises(LLMJudgeError, match="no reference text"):
+        read_references(path)

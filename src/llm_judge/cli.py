@@ -198,6 +198,8 @@ db_option = click.option("--db", default=None, help="store path (default: $LLM_J
 @click.option("--limit", type=int, default=None, help="only the first N prompts")
 @click.option("--sample", type=int, default=None, help="a random sample of N prompts (see --sample-seed)")
 @click.option("--sample-seed", type=int, default=0, show_default=True)
+@click.option("--references", "references_file", default=None,
+              help="reference answers by question id (MT-Bench's reference_answer/gpt-4.jsonl works as it is)")
 @click.option("--n-ctx", type=int, default=2048, show_default=True)
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="bootstrap resamples")
 @click.option("--concurrency", type=int, default=None,
@@ -208,20 +210,24 @@ db_option = click.option("--db", default=None, help="store path (default: $LLM_J
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON (with run_id)")
 def run(source, candidates, judges, judge_method, verdict_format, criteria, scale, mode, baseline, judge_max_tokens,
-        limit, sample, sample_seed, n_ctx, bootstrap, concurrency, repeat, db, quiet, as_json, **sampling):
+        limit, sample, sample_seed, references_file, n_ctx, bootstrap, concurrency, repeat, db, quiet, as_json,
+        **sampling):
     """Run a study: every prompt x candidate, graded by the judge; stored and resumable."""
     from .compare import Candidate, candidates_by_label
     from .criteria import parse_criteria
-    from .prompts import load_prompts
+    from .prompts import load_prompts, read_references, with_references
     from .sampling import JUDGE_DEFAULT
     from .stats import check_resamples
     from .study import StudyConfig, run_study, summarize
 
     check_resamples(bootstrap)  # before any work, not after the study
+    prompts = load_prompts(source, limit=limit, sample=sample, seed=sample_seed)
+    if references_file:
+        prompts = with_references(prompts, read_references(references_file))
     overrides = {k: v for k, v in sampling.items() if v is not None}
     cands = candidates_by_label(Candidate.parse(text, overrides) for text in candidates or ("embedded@p1", "embedded@p2"))
     config = StudyConfig(
-        prompts=load_prompts(source, limit=limit, sample=sample, seed=sample_seed), candidates=cands,
+        prompts=prompts, candidates=cands,
         judge=judges[0] if len(judges) == 1 else list(judges), judge_method=judge_method, verdict_format=verdict_format,
         judge_sampling=make_sampling(None, **dict(JUDGE_DEFAULT, max_tokens=judge_max_tokens)),
         criteria=parse_criteria(criteria), scale=parse_scale(scale), mode=mode, baseline=baseline, n_ctx=n_ctx,

@@ -89,6 +89,42 @@ def parse_csv(text: str, name: str) -> list[PromptItem]:
         raise LLMJudgeError(f"{name} line {reader.line_num}: not valid CSV ({exc})") from None
 
 
+def read_references(path: str | Path) -> dict[str, str]:
+    """Reference answers by question id, from JSONL: MT-Bench's ``reference_answer/gpt-4.jsonl``
+    (``{"question_id", "choices": [{"turns": [first, ...]}]}``, the first turn's answer) or
+    ``{"id", "reference"}`` lines."""
+    path = Path(path).expanduser()
+    out = {}
+    for n, rec in iter_jsonl(read_text(path, "reference file"), path.name):
+        where = f"{path.name} line {n}"
+        qid = rec.get("question_id", rec.get("id"))
+        if qid is None or isinstance(qid, bool) or not isinstance(qid, str | int):
+            raise LLMJudgeError(f"{where}: no \"question_id\" (or \"id\") to match the prompt set's ids")
+        if "choices" in rec:
+            try:
+                ref = rec["choices"][0]["turns"][0]
+            except (TypeError, KeyError, IndexError):
+                ref = None
+        else:
+            ref = rec.get("reference")
+        if not isinstance(ref, str) or not ref.strip():
+            raise LLMJudgeError(f"{where}: no reference text (MT-Bench's choices[0].turns[0], or \"reference\")")
+        out[str(qid)] = ref
+    if not out:
+        raise LLMJudgeError(f"{path} holds no reference answers")
+    return out
+
+
+def with_references(items: list[PromptItem], references: dict[str, str]) -> list[PromptItem]:
+    """The prompts with the references of their ids merged in (a file's reference replaces a
+    set's own); an id the set lacks is an error, since it names the wrong set."""
+    ids = {it.id for it in items}
+    unknown = sorted(set(references) - ids)
+    if unknown and len(unknown) == len(references):
+        raise LLMJudgeError(f"no reference matches a prompt id (e.g. {unknown[0]!r}): is it the right prompt set?")
+    return [PromptItem(it.id, it.prompt, references.get(it.id, it.reference), it.category) for it in items]
+
+
 def parse_lines(text: str, name: str) -> list[PromptItem]:
     return [PromptItem(str(n), line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 

@@ -243,7 +243,7 @@ def drilldown(store: Store, run_id: str, baseline: str | None = None, limit: int
     out = []
     for p in store.prompts(run_id)[:limit]:
         pid = p["prompt_id"]
-        out.append({"id": pid, "prompt": p["prompt"],
+        out.append({"id": pid, "prompt": p["prompt"], "reference": p["reference"],
                     "answers": {lab: gens.get((pid, lab)) for (q, lab) in gens if q == pid},
                     "single": {lab: singles[(q, lab)]["verdict"] or {"unscored": singles[(q, lab)]["raw"]}
                                for (q, lab) in singles if q == pid},
@@ -265,7 +265,9 @@ def render_html(store: Store, summary: Summary) -> str:
              f"criteria {e(', '.join(summary.criteria))} ({summary.scale[0]}-{summary.scale[1]}); "
              f"status {e(summary.status)}. Intervals: means {e(summary.bootstrap['method'])}, "
              f"{summary.bootstrap['resamples']} resamples, seed {summary.bootstrap['seed']}; proportions "
-             f"{e(summary.proportions)}.</p>"]
+             f"{e(summary.proportions)}."
+             + (f" Reference-guided: {summary.with_reference} of {summary.prompts} prompts were judged against a "
+                "reference answer." if summary.with_reference else "") + "</p>"]
     parts += [f"<p class='warn'>warning: {e(w)}</p>" for w in summary.warnings]
     parts.append("<h2>Candidates</h2><ul>" + "".join(
         f"<li><b>{e(lab)}</b>: <code>{e(c['spec'])}</code> temperature {c['sampling']['temperature']}, "
@@ -274,7 +276,10 @@ def render_html(store: Store, summary: Summary) -> str:
     parts += [html_table(title, header, rows) for title, header, rows in tables(summary)]
     parts.append(f"<h2>Per prompt</h2>{_first_prompts_note(summary)}")
     for d in drilldown(store, run_id, summary.baseline):
-        parts.append(f"<details><summary>{e(d['id'])}: {e(d['prompt'][:100])}</summary><p>{e(d['prompt'])}</p>")
+        ref = " (judged against a reference)" if d["reference"] else ""
+        parts.append(f"<details><summary>{e(d['id'])}{ref}: {e(d['prompt'][:100])}</summary><p>{e(d['prompt'])}</p>")
+        if d["reference"]:
+            parts.append(f"<h4>Reference answer</h4><pre>{e(d['reference'])}</pre>")
         for lab, text in d["answers"].items():
             grade = d["single"].get(lab)
             parts.append(f"<h4>{e(lab)}</h4><pre>{e(text or '')}</pre>")

@@ -69,6 +69,9 @@ def print_summary(summary, console: Console | None = None) -> None:
         for r in rows:
             t.add_row(*r)
         console.print(t)
+    if summary.with_reference:
+        console.print(f"reference-guided: {summary.with_reference} of {summary.prompts} prompts were judged against a "
+                      "reference answer (marked in the report)")
     b = summary.bootstrap
     console.print(f"intervals: means {b['method']}, {b['resamples']} resamples, seed {b['seed']}; "
                   f"proportions {summary.proportions}")

@@ -88,6 +88,7 @@ class Summary:
     # rate against the others, ties half), with its interval: the per-category leaderboard
     categories: dict[str, dict[str, S.Estimate]] = field(default_factory=dict)
     category_measure: str | None = None
+    with_reference: int = 0  # prompts judged against a reference answer (reference-guided grading)
     proportions: str = "Wilson score intervals (95%)"
 
     def to_dict(self) -> dict:
@@ -113,6 +114,7 @@ def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int
     measure, by_category = _categories(prompts, labels, singles, items, baseline, n_boot, seed)
     return Summary(
         categories=by_category, category_measure=measure,
+        with_reference=sum(1 for p in prompts if p["reference"]),
         run_id=run_id, status=run["status"], mode=config["mode"],
         judge=judge, judge_cards=known_figures(store, judge), judge_method=config.get("judge_method", "plain"),
         verdict_format=config.get("verdict_format", "full"),
