@@ -85,7 +85,7 @@ def synthetic_store(path: Path, n_candidates: int = 20, n_prompts: int = 1000, s
     db.execute("BEGIN")
     db.execute("INSERT INTO runs (id, created_at, config, manifest, status) VALUES (?, ?, ?, '{}', 'done')",
                (run_id, time.time(), json.dumps(config)))
-    db.executemany("INSERT INTO run_prompts VALUES (?,?,?,?,?,?)",
+    db.executemany("INSERT INTO run_prompts (run_id, prompt_id, position, prompt, reference, category) VALUES (?,?,?,?,?,?)",
                    [(run_id, f"p{i}", i, f"question {i}", None, f"cat{i % 5}") for i in range(n_prompts)])
     sampling = json.dumps(make_sampling("p1").model_dump())
     db.executemany("INSERT INTO run_candidates VALUES (?,?,?,?)", [(run_id, lab, f"fake:{lab}", sampling) for lab in labels])

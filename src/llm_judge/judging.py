@@ -68,15 +68,17 @@ def model_identity(judge: Judge) -> dict:
 
 
 def judgment_key(kind: str, judge: Judge, setup: JudgeSetup, prompt: str, shown: list[str],
-                 reference: str | None = None, repeat: int = 0) -> str:
+                 reference: str | None = None, repeat: int = 0, history: list | None = None) -> str:
     """The cache key of one judgment: everything that determines it, the texts in the positions
-    shown included. The one definition for studies and judge evaluations."""
+    shown included, and each shown answer's conversation before it. The one definition for
+    studies and judge evaluations."""
     return cache_key(kind, judge=model_identity(judge), template=V.TEMPLATE_VERSION,
                      sampling=setup.sampling.model_dump(), criteria=[[c.name, c.rubric] for c in setup.criteria],
                      scale=[setup.scale.low, setup.scale.high],
                      **({"method": setup.method} if setup.method != "plain" else {}),
                      **({"format": setup.fmt} if kind == "pairwise" and setup.fmt != "full" else {}),
-                     prompt=prompt, reference=reference, shown=shown, **({"repeat": repeat} if repeat else {}))
+                     prompt=prompt, reference=reference, shown=shown, **({"repeat": repeat} if repeat else {}),
+                     **({"history": history} if history and any(history) else {}))
 
 
 def jury_name(specs: list[str]) -> str:
@@ -138,18 +140,23 @@ def _call_judge(backend: Backend, messages, schema, sampling, parse,
 
 def judge_pairwise_order(judge: Judge, prompt: str, answer_a: str, answer_b: str, order: str,
                          criteria: list[Criterion], scale: Scale, sampling: SamplingParams,
-                         reference: str | None = None, *, fmt: str = "full", method: str = "plain") -> JudgeCall:
+                         reference: str | None = None, *, fmt: str = "full", method: str = "plain",
+                         history: list | None = None) -> JudgeCall:
     """One order of a pairwise judgment ("AB": A shown first; "BA": B shown first).
 
     The verdict is returned in the original labels, whatever the order shown; with
     ``method="weighted"`` it carries ``weighted``: the judge's probabilities (``weighting``).
+    ``history``: each candidate's conversation before ``prompt`` ([A's messages, B's]), for a
+    later turn of a conversation.
     """
     if isinstance(judge, Jury):
         calls = [judge_pairwise_order(m, prompt, answer_a, answer_b, order, criteria, scale, sampling, reference,
-                                      fmt=fmt, method=method) for m in judge.members]
+                                      fmt=fmt, method=method, history=history) for m in judge.members]
         return _jury_call(order, judge, calls, "pairwise")
     first, second = (answer_a, answer_b) if order == "AB" else (answer_b, answer_a)
-    messages = V.pairwise_messages(prompt, first, second, criteria, scale, reference, judge.special_tokens(), fmt)
+    shown_history = None if not history else (history if order == "AB" else history[::-1])
+    messages = V.pairwise_messages(prompt, first, second, criteria, scale, reference, judge.special_tokens(), fmt,
+                                   shown_history)
     raw, verdict, error, completion = _call_judge(
         judge, messages, V.pairwise_schema(criteria, scale, fmt), sampling,
         lambda text: V.parse_verdict(text, criteria, scale, "pairwise", fmt), _reader(method, criteria, scale, "pairwise"))
@@ -188,14 +195,14 @@ def combine_calls(calls: list[JudgeCall]) -> V.Combined:
 
 def judge_single(judge: Judge, prompt: str, answer: str, label: str, criteria: list[Criterion],
                  scale: Scale, sampling: SamplingParams, reference: str | None = None, *,
-                 method: str = "plain") -> JudgeCall:
+                 method: str = "plain", history: list | None = None) -> JudgeCall:
     """One answer graded alone; the verdict holds its scores, total and reasons (and, weighted,
-    the expected scores)."""
+    the expected scores). ``history``: the conversation before ``prompt``."""
     if isinstance(judge, Jury):
-        calls = [judge_single(m, prompt, answer, label, criteria, scale, sampling, reference, method=method)
-                 for m in judge.members]
+        calls = [judge_single(m, prompt, answer, label, criteria, scale, sampling, reference, method=method,
+                              history=history) for m in judge.members]
         return _jury_call(label, judge, calls, "single")
-    messages = V.single_messages(prompt, answer, criteria, scale, reference, judge.special_tokens())
+    messages = V.single_messages(prompt, answer, criteria, scale, reference, judge.special_tokens(), history)
     raw, grade, error, completion = _call_judge(
         judge, messages, V.single_schema(criteria, scale), sampling,
         lambda t: V.parse_verdict(t, criteria, scale, "single"), _reader(method, criteria, scale, "single"))

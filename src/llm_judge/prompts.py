@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import LLMJudgeError
@@ -33,10 +33,41 @@ def check_prompt(prompt: str | None) -> str:
 
 @dataclass(frozen=True)
 class PromptItem:
+    """A prompt; a conversation when it has later turns (MT-Bench's second turn: each candidate
+    answers it after its own first answer) or fixed earlier messages (``context``)."""
+
     id: str
-    prompt: str
+    prompt: str  # the first user turn the candidates answer
     reference: str | None = None
     category: str | None = None
+    followups: tuple[str, ...] = ()  # later user turns
+    followup_references: tuple[str | None, ...] = ()
+    context: tuple[tuple[str, str], ...] = ()  # (role, text) messages before ``prompt``, the same for all
+
+    @property
+    def turns(self) -> int:
+        return 1 + len(self.followups)
+
+    def question(self, turn: int) -> str:
+        """The user's message at ``turn`` (1: ``prompt``)."""
+        return self.prompt if turn == 1 else self.followups[turn - 2]
+
+    def reference_at(self, turn: int) -> str | None:
+        if turn == 1:
+            return self.reference
+        refs = self.followup_references
+        return refs[turn - 2] if turn - 2 < len(refs) else None
+
+    def messages(self, answers: list[str], turn: int) -> list[dict[str, str]]:
+        """What a candidate is sent at ``turn``: the earlier messages, its own earlier answers."""
+        out = [{"role": role, "content": text} for role, text in self.context]
+        for k in range(1, turn):
+            out += [{"role": "user", "content": self.question(k)}, {"role": "assistant", "content": answers[k - 1]}]
+        return out + [{"role": "user", "content": self.question(turn)}]
+
+    def conversation(self) -> dict:
+        return {"followups": list(self.followups), "followup_references": list(self.followup_references),
+                "context": [list(m) for m in self.context]}
 
 
 SEED_10 = [  # the seed study's ten instruction prompts
@@ -58,19 +89,37 @@ def _text(path: Path) -> str:
     return read_text(path, "prompt set", f" (built in: {', '.join(BUILTIN)})")
 
 
+def _texts(value, where: str, what: str) -> list:
+    if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
+        raise LLMJudgeError(f"{where}: {what} must be a list of texts")
+    return value
+
+
 def _item(rec: dict, where: str, default_id: str) -> PromptItem:
-    if "turns" in rec:  # MT-Bench question.jsonl: the first turn
-        turns = rec.get("turns") or []
-        prompt = turns[0] if turns else None
+    followups, followup_refs, context = (), (), ()
+    if "turns" in rec:  # MT-Bench question.jsonl: every turn
+        turns = _texts(rec.get("turns"), where, "\"turns\"") or [None]
+        prompt, followups = turns[0], tuple(turns[1:])
         ref = rec.get("reference")
-        ref = ref[0] if isinstance(ref, list) and ref else ref
+        refs = ref if isinstance(ref, list) else [ref]
+        ref, followup_refs = (refs[0] if refs else None), tuple(str(r) if r else None for r in refs[1:])
         pid = rec.get("question_id", rec.get("id", default_id))
+    elif "messages" in rec:  # OpenAI form: the candidates answer the last user message, after the others
+        msgs = rec["messages"]
+        if not isinstance(msgs, list) or not msgs or not all(
+                isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
+                for m in msgs) or msgs[-1]["role"] != "user":
+            raise LLMJudgeError(f"{where}: \"messages\" must be a list of {{role, content}} ending with a user message")
+        prompt, context = msgs[-1]["content"], tuple((m["role"], m["content"]) for m in msgs[:-1])
+        ref, pid = rec.get("reference"), rec.get("id", default_id)
     else:
         prompt, ref, pid = rec.get("prompt"), rec.get("reference"), rec.get("id", default_id)
     if not isinstance(prompt, str) or not prompt.strip():
-        raise LLMJudgeError(f"{where}: no \"prompt\" text (expected {{\"id\", \"prompt\", \"reference\"?, \"category\"?}})")
+        raise LLMJudgeError(f"{where}: no \"prompt\" text (expected {{\"id\", \"prompt\", \"reference\"?, \"category\"?}}, "
+                            "MT-Bench's \"turns\" or \"messages\")")
     cat = rec.get("category")
-    return PromptItem(str(pid), prompt, str(ref) if ref not in (None, "") else None, str(cat) if cat else None)
+    return PromptItem(str(pid), prompt, str(ref) if ref not in (None, "") else None, str(cat) if cat else None,
+                      followups, followup_refs, context)
 
 
 def parse_jsonl(text: str, name: str) -> list[PromptItem]:
@@ -89,10 +138,10 @@ def parse_csv(text: str, name: str) -> list[PromptItem]:
         raise LLMJudgeError(f"{name} line {reader.line_num}: not valid CSV ({exc})") from None
 
 
-def read_references(path: str | Path) -> dict[str, str]:
-    """Reference answers by question id, from JSONL: MT-Bench's ``reference_answer/gpt-4.jsonl``
-    (``{"question_id", "choices": [{"turns": [first, ...]}]}``, the first turn's answer) or
-    ``{"id", "reference"}`` lines."""
+def read_references(path: str | Path) -> dict[str, list[str]]:
+    """Reference answers by question id, one per turn, from JSONL: MT-Bench's
+    ``reference_answer/gpt-4.jsonl`` (``{"question_id", "choices": [{"turns": [first, second]}]}``)
+    or ``{"id", "reference"}`` lines (a text, or a list of texts per turn)."""
     path = Path(path).expanduser()
     out = {}
     for n, rec in iter_jsonl(read_text(path, "reference file"), path.name):
@@ -102,27 +151,36 @@ def read_references(path: str | Path) -> dict[str, str]:
             raise LLMJudgeError(f"{where}: no \"question_id\" (or \"id\") to match the prompt set's ids")
         if "choices" in rec:
             try:
-                ref = rec["choices"][0]["turns"][0]
+                refs = rec["choices"][0]["turns"]
             except (TypeError, KeyError, IndexError):
-                ref = None
+                refs = None
         else:
-            ref = rec.get("reference")
-        if not isinstance(ref, str) or not ref.strip():
-            raise LLMJudgeError(f"{where}: no reference text (MT-Bench's choices[0].turns[0], or \"reference\")")
-        out[str(qid)] = ref
+            refs = rec.get("reference")
+            refs = [refs] if isinstance(refs, str) else refs
+        if not isinstance(refs, list) or not refs or not all(isinstance(r, str) and r.strip() for r in refs):
+            raise LLMJudgeError(f"{where}: no reference text (MT-Bench's choices[0].turns, or \"reference\")")
+        out[str(qid)] = refs
     if not out:
         raise LLMJudgeError(f"{path} holds no reference answers")
     return out
 
 
-def with_references(items: list[PromptItem], references: dict[str, str]) -> list[PromptItem]:
+def with_references(items: list[PromptItem], references: dict[str, list[str]]) -> list[PromptItem]:
     """The prompts with the references of their ids merged in (a file's reference replaces a
     set's own); an id the set lacks is an error, since it names the wrong set."""
     ids = {it.id for it in items}
     unknown = sorted(set(references) - ids)
     if unknown and len(unknown) == len(references):
         raise LLMJudgeError(f"no reference matches a prompt id (e.g. {unknown[0]!r}): is it the right prompt set?")
-    return [PromptItem(it.id, it.prompt, references.get(it.id, it.reference), it.category) for it in items]
+    out = []
+    for it in items:
+        refs = references.get(it.id)
+        if refs is None:
+            out.append(it)
+        else:
+            later = tuple(refs[1:it.turns]) + it.followup_references[len(refs) - 1:]
+            out.append(replace(it, reference=refs[0], followup_references=later))
+    return out
 
 
 def parse_lines(text: str, name: str) -> list[PromptItem]:

@@ -137,6 +137,14 @@ def m006_judge_cards(db):
         CREATE INDEX judge_cards_by_judge ON judge_cards(judge)""")
 
 
+@migration
+def m007_conversation_turns(db):
+    """Conversations: a prompt's later turns, references and fixed earlier messages (JSON), and the
+    turn each run item answers or judges (1: the first)."""
+    db.execute("ALTER TABLE run_prompts ADD COLUMN conversation TEXT")
+    db.execute("ALTER TABLE run_items ADD COLUMN turn INTEGER NOT NULL DEFAULT 1")
+
+
 class Store:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_db_path()
@@ -188,8 +196,10 @@ class Store:
             self.db.execute("INSERT INTO runs (id, created_at, config, manifest) VALUES (?,?,?,?)",
                             (run_id, time.time(), _j(config), _j(manifest)))
             self.db.executemany(
-                "INSERT INTO run_prompts VALUES (?,?,?,?,?,?)",
-                [(run_id, p.id, i, p.prompt, p.reference, p.category) for i, p in enumerate(prompts)])
+                "INSERT INTO run_prompts (run_id, prompt_id, position, prompt, reference, category, conversation) "
+                "VALUES (?,?,?,?,?,?,?)",
+                [(run_id, p.id, i, p.prompt, p.reference, p.category, _j(p.conversation()) if p.turns > 1 or p.context
+                  else None) for i, p in enumerate(prompts)])
             self.db.executemany("INSERT INTO run_candidates VALUES (?,?,?,?)",
                                 [(run_id, lab, c.spec, _j(c.sampling.model_dump())) for lab, c in candidates.items()])
         return True
@@ -226,6 +236,11 @@ class Store:
 
     def prompts(self, run_id: str) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM run_prompts WHERE run_id=? ORDER BY position", (run_id,)).fetchall()
+
+    def conversations(self, run_id: str) -> dict[str, dict]:
+        """prompt id -> its conversation (later turns, their references, earlier messages), for
+        the prompts that have one."""
+        return {r["prompt_id"]: json.loads(r["conversation"]) for r in self.prompts(run_id) if r["conversation"]}
 
     def candidates(self, run_id: str) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM run_candidates WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
@@ -269,14 +284,15 @@ class Store:
             if link:
                 self._link(*link, result_key=key)
 
-    def link(self, run_id, item, prompt_id, kind, labels, order, repeat: int = 0, *, result_key: str) -> None:
+    def link(self, run_id, item, prompt_id, kind, labels, order, repeat: int = 0, turn: int = 1, *,
+             result_key: str) -> None:
         with self.tx():
-            self._link(run_id, item, prompt_id, kind, labels, order, repeat, result_key=result_key)
+            self._link(run_id, item, prompt_id, kind, labels, order, repeat, turn, result_key=result_key)
 
-    def _link(self, run_id, item, prompt_id, kind, labels, order, repeat=0, *, result_key) -> None:
+    def _link(self, run_id, item, prompt_id, kind, labels, order, repeat=0, turn=1, *, result_key) -> None:
         self.db.execute("INSERT OR REPLACE INTO run_items (run_id, item, prompt_id, kind, labels, display_order, "
-                        "result_key, repeat) VALUES (?,?,?,?,?,?,?,?)",
-                        (run_id, item, prompt_id, kind, _j(labels), order, result_key, repeat))
+                        "result_key, repeat, turn) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (run_id, item, prompt_id, kind, _j(labels), order, result_key, repeat, turn))
 
     def items(self, run_id: str, kind: str | None = None, repeat: int | None = 0) -> list[dict]:
         """Every result of a run, joined with its generation or judgment (``repeat=None``: all repeats)."""

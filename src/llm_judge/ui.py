@@ -27,7 +27,7 @@ from .criteria import DEFAULT_CRITERIA, parse_criteria
 from .errors import LLMJudgeError
 from .present import page as views
 from .present.format import CARDS_TITLE, card_header, card_rows, html_table
-from .present.report import charts, tables, write_report
+from .present.report import charts, drilldown, drilldown_html, tables, write_report
 from .prompts import load_prompts
 from .sampling import JUDGE_DEFAULT, PRESETS, make_sampling
 from .store import Store
@@ -156,7 +156,9 @@ class App:
         files.append(str(write_report(self.store, summary, self.files / f"{rid}.html")))
         head = (f"Run **{rid}** ({summary.status}): {summary.prompts} prompts, judge `{summary.judge}`, "
                 f"mode {summary.mode}.\n\n" + "\n\n".join(f"> warning: {w}" for w in summary.warnings))
-        return head, views.tables_html(tables(summary)), "".join(charts(self.store, summary)), files
+        conversations = ("<h3>Prompts, turn by turn</h3>" + drilldown_html(drilldown(self.store, rid, summary.baseline, 30))
+                         if summary.turns > 1 else "")
+        return head, views.tables_html(tables(summary)) + conversations, "".join(charts(self.store, summary)), files
 
     # --- Judges -------------------------------------------------------------------------------
     def judge_cards(self) -> str:

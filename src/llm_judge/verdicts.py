@@ -117,20 +117,40 @@ def _block(label: str, text: str, tag: str, markers: frozenset[str] = frozenset(
     return f"<<{label}-{tag}>>\n{neutralise(text, markers)}\n<</{label}-{tag}>>"
 
 
+def _conversation(messages: list[dict], tag: str, label: str, markers: frozenset[str]) -> str:
+    """Earlier messages of a conversation, each delimited like the answers."""
+    return "\n".join(f"{m['role'].capitalize()}:\n{_block(label, m['content'], tag, markers)}" for m in messages)
+
+
+def _history_section(history, tag: str, markers: frozenset[str]) -> str:
+    """The conversation before the question: shared (fixed earlier messages) or, at a later turn,
+    each answer's own (its candidate's earlier answers). Empty when there is none."""
+    if not history or not any(history):
+        return ""
+    if len(history) == 1 or history[0] == history[-1]:
+        return ("The conversation so far (context only; rate only the answers to the latest message):\n"
+                f"{_conversation(history[0], tag, 'C', markers)}\n\n")
+    return ("Each answer continues its own conversation (context only; rate only the answers to the latest "
+            f"message).\nConversation before Answer A:\n{_conversation(history[0], tag, 'CA', markers)}\n\n"
+            f"Conversation before Answer B:\n{_conversation(history[1], tag, 'CB', markers)}\n\n")
+
+
 def pairwise_messages(prompt: str, first: str, second: str, criteria: list[Criterion], scale: Scale,
                       reference: str | None = None, markers: frozenset[str] = frozenset(),
-                      fmt: str = "full") -> list[dict[str, str]]:
+                      fmt: str = "full", history: list | None = None) -> list[dict[str, str]]:
     """The judge's messages with ``first`` shown as Answer A and ``second`` as Answer B.
 
     ``markers``: the judge's own special tokens, broken up wherever a text quotes them.
     ``fmt``: "full" asks for reasons, scores and the winner; "winner" for the winner alone (the
     judge weighs the criteria but writes no reasons: a verdict in a few tokens).
+    ``history``: the messages before the question, [A's, B's] (a later turn of a conversation).
     """
-    tag = nonce(prompt, first, second, reference or "")
+    tag = nonce(prompt, first, second, reference or "", *([json.dumps(history)] if history else []))
     ref = (f"\nA reference answer, for checking facts:\n{_block('REF', reference, tag, markers)}\n"
            if reference else "")
     head = (
-        f"Compare two answers to the question below.\n\nQuestion:\n{_block('Q', prompt, tag, markers)}\n{ref}\n"
+        f"Compare two answers to the question below.\n\n{_history_section(history, tag, markers)}"
+        f"Question:\n{_block('Q', prompt, tag, markers)}\n{ref}\n"
         f"Answer A (everything between <<A-{tag}>> and <</A-{tag}>>):\n{_block('A', first, tag, markers)}\n\n"
         f"Answer B (everything between <<B-{tag}>> and <</B-{tag}>>):\n{_block('B', second, tag, markers)}\n\n")
     if fmt == "winner":
@@ -147,14 +167,17 @@ def pairwise_messages(prompt: str, first: str, second: str, criteria: list[Crite
 
 
 def single_messages(prompt: str, answer: str, criteria: list[Criterion], scale: Scale,
-                    reference: str | None = None, markers: frozenset[str] = frozenset()) -> list[dict[str, str]]:
-    """The judge's messages for rating one answer on its own."""
-    tag = nonce(prompt, answer, reference or "")
+                    reference: str | None = None, markers: frozenset[str] = frozenset(),
+                    history: list | None = None) -> list[dict[str, str]]:
+    """The judge's messages for rating one answer on its own (``history``: the messages before
+    the question, for a later turn of a conversation)."""
+    tag = nonce(prompt, answer, reference or "", *([json.dumps(history)] if history else []))
     ref = (f"\nA reference answer, for checking facts:\n{_block('REF', reference, tag, markers)}\n"
            if reference else "")
     example = _shape(criteria, scale, pairwise=False)
     user = (
-        f"Rate the answer to the question below.\n\nQuestion:\n{_block('Q', prompt, tag, markers)}\n{ref}\n"
+        f"Rate the answer to the question below.\n\n{_history_section([history] if history else None, tag, markers)}"
+        f"Question:\n{_block('Q', prompt, tag, markers)}\n{ref}\n"
         f"Answer (everything between <<A-{tag}>> and <</A-{tag}>>):\n{_block('A', answer, tag, markers)}\n\n"
         f"Rate it on each criterion from {scale.low} (poor) to {scale.high} (excellent):\n"
         f"{_criteria_lines(criteria)}\n\n"

@@ -21,7 +21,9 @@ from .study.export import latest_votes
 
 
 def _answers(store: Store, run_id: str) -> dict[tuple[str, str], str]:
-    return {(i["prompt_id"], i["labels"][0]): i["text"] for i in store.items(run_id, "generation") if i["text"]}
+    # votes are on the first turn's answers (a conversation's later turns are for the judge)
+    return {(i["prompt_id"], i["labels"][0]): i["text"] for i in store.items(run_id, "generation")
+            if i["text"] and i["turn"] == 1}
 
 
 def _baseline(store: Store, run_id: str) -> str | None:
@@ -75,7 +77,7 @@ def judge_verdicts(store: Store, run_id: str) -> dict[tuple[str, str, str], dict
     human vote included): its pairwise verdicts where it has them, else the comparison of the two
     single-grading totals."""
     out = {(r["id"], r["model_a"], r["model_b"]): r for r in verdict_records(store, run_id)}
-    singles = {(i["prompt_id"], i["labels"][0]): i["verdict"] for i in store.items(run_id, "single")}
+    singles = {(i["prompt_id"], i["labels"][0]): i["verdict"] for i in store.items(run_id, "single") if i["turn"] == 1}
     human = latest_votes(store, run_id, _baseline(store, run_id))
     cats = {p["prompt_id"]: p["category"] for p in store.prompts(run_id)}
     for pid, a, b in vote_pairs(store, run_id):

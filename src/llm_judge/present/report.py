@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import LLMJudgeError
 from ..store import Store
-from ..study.summary import Summary, pair_rows
+from ..study.summary import Summary, pair_rows, unit_id, unit_items
 from .format import fmt_estimate, fmt_p, fmt_rate, fmt_share, html_table
 
 COLOURS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"]
@@ -97,6 +97,22 @@ def tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
                  "{}-{}".format(*v["rank_range"]) if v.get("rank_range") else "-"]
                 for lab, v in sorted(bt["ratings"].items(), key=lambda kv: -kv[1]["rating"])]
         out.append((bt_title(bt), ["rank", "candidate", "rating", "95% interval", "rank range (95%)"], rows))
+    if summary.by_turn:
+        turns = sorted(summary.by_turn)
+        if any("single" in b for b in summary.by_turn.values()):
+            rows = [[lab, *(fmt_estimate(summary.by_turn[t]["single"][lab]) for t in turns),
+                     fmt_estimate(summary.single[lab].total)] for lab in summary.candidates]
+            out.append(("Per turn: mean total score (95% bootstrap interval)",
+                        ["candidate", *(f"turn {t}" for t in turns), "both turns"], rows))
+        if any("pairs" in b for b in summary.by_turn.values()):
+            rows = []
+            for pair, v in (summary.pairwise.pairs if summary.pairwise else {}).items():
+                for side in v.sides:
+                    rows.append([pair, side, *(fmt_estimate(summary.by_turn[t].get("pairs", {})[pair].win_rate[side])
+                                               if pair in summary.by_turn[t].get("pairs", {}) else "-" for t in turns),
+                                 fmt_estimate(v.win_rate[side])])
+            out.append(("Per turn: win rate (ties half; Wilson 95% intervals)",
+                        ["pair", "candidate", *(f"turn {t}" for t in turns), "both turns"], rows))
     if summary.categories:
         cats = list(summary.categories)
         rows = [[lab, *(fmt_estimate(summary.categories[c][lab]) for c in cats)] for lab in summary.candidates]
@@ -198,7 +214,8 @@ def radar_svg(title: str, axes: list[str], series: dict[str, list[float | None]]
 def charts(store: Store, summary: Summary) -> list[str]:
     run_id = summary.run_id
     prompts = store.prompts(run_id)
-    singles = {(i["prompt_id"], i["labels"][0]): i["verdict"] for i in store.items(run_id, "single")}
+    singles = {(i["prompt_id"], i["labels"][0]): i["verdict"] for i in unit_items(store, run_id, "single")
+               if i["turn"] == 1}
     labels = list(summary.candidates)
     max_total = len(summary.criteria) * summary.scale[1]
     out = []
@@ -235,20 +252,57 @@ def charts(store: Store, summary: Summary) -> list[str]:
 
 
 def drilldown(store: Store, run_id: str, baseline: str | None = None, limit: int = MAX_DRILLDOWN) -> list[dict]:
-    """The first ``limit`` prompts one by one: their answers and the judge's verdicts."""
-    items = store.items(run_id)
-    gens = {(i["prompt_id"], i["labels"][0]): i["text"] for i in items if i["kind"] == "generation"}
-    singles = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "single"}
-    pairs = pair_rows(items, baseline)
+    """The first ``limit`` prompts one by one, turn by turn: each turn's question, the answers and
+    the judge's verdicts."""
+    units = unit_items(store, run_id)
+    gens = {(i["prompt_id"], i["labels"][0]): i["text"] for i in units if i["kind"] == "generation"}
+    singles = {(i["prompt_id"], i["labels"][0]): i for i in units if i["kind"] == "single"}
+    pairs = pair_rows(units, baseline)
+    convos = store.conversations(run_id)
     out = []
     for p in store.prompts(run_id)[:limit]:
-        pid = p["prompt_id"]
+        pid, convo = p["prompt_id"], convos.get(p["prompt_id"], {})
+        questions = [p["prompt"], *convo.get("followups", [])]
+        turns = []
+        for t, question in enumerate(questions, 1):
+            uid = unit_id(pid, t)
+            turns.append({"turn": t, "question": question,
+                          "answers": {lab: text for (q, lab), text in gens.items() if q == uid},
+                          "single": {lab: v["verdict"] or {"unscored": v["raw"]} for (q, lab), v in singles.items()
+                                     if q == uid},
+                          "pairwise": {f"{a} vs {b}": v for (q, (a, b)), v in pairs.items() if q == uid}})
         out.append({"id": pid, "prompt": p["prompt"], "reference": p["reference"],
-                    "answers": {lab: gens.get((pid, lab)) for (q, lab) in gens if q == pid},
-                    "single": {lab: singles[(q, lab)]["verdict"] or {"unscored": singles[(q, lab)]["raw"]}
-                               for (q, lab) in singles if q == pid},
-                    "pairwise": {f"{a} vs {b}": v for (q, (a, b)), v in pairs.items() if q == pid}})
+                    "context": convo.get("context", []), "turns": turns})
     return out
+
+
+def drilldown_html(items: list[dict]) -> str:
+    """The drilldown as HTML: one collapsible block per prompt, its turns in order."""
+    e = html.escape
+    parts = []
+    for d in items:
+        ref = " (judged against a reference)" if d["reference"] else ""
+        parts.append(f"<details><summary>{e(d['id'])}{ref}: {e(d['prompt'][:100])}</summary>")
+        for role, text in d["context"]:
+            parts.append(f"<p><i>{e(role)}:</i></p><pre>{e(text)}</pre>")
+        if d["reference"]:
+            parts.append(f"<h4>Reference answer</h4><pre>{e(d['reference'])}</pre>")
+        for turn in d["turns"]:
+            if len(d["turns"]) > 1:
+                parts.append(f"<h3>Turn {turn['turn']}</h3>")
+            parts.append(f"<p><b>User:</b></p><pre>{e(turn['question'])}</pre>")
+            for lab, text in turn["answers"].items():
+                grade = turn["single"].get(lab)
+                parts.append(f"<h4>{e(lab)}</h4><pre>{e(text or '')}</pre>")
+                if grade:
+                    parts.append(f"<p>Grade: {e(str(grade.get('scores', 'unscored')))} total {grade.get('total', '-')}"
+                                 f" &mdash; {e(grade.get('justification', ''))}</p>")
+            for pair, orders in turn["pairwise"].items():
+                for order, v in sorted(orders.items()):
+                    parts.append(f"<p>{e(pair)} ({order}): winner {e(v['winner']) if v else 'unscored'}"
+                                 f"{' &mdash; ' + e(v.get('justification', '')) if v else ''}</p>")
+        parts.append("</details>")
+    return "".join(parts)
 
 
 def render_html(store: Store, summary: Summary) -> str:
@@ -275,22 +329,7 @@ def render_html(store: Store, summary: Summary) -> str:
     parts += charts(store, summary)
     parts += [html_table(title, header, rows) for title, header, rows in tables(summary)]
     parts.append(f"<h2>Per prompt</h2>{_first_prompts_note(summary)}")
-    for d in drilldown(store, run_id, summary.baseline):
-        ref = " (judged against a reference)" if d["reference"] else ""
-        parts.append(f"<details><summary>{e(d['id'])}{ref}: {e(d['prompt'][:100])}</summary><p>{e(d['prompt'])}</p>")
-        if d["reference"]:
-            parts.append(f"<h4>Reference answer</h4><pre>{e(d['reference'])}</pre>")
-        for lab, text in d["answers"].items():
-            grade = d["single"].get(lab)
-            parts.append(f"<h4>{e(lab)}</h4><pre>{e(text or '')}</pre>")
-            if grade:
-                parts.append(f"<p>Grade: {e(str(grade.get('scores', 'unscored')))} total {grade.get('total', '-')}"
-                             f" &mdash; {e(grade.get('justification', ''))}</p>")
-        for pair, orders in d["pairwise"].items():
-            for order, v in sorted(orders.items()):
-                parts.append(f"<p>{e(pair)} ({order}): winner {e(v['winner']) if v else 'unscored'}"
-                             f"{' &mdash; ' + e(v.get('justification', '')) if v else ''}</p>")
-        parts.append("</details>")
+    parts.append(drilldown_html(drilldown(store, run_id, summary.baseline)))
     parts.append("</body></html>")
     return "".join(parts)
 
@@ -308,10 +347,12 @@ def render_markdown(store: Store, summary: Summary) -> str:
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows] + [""]
     lines += ["## Per prompt", "", _first_prompts_note(summary), ""]
     for d in drilldown(store, run_id, summary.baseline):
-        lines += [f"### {d['id']}", "", d["prompt"], ""]
-        for lab, grade in d["single"].items():
-            lines.append(f"- {lab}: total {grade.get('total', 'unscored')} — {grade.get('justification', '')}")
-        lines.append("")
+        lines += [f"### {d['id']}", ""]
+        for turn in d["turns"]:
+            lines += [(f"Turn {turn['turn']}: " if len(d["turns"]) > 1 else "") + turn["question"], ""]
+            for lab, grade in turn["single"].items():
+                lines.append(f"- {lab}: total {grade.get('total', 'unscored')} — {grade.get('justification', '')}")
+            lines.append("")
     return "\n".join(lines)
 
 

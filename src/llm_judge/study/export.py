@@ -12,7 +12,7 @@ from ..analyze import FLIP
 from ..errors import LLMJudgeError
 from ..store import Store
 from .run import orient
-from .summary import pair_rows
+from .summary import pair_rows, prompt_of, unit_items
 
 
 def verdict_records(store: Store, run_id: str) -> list[dict]:
@@ -23,7 +23,7 @@ def verdict_records(store: Store, run_id: str) -> list[dict]:
     baseline = json.loads(run["config"]).get("baseline")
     cats = {p["prompt_id"]: p["category"] for p in store.prompts(run_id)}
     human = latest_votes(store, run_id, baseline)
-    items = store.items(run_id)
+    items = unit_items(store, run_id)
     texts = {(i["prompt_id"], i["labels"][0]): i["text"] for i in items if i["kind"] == "generation"}
     out = []
     for (pid, (a, b)), orders in pair_rows(items, baseline).items():
@@ -34,8 +34,8 @@ def verdict_records(store: Store, run_id: str) -> list[dict]:
             rec["lengths"] = [len(texts[(pid, a)]), len(texts[(pid, b)])]
         if (pid, a, b) in human:
             rec["human"] = human[(pid, a, b)]
-        if cats.get(pid):
-            rec["category"] = cats[pid]
+        if cats.get(prompt_of(pid)):
+            rec["category"] = cats[prompt_of(pid)]
         out.append(rec)
     return out
 
@@ -57,7 +57,7 @@ def export_run(store: Store, run_id: str, path: str | Path, fmt: str) -> int:
     else:
         prompts = {p["prompt_id"]: p["prompt"] for p in store.prompts(run_id)}
         rows = [{"run_id": run_id, "prompt_id": i["prompt_id"], "prompt": prompts[i["prompt_id"]], "kind": i["kind"],
-                 "labels": "|".join(i["labels"]), "order": i["display_order"],
+                 "labels": "|".join(i["labels"]), "order": i["display_order"], "turn": i["turn"],
                  "text": i["text"] if i["kind"] == "generation" else None,
                  "status": i["g_status"] if i["kind"] == "generation" else i["j_status"],
                  "winner": (i["verdict"] or {}).get("winner"), "total": (i["verdict"] or {}).get("total"),

@@ -72,7 +72,9 @@ class StudyConfig:
 
     def to_dict(self) -> dict:
         return {
-            "source": self.source, "prompts": [[p.id, p.prompt, p.reference] for p in self.prompts],
+            "source": self.source,
+            "prompts": [[p.id, p.prompt, p.reference] + ([p.conversation()] if p.turns > 1 or p.context else [])
+                        for p in self.prompts],
             "candidates": {lab: {"spec": c.spec, "sampling": c.sampling.model_dump()} for lab, c in self.candidates.items()},
             "judge": self.judge, "judge_sampling": self.judge_sampling.model_dump(),
             "criteria": [[c.name, c.rubric] for c in self.criteria], "scale": [self.scale.low, self.scale.high],
@@ -187,42 +189,55 @@ def _run_jobs(pool, jobs: list[list], call, write, stage: str, tell, done: int, 
 
 
 def _generate_all(config, store, run_id, backends, pool, tell) -> dict:
-    answers: dict[tuple[str, str], str | None] = {}
-    todo: dict[str, list] = {}  # key -> the items waiting for that generation
-    total = len(config.prompts) * len(config.candidates)
-    for p in config.prompts:
-        messages = [{"role": "user", "content": p.prompt}]
-        for label, cand in config.candidates.items():
-            backend = backends[cand.spec]
-            key = cache_key("gen", model=model_identity(backend), sampling=cand.sampling.model_dump(), messages=messages)
-            row = store.generation(key)
-            if row is None:
-                todo.setdefault(key, []).append((p, label, cand, backend, messages, key))
-                continue
-            store.link(run_id, f"gen:{p.id}:{label}", p.id, "generation", [label], "-", result_key=key)
-            answers[(p.id, label)] = row["text"]
+    """Every candidate's answer to every turn: {(prompt id, label, turn): text, None if it failed}.
+    Turn by turn, because a candidate answers a later turn after its own earlier answers."""
+    answers: dict[tuple[str, str, int], str | None] = {}
+    total = sum(p.turns for p in config.prompts) * len(config.candidates)
+    done = 0
+    for turn in range(1, max(p.turns for p in config.prompts) + 1):
+        todo: dict[str, list] = {}  # key -> the items waiting for that generation
+        for p in (p for p in config.prompts if p.turns >= turn):
+            for label, cand in config.candidates.items():
+                earlier = [answers.get((p.id, label, k)) for k in range(1, turn)]
+                if None in earlier:
+                    answers[(p.id, label, turn)] = None  # an earlier turn failed: this one waits for a rerun
+                    done += 1
+                    continue
+                messages = p.messages(earlier, turn)
+                backend = backends[cand.spec]
+                key = cache_key("gen", model=model_identity(backend), sampling=cand.sampling.model_dump(), messages=messages)
+                link = (run_id, f"gen:{p.id}:{label}" + (f"@t{turn}" if turn > 1 else ""), p.id, "generation", [label],
+                        "-", 0, turn)
+                row = store.generation(key)
+                if row is None:
+                    todo.setdefault(key, []).append((p, label, cand, backend, messages, key, link))
+                    continue
+                store.link(*link, result_key=key)
+                answers[(p.id, label, turn)] = row["text"]
+                done += 1
 
-    def call(items):
-        _p, _label, cand, backend, messages, _key = items[0]
-        return backend.generate(messages, cand.sampling)
+        def call(items):
+            _p, _label, cand, backend, messages, _key, _link = items[0]
+            return backend.generate(messages, cand.sampling)
 
-    def write(items, result):
-        p, _label, cand, _backend, _messages, key = items[0]
-        sampling = cand.sampling.model_dump()
-        if isinstance(result, LLMJudgeError):
-            store.put_generation(key, cand.spec, sampling, p.prompt, error=str(result))
-        else:
-            store.put_generation(key, cand.spec, sampling, p.prompt, text=result.text,
-                                 prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                                 seconds=result.seconds, finish_reason=result.finish_reason)
-        for p, label, *_ in items:
-            if not isinstance(result, LLMJudgeError):
-                store.link(run_id, f"gen:{p.id}:{label}", p.id, "generation", [label], "-", result_key=key)
-            answers[(p.id, label)] = None if isinstance(result, LLMJudgeError) else result.text
+        def write(items, result, turn=turn):
+            p, _label, cand, _backend, messages, key, _link = items[0]
+            sampling = cand.sampling.model_dump()
+            if isinstance(result, LLMJudgeError):
+                store.put_generation(key, cand.spec, sampling, messages[-1]["content"], error=str(result))
+            else:
+                store.put_generation(key, cand.spec, sampling, messages[-1]["content"], text=result.text,
+                                     prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                                     seconds=result.seconds, finish_reason=result.finish_reason)
+            for p, label, *_rest, link in items:
+                if not isinstance(result, LLMJudgeError):
+                    store.link(*link, result_key=key)
+                answers[(p.id, label, turn)] = None if isinstance(result, LLMJudgeError) else result.text
 
-    waiting = sum(len(v) for v in todo.values())
-    tell("generating", total - waiting, total, 0)
-    _run_jobs(pool, list(todo.values()), call, write, "generating", tell, total - waiting, total)
+        tell("generating", done, total, 0)
+        waiting = sum(len(v) for v in todo.values())
+        _run_jobs(pool, list(todo.values()), call, write, "generating", tell, done, total)
+        done += waiting
     return answers
 
 
@@ -230,39 +245,43 @@ def _judge_all(config, store, run_id, judge_backend, answers, pool, tell) -> int
     jobs = []
     for r in range(config.repeat):
         for p in config.prompts:
-            if config.mode in ("single", "both"):
-                jobs += [("single", p, (lab,), lab, r) for lab in config.candidates]
-            if config.mode in ("pairwise", "both"):
-                jobs += [("pairwise", p, pair, order, r) for pair in config.pairs() for order in ("AB", "BA")]
+            for t in range(1, p.turns + 1):
+                if config.mode in ("single", "both"):
+                    jobs += [("single", p, (lab,), lab, r, t) for lab in config.candidates]
+                if config.mode in ("pairwise", "both"):
+                    jobs += [("pairwise", p, pair, order, r, t) for pair in config.pairs() for order in ("AB", "BA")]
     setup = JudgeSetup(config.criteria, config.scale, config.judge_sampling, config.verdict_format, config.judge_method)
     todo: dict[str, list] = {}  # key -> the run items waiting for that judgment
     failed = 0
-    for kind, p, labels, order, r in jobs:
-        texts = [answers.get((p.id, lab)) for lab in labels]
-        if any(t is None for t in texts):
-            failed += 1  # its generation failed: judged on a later run
+    for kind, p, labels, order, r, t in jobs:
+        convo = [[answers.get((p.id, lab, k)) for k in range(1, t + 1)] for lab in labels]
+        if any(a is None for answers_of in convo for a in answers_of):
+            failed += 1  # a generation failed: judged on a later run
             continue
-        shown = texts if order != "BA" else texts[::-1]
-        key = judgment_key(kind, judge_backend, setup, p.prompt, shown, p.reference, r)
-        item = f"{kind}:{p.id}:{'|'.join(labels)}:{order}" + (f"#{r}" if r else "")
-        link = (run_id, item, p.id, kind, list(labels), order, r)
+        texts = [c[-1] for c in convo]
+        # what came before this turn, each candidate's own conversation (the shared context at turn 1)
+        history = [p.messages(c[:-1], t)[:-1] for c in convo]
+        shown, shown_history = (texts, history) if order != "BA" else (texts[::-1], history[::-1])
+        key = judgment_key(kind, judge_backend, setup, p.question(t), shown, p.reference_at(t), r, shown_history)
+        item = f"{kind}:{p.id}:{'|'.join(labels)}:{order}" + (f"@t{t}" if t > 1 else "") + (f"#{r}" if r else "")
+        link = (run_id, item, p.id, kind, list(labels), order, r, t)
         if store.judgment(key) is not None:
             store.link(*link, result_key=key)
         else:
-            todo.setdefault(key, []).append((kind, p, labels, order, texts, key, link))
+            todo.setdefault(key, []).append((kind, p, labels, order, texts, key, link, t, history))
 
     def call(items):
-        kind, p, labels, order, texts, _key, _link = items[0]
+        kind, p, labels, order, texts, _key, _link, t, history = items[0]
         if kind == "single":
-            return judge_single(judge_backend, p.prompt, texts[0], labels[0], config.criteria, config.scale,
-                                config.judge_sampling, p.reference, method=config.judge_method)
-        return judge_pairwise_order(judge_backend, p.prompt, texts[0], texts[1], order, config.criteria,
-                                    config.scale, config.judge_sampling, p.reference, fmt=config.verdict_format,
-                                    method=config.judge_method)
+            return judge_single(judge_backend, p.question(t), texts[0], labels[0], config.criteria, config.scale,
+                                config.judge_sampling, p.reference_at(t), method=config.judge_method, history=history[0])
+        return judge_pairwise_order(judge_backend, p.question(t), texts[0], texts[1], order, config.criteria,
+                                    config.scale, config.judge_sampling, p.reference_at(t), fmt=config.verdict_format,
+                                    method=config.judge_method, history=history)
 
     def write(items, call_result):
         nonlocal failed
-        kind, _p, _labels, order, _texts, key, link = items[0]
+        kind, _p, _labels, order, _texts, key, link, _t, _history = items[0]
         comp, status = call_result.completion, call_result.status
         shown = V.as_labelled(call_result.verdict, order) if kind == "pairwise" else call_result.verdict
         store.put_judgment(key, kind, config.judge_name, V.TEMPLATE_VERSION, order, status=status, raw=call_result.raw,
@@ -273,8 +292,8 @@ def _judge_all(config, store, run_id, judge_backend, answers, pool, tell) -> int
         if status == "failed":
             failed += len(items)
             return
-        for *_, other_link in items[1:]:
-            store.link(*other_link, result_key=key)
+        for other in items[1:]:
+            store.link(*other[6], result_key=key)
 
     waiting = sum(len(v) for v in todo.values())
     tell("judging", len(jobs) - waiting, len(jobs), 0)

@@ -81,6 +81,8 @@ class Summary:
     pairwise: Pairwise | None
     repeat_spread: dict | None
     warnings: list[str]
+    turns: int = 1  # the most turns a prompt has (2: MT-Bench's conversations)
+    by_turn: dict = field(default_factory=dict)  # with conversations: turn -> {"single", "pairs"}
     judge_method: str = "plain"
     verdict_format: str = "full"
     judge_cards: list[str] = field(default_factory=list)  # the judge's known figures (judges.known_figures)
@@ -103,16 +105,22 @@ def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int
     run_id = run["id"]
     config = json.loads(run["config"])
     labels = [c["label"] for c in store.candidates(run_id)]
-    every_repeat = store.items(run_id, repeat=None)
+    every_repeat = unit_items(store, run_id, repeat=None)
     items = [i for i in every_repeat if i["repeat"] == 0]
     prompts = store.prompts(run_id)
+    convos = store.conversations(run_id)
+    units = [{"prompt_id": unit_id(p["prompt_id"], t), "category": p["category"], "turn": t,
+              "reference": p["reference"] if t == 1 else None}
+             for p in prompts for t in range(1, 2 + len(convos.get(p["prompt_id"], {}).get("followups", [])))]
+    turns = max((i["turn"] for i in items), default=1)
     baseline = config.get("baseline")
     gens = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "generation"}
     singles = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "single"}
     criteria = [c[0] for c in config["criteria"]]
     judge = jury_name([config["judge"]] if isinstance(config["judge"], str) else config["judge"])
-    measure, by_category = _categories(prompts, labels, singles, items, baseline, n_boot, seed)
+    measure, by_category = _categories(units, labels, singles, items, baseline, n_boot, seed)
     return Summary(
+        turns=turns, by_turn=_by_turn(turns, units, labels, singles, items, gens, baseline, n_boot, seed),
         categories=by_category, category_measure=measure,
         with_reference=sum(1 for p in prompts if p["reference"]),
         run_id=run_id, status=run["status"], mode=config["mode"],
@@ -122,12 +130,52 @@ def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int
                     for c in store.candidates(run_id)},
         criteria=criteria, scale=config["scale"], prompts=len(prompts), baseline=baseline,
         bootstrap={"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed, "level": 0.95},
-        single={lab: _candidate_scores(lab, prompts, singles, gens, criteria, n_boot, seed) for lab in labels},
-        pairwise_from_totals=_pairs_from_totals(labels, prompts, singles, baseline) if singles else {},
+        single={lab: _candidate_scores(lab, units, singles, gens, criteria, n_boot, seed) for lab in labels},
+        pairwise_from_totals=_pairs_from_totals(labels, units, singles, baseline) if singles else {},
         pairwise=_pairwise(items, labels, gens, n_boot, seed, baseline),
         repeat_spread=repeat_spread(every_repeat),
         warnings=judge_warnings(config["judge"], [c["spec"] for c in config["candidates"].values()])
         + json.loads(run["manifest"]).get("warnings", []))
+
+
+def unit_id(prompt_id: str, turn: int) -> str:
+    """How a turn of a conversation is named among a run's judged units: its prompt id, and
+    ``@t2`` for the second turn."""
+    return prompt_id if turn == 1 else f"{prompt_id}@t{turn}"
+
+
+def prompt_of(unit: str) -> str:
+    return unit.split("@t")[0]
+
+
+def _as_unit(item: dict) -> dict:
+    return {**item, "prompt_id": unit_id(item["prompt_id"], item["turn"])} if item["turn"] > 1 else item
+
+
+def unit_items(store: Store, run_id: str, kind: str | None = None, repeat: int | None = 0) -> list[dict]:
+    """A run's items with each later turn of a conversation as its own unit (``unit_id``): what
+    every reader of a run groups by, so that a second turn never stands in for a first."""
+    return [_as_unit(i) for i in store.items(run_id, kind, repeat)]
+
+
+def _by_turn(turns, units, labels, singles, items, gens, baseline, n_boot, seed) -> dict:
+    """With conversations: each candidate's mean total, and each pair's figures, turn by turn."""
+    if turns < 2:
+        return {}
+    out = {}
+    for t in range(1, turns + 1):
+        mine = [u for u in units if u["turn"] == t]
+        block: dict = {}
+        if singles:
+            block["single"] = {lab: S.mean_ci([singles[(u["prompt_id"], lab)]["verdict"]["total"] for u in mine
+                                               if (u["prompt_id"], lab) in singles
+                                               and singles[(u["prompt_id"], lab)]["verdict"]], n_boot, seed)
+                               for lab in labels}
+        pw = _pairwise([i for i in items if i["turn"] == t], labels, gens, n_boot, seed, baseline)
+        if pw:
+            block["pairs"] = pw.pairs
+        out[t] = block
+    return out
 
 
 def _categories(prompts, labels, singles, items, baseline, n_boot, seed):
@@ -215,11 +263,11 @@ def _pairwise(items, labels, gens, n_boot, seed, baseline=None) -> Pairwise | No
             biases.append(comb.weighted["position_bias"])
         jurors += [[j["winner"] for j in v["jurors"]] for v in (ab, ba) if v and v.get("jurors")]
         per_pair.setdefault((a, b), []).append(S.outcome(comb.winner))
-        if comb.winner is not None:
-            by_prompt.setdefault(pid, []).append((a, b, V.POINTS[comb.winner]))
+        if comb.winner is not None:  # the turns of one conversation are resampled together
+            by_prompt.setdefault(prompt_of(pid), []).append((a, b, V.POINTS[comb.winner]))
             texts = [(gens.get((pid, x)) or {}).get("text") for x in (a, b)]
             if None not in texts:
-                styled.setdefault(pid, []).append((a, b, V.POINTS[comb.winner], *map(S.style_features, texts)))
+                styled.setdefault(prompt_of(pid), []).append((a, b, V.POINTS[comb.winner], *map(S.style_features, texts)))
         consistency.append((w1, w2))
         first_won += [V.shown_first_won(w1, "AB"), V.shown_first_won(w2, "BA")]
         la, lb = (len((gens.get((pid, x)) or {}).get("text") or "") for x in (a, b))
