@@ -102,3 +102,18 @@ def test_a_reference_file_for_another_set_is_refused(tmp_path):
     path.write_text('{"question_id": 1}\n')
     with pytest.raises(LLMJudgeError, match="no reference text"):
         read_references(path)
+
+
+def test_references_match_the_whole_set_before_a_sample_is_taken(tmp_path, capsys):
+    from llm_judge.cli import main
+    from llm_judge.testing import fake
+
+    from .conftest import shared_file
+
+    fake.named("j").responder = lambda m, s, sch: json.dumps({"justification": "ok", "scores": {
+        n: 3 for n in sch["properties"]["scores"]["properties"]}})
+    args = ["run", "--prompts", str(shared_file("data", "mt-bench", "question.jsonl")), "--references",
+            str(shared_file("data", "mt-bench", "reference_answer", "gpt-4.jsonl")), "--limit", "2",  # no math item
+            "--candidate", "fake:a", "--candidate", "fake:b", "--judge", "fake:j", "--db", str(tmp_path / "s.db"),
+            "--json"]
+    assert main(args) == 0 and json.loads(capsys.readouterr().out)["with_reference"] == 0

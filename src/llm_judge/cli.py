@@ -215,15 +215,16 @@ def run(source, candidates, judges, judge_method, verdict_format, criteria, scal
     """Run a study: every prompt x candidate, graded by the judge; stored and resumable."""
     from .compare import Candidate, candidates_by_label
     from .criteria import parse_criteria
-    from .prompts import load_prompts, read_references, with_references
+    from .prompts import load_prompts, read_references, select, with_references
     from .sampling import JUDGE_DEFAULT
     from .stats import check_resamples
     from .study import StudyConfig, run_study, summarize
 
     check_resamples(bootstrap)  # before any work, not after the study
-    prompts = load_prompts(source, limit=limit, sample=sample, seed=sample_seed)
-    if references_file:
+    prompts = load_prompts(source)
+    if references_file:  # matched against the whole set, then the selection is taken
         prompts = with_references(prompts, read_references(references_file))
+    prompts = select(prompts, limit=limit, sample=sample, seed=sample_seed)
     overrides = {k: v for k, v in sampling.items() if v is not None}
     cands = candidates_by_label(Candidate.parse(text, overrides) for text in candidates or ("embedded@p1", "embedded@p2"))
     config = StudyConfig(
