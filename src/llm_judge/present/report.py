@@ -159,7 +159,7 @@ MAX_DRILLDOWN = 100  # prompts shown one by one in a report
 def heatmap_svg(title: str, labels: list[str], rate: dict[tuple[str, str], float]) -> str:
     """A win-rate matrix: row's win rate against column (ties half); blank where not compared."""
     cell, left, top = 34, 120, 130
-    size = left + cell * len(labels) + 20
+    size = max(left + cell * len(labels) + 20, 8 * len(title) + 20)
     e = html.escape
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{top + cell * len(labels) + 20}" '
              f'role="img" aria-label="{e(title)}" class="chart heatmap">',
