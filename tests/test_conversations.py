@@ -22,6 +22,17 @@ def config(prompts, mode="both"):
                        criteria=parse_criteria(None), mode=mode)
 
 
+def scripted_mt_bench(tmp_path, mode: str, n: int = 2):
+    """The first n MT-Bench questions answered by a good and a bad scripted candidate, judged by a
+    judge that prefers the good; returns (prompts, store, run id)."""
+    prompts = load_prompts(str(shared_file("data", "mt-bench", "question.jsonl")), limit=n)
+    fake.named("good").responder = answering("good", "GOOD")
+    fake.named("bad").responder = answering("bad", "meh")
+    fake.named("judge").responder = prefers("GOOD")
+    store = Store(tmp_path / "s.db")
+    return prompts, store, run_study(config(prompts, mode), store)
+
+
 def answering(name: str, word: str):
     def respond(messages, sampling, schema):
         turn = sum(m["role"] == "user" for m in messages)
@@ -30,13 +41,8 @@ def answering(name: str, word: str):
 
 
 def test_mt_bench_runs_both_turns_each_candidate_in_its_own_conversation(tmp_path):
-    prompts = load_prompts(str(shared_file("data", "mt-bench", "question.jsonl")), limit=3)
+    prompts, store, run_id = scripted_mt_bench(tmp_path, "both", n=3)
     assert all(p.turns == 2 for p in prompts)
-    fake.named("good").responder = answering("good", "GOOD")
-    fake.named("bad").responder = answering("bad", "meh")
-    fake.named("judge").responder = prefers("GOOD")
-    store = Store(tmp_path / "s.db")
-    run_id = run_study(config(prompts), store)
     # turn 2: the candidate's own first answer is in its context, then the follow-up question
     second = [c.messages for c in fake.named("good").calls if len(c.messages) == 3]
     assert len(second) == 3
@@ -80,12 +86,7 @@ def test_openai_messages_give_every_candidate_the_same_earlier_turns(tmp_path):
 def test_the_page_shows_a_runs_conversations_turn_by_turn(tmp_path):
     from llm_judge.ui import App
 
-    prompts = load_prompts(str(shared_file("data", "mt-bench", "question.jsonl")), limit=2)
-    fake.named("good").responder = answering("good", "GOOD")
-    fake.named("bad").responder = answering("bad", "meh")
-    fake.named("judge").responder = prefers("GOOD")
-    store = Store(tmp_path / "s.db")
-    run_id = run_study(config(prompts, "single"), store)
+    _prompts, store, run_id = scripted_mt_bench(tmp_path, "single")
     _head, tables_html, _charts, _files = App(store).open_run(run_id)
     assert "Prompts, turn by turn" in tables_html and "Turn 2" in tables_html
     assert "GOOD answer from good to turn 2" in tables_html
@@ -95,12 +96,7 @@ def test_exports_and_votes_keep_the_turns_apart(tmp_path):
     from llm_judge.study import export_run, verdict_records
     from llm_judge.votes import vote_pairs
 
-    prompts = load_prompts(str(shared_file("data", "mt-bench", "question.jsonl")), limit=2)
-    fake.named("good").responder = answering("good", "GOOD")
-    fake.named("bad").responder = answering("bad", "meh")
-    fake.named("judge").responder = prefers("GOOD")
-    store = Store(tmp_path / "s.db")
-    run_id = run_study(config(prompts, "pairwise"), store)
+    prompts, store, run_id = scripted_mt_bench(tmp_path, "pairwise")
     recs = verdict_records(store, run_id)
     assert sorted(r["id"] for r in recs) == sorted([p.id for p in prompts] + [f"{p.id}@t2" for p in prompts])
     assert all(r["category"] == "writing" for r in recs)
