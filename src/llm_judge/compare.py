@@ -18,7 +18,7 @@ from . import verdicts as V
 from .backends import Completion, get_backend, parse_spec
 from .criteria import Criterion, Scale, parse_criteria
 from .errors import LLMJudgeError
-from .judging import JudgeCall, combine_calls, judge_pairwise, judge_single, jury_name, load_judge
+from .judging import JudgeCall, judge_pairwise, judge_single, jury_name, load_judge
 from .prompts import check_prompt
 from .sampling import JUDGE_DEFAULT, PRESETS, SamplingParams, make_sampling
 
@@ -215,12 +215,11 @@ def jurors_outcome(calls: list[JudgeCall]) -> list[dict]:
     out = []
     for k, juror in enumerate(calls[0].verdict["jurors"] if calls[0].verdict else calls[1].verdict["jurors"]):
         per = [(c.verdict or {}).get("jurors", [{}] * (k + 1))[k] for c in calls]
-        orders = [JudgeCall(c.order, "", {"winner": p["winner"], "scores": {}, "justification": "",
-                                          **({"weighted": p["weighted"]} if p.get("weighted") else {})}
-                            if p.get("winner") else None, None) for c, p in zip(calls, per)]
-        comb = combine_calls(orders)
+        verdicts = [{"winner": p["winner"], "scores": {}, "justification": "",
+                     **({"weighted": p["weighted"]} if p.get("weighted") else {})} if p.get("winner") else None
+                    for p in per]
         out.append({"judge": juror["judge"], "AB": per[0].get("winner"), "BA": per[1].get("winner"),
-                    "winner": comb.winner})
+                    "winner": V.combine_verdicts(*verdicts).winner})
     return out
 
 

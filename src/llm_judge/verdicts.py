@@ -259,6 +259,11 @@ def json_objects(text: str) -> list[dict]:
     >>> json_objects('x {"a": 1} y {"b": {"c": 2}}'), json_objects('{"j": "two' + chr(10) + 'lines"}')
     ([{'a': 1}, {'b': {'c': 2}}], [{'j': 'two\\nlines'}])
     """
+    return [obj for _start, _end, obj in json_spans(text)]
+
+
+def json_spans(text: str) -> list[tuple[int, int, dict]]:
+    """``json_objects`` with where each stands in ``text``: (start, end, object)."""
     decoder, found, i = json.JSONDecoder(strict=False), [], 0
     while (i := text.find("{", i)) != -1:
         try:
@@ -267,7 +272,7 @@ def json_objects(text: str) -> list[dict]:
             i += 1
             continue
         if isinstance(obj, dict):
-            found.append(obj)
+            found.append((i, end, obj))
         i = end
     return found
 

@@ -18,27 +18,10 @@ from __future__ import annotations
 import re
 
 from .criteria import Criterion, Scale
-from .verdicts import WINNERS
+from .verdicts import WINNERS, json_spans
 
 METHODS = ("plain", "weighted")
 _VALUE = re.compile(r"[A-Za-z0-9]+")
-
-
-def _last_object_span(text: str) -> tuple[int, int] | None:
-    """The span of the last top-level JSON object in ``text`` (the verdict the parser reads)."""
-    import json
-
-    decoder, i, span = json.JSONDecoder(strict=False), 0, None
-    while (i := text.find("{", i)) != -1:
-        try:
-            obj, end = decoder.raw_decode(text, i)
-        except (ValueError, RecursionError):
-            i += 1
-            continue
-        if isinstance(obj, dict):
-            span = (i, end)
-        i = end
-    return span
 
 
 def decision_offsets(text: str, criteria: list[Criterion], scale: Scale, mode: str = "pairwise") -> dict[tuple, int]:
@@ -51,10 +34,10 @@ def decision_offsets(text: str, criteria: list[Criterion], scale: Scale, mode: s
     >>> {k: out[v] for k, v in offsets.items()}
     {('winner',): 'A', ('score', 'Relevance', 'A'): '3', ('score', 'Relevance', 'B'): '2'}
     """
-    span = _last_object_span(text or "")
-    if span is None:
+    spans = json_spans(text or "")
+    if not spans:
         return {}
-    start, end = span
+    start, end, _obj = spans[-1]  # the last object: where the parser's verdict stands
     body = text[start:end]
     out: dict[tuple, int] = {}
     m = re.search(r'"winner"\s*:\s*"', body)
