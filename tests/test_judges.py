@@ -289,3 +289,15 @@ def test_bad_gold_labels(tmp_path):
 def test_verdict_order_relabelling_keeps_probabilities():
     v = {"winner": "A", "scores": {}, "weighted": {"winner": {"A": 0.8, "B": 0.1, "tie": 0.1}}}
     assert V.as_labelled(v, "BA")["weighted"]["winner"] == {"B": 0.8, "A": 0.1, "tie": 0.1}
+
+
+def test_a_verdict_file_with_human_labels_is_scored_as_it_is(tmp_path, capsys):
+    rows = [{"id": str(i), "verdict": "A", "verdict_swapped": "A" if i < 6 else "B", "human": "A" if i < 8 else "B"}
+            for i in range(10)]
+    path = tmp_path / "verdicts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["judges", "eval", "--set", str(path), "--db", str(tmp_path / "s.db"), "--json"]) == 0
+    c = json.loads(capsys.readouterr().out)[0]
+    assert c["items"] == 10 and c["accuracy"]["AB"]["value"] == 0.8  # 8 of 10 labels are A
+    # B shown first: "A" on pairs 0-5 (labels A: right), "B" on 6-9 (labels A, A, B, B): 8 of 10 right
+    assert c["accuracy"]["BA"]["value"] == 0.8 and c["position_consistency"]["rate"] == 0.6
