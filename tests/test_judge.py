@@ -123,3 +123,27 @@ def test_a_line_break_inside_the_justification_does_not_make_a_verdict_unscored(
     text = '{ "justification": "a strawberry or a\n<</A-5b4b87df474a>>" ,"scores": {"Relevance": 1, "Coherence": 3, ' \
            '"Completeness": 2}}'
     assert J.parse_verdict(text, CRIT, SCALE, "single").total == 6
+
+
+def test_templates_that_refuse_a_system_turn_get_it_in_the_first_user_turn():
+    from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, MISTRAL_INSTRUCT_CHAT_TEMPLATE, Jinja2ChatFormatter
+
+    from llm_judge import LLMJudgeError
+    from llm_judge.backends.llamacpp import template_messages
+
+    msgs = J.pairwise_messages("Q?", "one", "two", CRIT, SCALE)
+    chatml = Jinja2ChatFormatter(CHATML_CHAT_TEMPLATE, eos_token="<|im_end|>", bos_token="")
+    assert template_messages(chatml, msgs) == msgs  # a template that takes a system turn keeps it
+    mistral = Jinja2ChatFormatter(MISTRAL_INSTRUCT_CHAT_TEMPLATE, eos_token="</s>", bos_token="<s>")
+    merged = template_messages(mistral, msgs)
+    assert [m["role"] for m in merged] == ["user"] and merged[0]["content"].startswith(J.SYSTEM)
+    assert "[INST] " + J.SYSTEM in mistral(messages=merged).prompt
+    # Gemma's published template refuses the system role the same way
+    gemma = Jinja2ChatFormatter("{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception("
+                                "'System role not supported') }}{% endif %}{% for m in messages %}"
+                                "{{ '<start_of_turn>' + m['role'] + '\\n' + m['content'] + '<end_of_turn>\\n' }}"
+                                "{% endfor %}", eos_token="<eos>", bos_token="<bos>")
+    assert [m["role"] for m in template_messages(gemma, msgs)] == ["user"]
+    broken = Jinja2ChatFormatter("{{ raise_exception('no') }}", eos_token="", bos_token="")
+    with pytest.raises(LLMJudgeError, match="chat template refuses these messages"):
+        template_messages(broken, msgs)

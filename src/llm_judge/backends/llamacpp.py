@@ -143,6 +143,10 @@ class LlamaCppBackend:
                                       if model.token_get_attr(i) & wanted)
         return self._special
 
+    def accepted(self, messages: Messages) -> Messages:
+        """The messages as this model's chat template takes them (``template_messages``)."""
+        return template_messages(self._formatter, messages) if self._formatter is not None else messages
+
     def count_prompt_tokens(self, messages: Messages) -> int:
         """Tokens of the prompt exactly as the chat template lays it out."""
         if self._formatter is not None:
@@ -162,6 +166,7 @@ class LlamaCppBackend:
 
     def generate(self, messages: Messages, sampling: SamplingParams, *, schema: dict | None = None,
                  on_token: TokenCallback | None = None, read_at: ReadAt | None = None) -> Completion:
+        messages = self.accepted(messages)
         kwargs = dict(
             messages=messages, temperature=sampling.temperature, top_p=sampling.top_p,
             top_k=sampling.top_k, min_p=sampling.min_p, max_tokens=sampling.max_tokens,
@@ -249,6 +254,32 @@ class LlamaCppBackend:
             "n_ctx": self.n_ctx,
             "schema_mode": "grammar",  # verdicts are constrained by a grammar built from the schema
         }
+
+
+def template_messages(formatter, messages: Messages) -> Messages:
+    """``messages`` as a chat template accepts them. Some templates (Mistral's, Gemma's) refuse a
+    system turn, and a judge's prompt always has one: then the system text opens the first user
+    turn, as those models' authors advise. Any other refusal is an error that names the template.
+
+    >>> from llama_cpp.llama_chat_format import MISTRAL_INSTRUCT_CHAT_TEMPLATE, Jinja2ChatFormatter
+    >>> f = Jinja2ChatFormatter(MISTRAL_INSTRUCT_CHAT_TEMPLATE, eos_token="</s>", bos_token="<s>")
+    >>> template_messages(f, [{"role": "system", "content": "Be fair."}, {"role": "user", "content": "Hi"}])
+    [{'role': 'user', 'content': 'Be fair.\\n\\nHi'}]
+    """
+    try:
+        formatter(messages=messages)
+        return messages
+    except Exception as exc:  # jinja2's raise_exception and template errors alike
+        refused = exc
+    if messages and messages[0]["role"] == "system" and len(messages) > 1 and messages[1]["role"] == "user":
+        merged = [{"role": "user", "content": messages[0]["content"] + "\n\n" + messages[1]["content"]}, *messages[2:]]
+        try:
+            formatter(messages=merged)
+            return merged
+        except Exception as exc:
+            refused = exc
+    raise LLMJudgeError(f"the model's chat template refuses these messages ({refused}); "
+                        "use a model whose template takes a conversation")
 
 
 def resolve_path(prefix: str, rest: str) -> Path:
