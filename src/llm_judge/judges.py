@@ -24,7 +24,7 @@ from . import stats as S
 from . import verdicts as V
 from .analyze import read_verdicts
 from .errors import LLMJudgeError
-from .judging import Judge, JudgeCall, JudgeSetup, Jury, judge_pairwise_order, judgment_key, jury_verdict
+from .judging import Judge, JudgeCall, JudgeSetup, Jury, judge_pairwise_order, judgment_key, jury_verdict, save_judgment
 from .prompts import select
 from .store import Store
 from .textfiles import iter_jsonl, read_text
@@ -143,10 +143,7 @@ def evaluate(judge: Judge, name: str, items: list[GoldItem], setup: JudgeSetup, 
     with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="llm-judge-eval") as pool:
         for (it, order, key), result in zip(todo, pool.map(call, todo)):
             comp = result.completion
-            store.put_judgment(key, "pairwise", name, V.TEMPLATE_VERSION, order, status=result.status, raw=result.raw,
-                               verdict=V.as_labelled(result.verdict, order), error=result.error,
-                               completion_tokens=comp.completion_tokens if comp else None,
-                               seconds=comp.seconds if comp else None)
+            save_judgment(store, key, "pairwise", name, result)
             results[(it.id, order)] = {"verdict": result.verdict, "seconds": comp.seconds if comp else None,
                                        "tokens": comp.completion_tokens if comp else None}
             done += 1

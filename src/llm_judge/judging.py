@@ -81,6 +81,18 @@ def judgment_key(kind: str, judge: Judge, setup: JudgeSetup, prompt: str, shown:
                      **({"history": history} if history and any(history) else {}))
 
 
+def save_judgment(store, key: str, kind: str, judge_name: str, call: JudgeCall, link: tuple | None = None) -> None:
+    """Store a judge's call under its cache key: a pairwise verdict as shown (A = the answer shown
+    first, ``verdicts.as_labelled``), with its raw output, reason, cost and log probabilities, and
+    linked to its run item unless it failed. The one writer for studies and judge evaluations."""
+    comp = call.completion
+    verdict = V.as_labelled(call.verdict, call.order) if kind == "pairwise" else call.verdict
+    store.put_judgment(key, kind, judge_name, V.TEMPLATE_VERSION, call.order, status=call.status, raw=call.raw,
+                       verdict=verdict, error=call.error, completion_tokens=comp.completion_tokens if comp else None,
+                       seconds=comp.seconds if comp else None, logprobs=comp.logprobs if comp else None,
+                       link=None if call.status == "failed" else link)
+
+
 def jury_name(specs: list[str]) -> str:
     """How a judge (one spec) or a jury (several) is named in runs, cards and reports.
 

@@ -20,7 +20,7 @@ from ..backends import get_backend, parse_spec
 from ..compare import Candidate, check_judging, check_n_ctx
 from ..criteria import Criterion, Scale
 from ..errors import LLMJudgeError
-from ..judging import JudgeSetup, Jury, judge_pairwise_order, judge_single, judgment_key, jury_name, model_identity
+from ..judging import JudgeSetup, Jury, judge_pairwise_order, judge_single, judgment_key, jury_name, model_identity, save_judgment
 from ..prompts import PromptItem
 from ..sampling import SamplingParams
 from ..store import Store, cache_key
@@ -281,15 +281,9 @@ def _judge_all(config, store, run_id, judge_backend, answers, pool, tell) -> int
 
     def write(items, call_result):
         nonlocal failed
-        kind, _p, _labels, order, _texts, key, link, _t, _history = items[0]
-        comp, status = call_result.completion, call_result.status
-        shown = V.as_labelled(call_result.verdict, order) if kind == "pairwise" else call_result.verdict
-        store.put_judgment(key, kind, config.judge_name, V.TEMPLATE_VERSION, order, status=status, raw=call_result.raw,
-                           verdict=shown, error=call_result.error,
-                           completion_tokens=comp.completion_tokens if comp else None,
-                           seconds=comp.seconds if comp else None, logprobs=comp.logprobs if comp else None,
-                           link=None if status == "failed" else link)
-        if status == "failed":
+        kind, _p, _labels, _order, _texts, key, link, _t, _history = items[0]
+        save_judgment(store, key, kind, config.judge_name, call_result, link)
+        if call_result.status == "failed":
             failed += len(items)
             return
         for other in items[1:]:
