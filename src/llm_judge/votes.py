@@ -7,7 +7,6 @@ else the comparison of the two single-grading totals. Agreement figures are thos
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 from collections import Counter
@@ -16,8 +15,9 @@ from . import verdicts as V
 from .analyze import analyze
 from .errors import LLMJudgeError
 from .store import Store
-from .study import orient, verdict_records
+from .study import verdict_records
 from .study.export import latest_votes
+from .study.run import run_pairs
 
 
 def _answers(store: Store, run_id: str) -> dict[tuple[str, str], str]:
@@ -33,10 +33,7 @@ def _baseline(store: Store, run_id: str) -> str | None:
 def vote_pairs(store: Store, run_id: str, answers: dict | None = None) -> list[tuple[str, str, str]]:
     """Every (prompt_id, a, b) the judge compared whose two answers exist, oriented as the run's
     pairs: with a baseline only the pairs against it, else every pair of candidates."""
-    labels = sorted(c["label"] for c in store.candidates(run_id))
-    baseline = _baseline(store, run_id)
-    pairs = sorted({orient(a, b, baseline) for a, b in itertools.combinations(labels, 2)
-                    if baseline is None or baseline in (a, b)})
+    pairs = run_pairs([c["label"] for c in store.candidates(run_id)], _baseline(store, run_id))
     answers = _answers(store, run_id) if answers is None else answers
     return [(p["prompt_id"], a, b) for p in store.prompts(run_id) for a, b in pairs
             if (p["prompt_id"], a) in answers and (p["prompt_id"], b) in answers]

@@ -89,12 +89,17 @@ class StudyConfig:
         return cache_key("run", **self.to_dict())[:12]
 
     def pairs(self) -> list[tuple[str, str]]:
-        """The pairs judged, each oriented by ``orient``: the order candidates are listed in never
-        changes a pair (the run id does not depend on it either)."""
-        labels = sorted(self.candidates)
-        if self.baseline:
-            return [orient(self.baseline, lab, self.baseline) for lab in labels if lab != self.baseline]
-        return [orient(a, b) for a, b in itertools.combinations(labels, 2)]
+        return run_pairs(self.candidates, self.baseline)
+
+
+def run_pairs(labels, baseline: str | None = None) -> list[tuple[str, str]]:
+    """The pairs a pairwise run judges, each oriented by ``orient``: every pair against the
+    baseline when there is one, else every pair. The order candidates are listed in never changes
+    a pair (the run id does not depend on it either)."""
+    labels = sorted(labels)
+    if baseline:
+        return [orient(baseline, lab, baseline) for lab in labels if lab != baseline]
+    return [orient(a, b) for a, b in itertools.combinations(labels, 2)]
 
 
 def orient(a: str, b: str, baseline: str | None = None) -> tuple[str, str]:
