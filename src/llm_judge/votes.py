@@ -16,7 +16,7 @@ from .analyze import analyze
 from .errors import LLMJudgeError
 from .store import Store
 from .study import verdict_records
-from .study.export import latest_votes
+from .study.export import annotate, latest_votes
 from .study.run import run_pairs
 
 
@@ -81,11 +81,7 @@ def judge_verdicts(store: Store, run_id: str) -> dict[tuple[str, str, str], dict
         va, vb = singles.get((pid, a)), singles.get((pid, b))
         if (pid, a, b) not in out and va and vb:
             rec = {"id": pid, "model_a": a, "model_b": b, "verdict": V.single_winner(va["total"], vb["total"])}
-            if (pid, a, b) in human:
-                rec["human"] = human[(pid, a, b)]
-            if cats.get(pid):
-                rec["category"] = cats[pid]
-            out[(pid, a, b)] = rec
+            out[(pid, a, b)] = annotate(rec, human, cats)
     return out
 
 

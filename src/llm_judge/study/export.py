@@ -32,12 +32,18 @@ def verdict_records(store: Store, run_id: str) -> list[dict]:
                "verdict_swapped": ba["winner"] if ba else None}
         if texts.get((pid, a)) is not None and texts.get((pid, b)) is not None:
             rec["lengths"] = [len(texts[(pid, a)]), len(texts[(pid, b)])]
-        if (pid, a, b) in human:
-            rec["human"] = human[(pid, a, b)]
-        if cats.get(prompt_of(pid)):
-            rec["category"] = cats[prompt_of(pid)]
-        out.append(rec)
+        out.append(annotate(rec, human, cats))
     return out
+
+
+def annotate(record: dict, human: dict, categories: dict) -> dict:
+    """A verdict record with its pair's latest human vote and its prompt's category, where known."""
+    key = (record["id"], record["model_a"], record["model_b"])
+    if key in human:
+        record["human"] = human[key]
+    if categories.get(prompt_of(record["id"])):
+        record["category"] = categories[prompt_of(record["id"])]
+    return record
 
 
 def latest_votes(store: Store, run_id: str, baseline: str | None = None) -> dict[tuple[str, str, str], str]:
