@@ -7,7 +7,22 @@
 # that advertise instructions they do not permit (AMX tiles on some virtual machines), so on
 # x86-64 we build a portable AVX2/FMA/F16C binary instead. The wheel is cached under
 # ~/.cache/llm-judge/wheels, keyed by these flags, so later set-ups take seconds.
+#
+# From the same llama.cpp source it builds llama.cpp's own llama-server (the local engine: parallel
+# slots), llama-batched-bench, llama-export-lora and llama-quantize into the environment's bin/
+# (scripts/build-llama-server.sh; about as long again the first time, cached the same way). Set
+# LLM_JUDGE_SKIP_SERVER=1 to skip it: local models then run in-process, one request at a time.
+#
+#   bash scripts/setup.sh             # the tool, the page, the tests
+#   bash scripts/setup.sh --finetune  # and the optional fine-tuning extra (CPU PyTorch, PEFT, gguf)
 set -euo pipefail
+FINETUNE=0
+for arg in "$@"; do
+  case "$arg" in
+    --finetune) FINETUNE=1 ;;
+    *) echo "usage: setup.sh [--finetune]" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
@@ -47,7 +62,21 @@ if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
   CMAKE_ARGS="$FLAGS" $PIP wheel -q --no-deps --no-cache-dir -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
 fi
 $PIP install -q "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
+if [ "${LLM_JUDGE_SKIP_SERVER:-0}" != 1 ]; then
+  PYTHON_FOR_DOWNLOAD="$VENV/bin/python" bash scripts/build-llama-server.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV/bin"
+fi
+EXTRAS="ui,dev"
+if [ $FINETUNE = 1 ]; then
+  # PyTorch's CPU build (0.9 GB) rather than PyPI's default CUDA build (5 GB); a GPU machine can
+  # install its own torch first, which this keeps.
+  if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    echo "==> installing PyTorch (CPU build)"
+    $PIP install -q "torch==2.13.0+cpu" 2>/dev/null \
+      || $PIP install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+  fi
+  EXTRAS="$EXTRAS,finetune"
+fi
 echo "==> installing llm-judge and its dependencies"
-$PIP install -q -e ".[ui,dev]"
+$PIP install -q -e ".[$EXTRAS]"
 "$VENV/bin/llm-judge" --version
 echo "ready: source $VENV/bin/activate"

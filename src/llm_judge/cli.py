@@ -73,8 +73,16 @@ def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
 @click.version_option(__version__, prog_name="llm-judge")
 @click.option("--config", "config_file", default=None, envvar="LLM_JUDGE_CONFIG",
               help="TOML file naming models (default: ~/.config/llm-judge/config.toml)")
-def cli(config_file):
+@click.option("--engine", type=click.Choice(["auto", "server", "inprocess"]), default=None, envvar="LLM_JUDGE_ENGINE",
+              help="how local models run: llama.cpp's server with parallel slots, in this process one request at "
+                   "a time, or auto (the server where it is built)  [default: auto]")
+@click.option("--parallel", type=click.IntRange(1, 64), default=None, envvar="LLM_JUDGE_PARALLEL",
+              help="requests a local model serves at once on the server engine  [default: 8]")
+def cli(config_file, engine, parallel):
     """Compare language models by letting another model judge their answers."""
+    from . import engine as engines
+
+    engines.set_defaults(engine=engine, parallel=parallel)
     if config_file:
         import os
         from pathlib import Path
@@ -360,6 +368,93 @@ def analyze(path, bootstrap, as_json):
 
     for line in analysis_lines(result):
         click.echo(line)
+
+
+@cli.command()
+@click.argument("base", default="embedded")
+@click.option("--data", default="tiny-instructions", show_default=True,
+              help="chat JSONL (ShareGPT/FineTome or OpenAI messages), hf:DATASET, or the built-in tiny-instructions")
+@click.option("--out", "out_dir", required=True, help="run folder: checkpoints, adapters, log, loss curve (resumes here)")
+@click.option("--recipe", "recipe_name", default="seed", show_default=True, help="seed or seed-overfit (the seed's third model)")
+@click.option("--set", "overrides", multiple=True,
+              help="override a recipe value: NAME=VALUE (repeatable), e.g. learning_rate=1e-4")
+@click.option("--steps", type=int, default=60, show_default=True, help="optimizer steps")
+@click.option("--save-steps", default="20", show_default=True,
+              help="steps to keep as checkpoints, comma-separated (the last step always)")
+@click.option("--merge", type=click.Choice(["f16", "q8_0"]), default=None,
+              help="also write each checkpoint merged into a full GGUF")
+@click.option("--base-gguf", default=None, help="for an hf:OWNER/REPO transformers base: the GGUF of it that llama.cpp runs")
+@click.option("--limit", type=int, default=None, help="train on the first N conversations only")
+@click.option("--threads", type=int, default=None, help="CPU threads for training (default: PyTorch's choice)")
+@click.option("--then-study", is_flag=True, help="then compare base and checkpoints with the judge (pairwise, both orders)")
+@click.option("--judge", default="embedded", show_default=True, help="judge of --then-study")
+@click.option("--prompts", "source", default="seed-10", show_default=True, help="prompts of --then-study")
+@click.option("--study-limit", type=int, default=None, help="only the first N prompts in --then-study")
+@click.option("--max-tokens", type=int, default=256, show_default=True, help="answer length in --then-study")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def finetune(base, data, out_dir, recipe_name, overrides, steps, save_steps, merge, base_gguf, limit, threads, then_study,
+             judge, source, study_limit, max_tokens, db, as_json):
+    """Fine-tune BASE with LoRA (the seed's recipe), export GGUF adapters, and optionally judge the checkpoints."""
+    from pathlib import Path
+
+    from .finetune import get_recipe, with_overrides
+    from .finetune.train import FinetuneConfig, require_extra
+    from .finetune.train import finetune as train
+
+    require_extra()
+    try:
+        saves = [int(x) for x in save_steps.split(",") if x.strip()]
+    except ValueError:
+        raise LLMJudgeError(f"--save-steps {save_steps!r}: write step numbers separated by commas, e.g. 20,60") from None
+    cfg = FinetuneConfig(base=base, data=data, out=Path(out_dir), recipe=with_overrides(get_recipe(recipe_name), overrides),
+                         max_steps=steps, save_steps=saves, base_gguf=base_gguf, merge=merge, threads=threads,
+                         limit=limit).check()
+    study = None
+    if then_study:  # checked before hours of training, not after
+        from .finetune.study import checkpoint_config
+
+        checkpoint_config("embedded", {}, judge, prompts=source, limit=study_limit, max_tokens=max_tokens)
+    bar = None if as_json else _progress_bar()
+    say = (lambda text: None) if as_json else click.echo
+    try:
+        result = train(cfg, progress=bar and (lambda done, total, loss: bar.update(f"loss {loss:.3f}", done, total)),
+                       notify=say)
+    finally:
+        if bar:
+            bar.stop()
+    if not as_json:
+        click.echo(f"checkpoints in {cfg.out} (log.jsonl, loss.svg); as candidates:")
+        for name, path in result["checkpoints"].items():
+            click.echo(f"  {name}: {result['base']}+lora:{path}")
+    if then_study:
+        study = _checkpoint_study(result, judge, source, study_limit, max_tokens, db, as_json)
+    if as_json:
+        click.echo(json.dumps({**result, "study": study}, indent=2))
+
+
+def _checkpoint_study(result: dict, judge: str, source: str, limit, max_tokens: int, db, as_json: bool) -> dict:
+    from .finetune.study import BASE_LABEL, checkpoint_config, progression
+    from .present.format import fmt_estimate, fmt_p
+    from .study import run_study, summarize
+
+    config = checkpoint_config(result["base"], result["checkpoints"], judge, prompts=source, limit=limit,
+                               max_tokens=max_tokens)
+    store = _store(db)
+    bar = None if as_json else _progress_bar()
+    try:
+        run_id = run_study(config, store, bar and bar.update)
+    finally:
+        if bar:
+            bar.stop()
+    steps = progression(summarize(store, run_id), [BASE_LABEL, *result["checkpoints"]])
+    if not as_json:
+        click.echo(f"study {run_id} (llm-judge report {run_id} for everything); judge {judge}, both orders:")
+        for row in steps:
+            click.echo(f"  {row['later']} vs {row['earlier']}: win rate {fmt_estimate(row['win_rate'])} "
+                       f"({row['wins']} wins, {row['losses']} losses, {row['ties']} ties, {row['unscored']} unscored; "
+                       f"sign test p={fmt_p(row['sign_test_p'])})")
+    return {"run_id": run_id, "progression": [{**r, "win_rate": r["win_rate"].to_dict()} for r in steps]}
 
 
 @cli.group()

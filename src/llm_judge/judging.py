@@ -64,7 +64,9 @@ def model_identity(judge: Judge) -> dict:
     if isinstance(judge, Jury):
         return {"jury": [model_identity(m) for m in judge.members]}
     d = judge.describe()
-    return {"sha256": d["sha256"], "n_ctx": d.get("n_ctx")} if "sha256" in d else {"spec": d["spec"]}
+    if "sha256" not in d:
+        return {"spec": d["spec"]}
+    return {"sha256": d["sha256"], "n_ctx": d.get("n_ctx"), **({"lora": d["lora_sha256"]} if d.get("lora_sha256") else {})}
 
 
 def judgment_key(kind: str, judge: Judge, setup: JudgeSetup, prompt: str, shown: list[str],

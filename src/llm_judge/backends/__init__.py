@@ -11,6 +11,8 @@ adding one module; nothing outside ``backends`` asks which backend it has.
     >>> from llm_judge.backends import parse_spec
     >>> parse_spec("gguf:/models/a.gguf")
     ('gguf', '/models/a.gguf')
+    >>> parse_spec("embedded+lora:/runs/step-20.gguf")
+    ('embedded', '+lora:/runs/step-20.gguf')
 """
 
 from __future__ import annotations
@@ -121,6 +123,9 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if not spec:
         raise LLMJudgeError("empty model spec: use embedded, gguf:PATH, hf:REPO/FILE or openai:MODEL@URL")
     prefix, sep, rest = spec.partition(":")
+    if "+" in prefix:  # embedded+lora:ADAPTER: the adapter stays with the rest
+        prefix, _, extra = prefix.partition("+")
+        rest = f"+{extra}{sep}{rest}"
     if prefix not in registry():
         raise LLMJudgeError(
             f"unknown model spec {spec!r}: use embedded, gguf:PATH, hf:REPO/FILE.gguf, "

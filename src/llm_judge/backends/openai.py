@@ -16,6 +16,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 import httpx
@@ -82,8 +83,13 @@ def backoff_seconds(attempt: int, retry_after: str | None, *, base: float = 0.5,
 class OpenAIBackend:
     def __init__(self, spec: str, model: str, base_url: str, *, key_env: str = "OPENAI_API_KEY",
                  timeout: float = 120.0, max_attempts: int = 4, schema_mode: str | None = None,
-                 concurrency: int = 16, backoff_base: float = 0.5):
+                 concurrency: int = 16, backoff_base: float = 0.5, extra_body: dict | None = None,
+                 explicit_sampling: bool = False, structure: Callable[[dict], dict] | None = None):
         self.spec, self.model, self.base_url = spec, model, base_url
+        self.explicit_sampling = explicit_sampling
+        # a known server's own way to constrain output to a schema (body fields), instead of negotiating
+        self.structure = structure
+        self.extra_body = dict(extra_body or {})  # fields a known server takes on every request
         self.key_env = key_env
         self.max_attempts = max(1, max_attempts)
         self.schema_mode = schema_mode  # None: detect on first structured request
@@ -102,20 +108,25 @@ class OpenAIBackend:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def _body(self, messages: Messages, sampling: SamplingParams) -> dict:
+        """The request body. Fields left at their neutral value are not sent (a hosted API may refuse
+        them), except to a server whose own defaults differ (``explicit_sampling``: llama-server
+        samples with top_k 40, top_p 0.95 and min_p 0.05 unless told otherwise)."""
+        every = self.explicit_sampling
         body = {"model": self.model, "messages": messages, "temperature": sampling.temperature,
-                "max_tokens": sampling.max_tokens}
-        if sampling.top_p < 1.0:
+                "max_tokens": sampling.max_tokens, **self.extra_body}
+        if sampling.top_p < 1.0 or every:
             body["top_p"] = sampling.top_p
         if sampling.seed is not None:
             body["seed"] = sampling.seed
         # Extensions most local servers (vLLM, llama.cpp, Ollama) accept; sent only when in use.
-        if sampling.min_p > 0:
+        if sampling.min_p > 0 or every:
             body["min_p"] = sampling.min_p
-        if sampling.top_k > 0:
+        if sampling.top_k > 0 or every:
             body["top_k"] = sampling.top_k
-        if sampling.repeat_penalty != 1.0:
+        if sampling.repeat_penalty != 1.0 or every:
             body["repeat_penalty"] = sampling.repeat_penalty
-            body["repetition_penalty"] = sampling.repeat_penalty
+            if not every:
+                body["repetition_penalty"] = sampling.repeat_penalty
         return self._strip_dropped(body)
 
     def _strip_dropped(self, body: dict) -> dict:
@@ -157,6 +168,8 @@ class OpenAIBackend:
         return result
 
     def _generate_structured(self, body: dict, schema: dict, on_token: TokenCallback | None) -> Completion:
+        if self.structure is not None:
+            return self._post(dict(body, **self.structure(schema)), on_token)
         modes = [self.schema_mode] if self.schema_mode else list(SCHEMA_MODES)
         for i, mode in enumerate(modes):
             fmt = self._response_format(mode, schema)
@@ -282,6 +295,10 @@ def decisions_from_logprobs(logprobs, text: str, offsets: list[int]) -> list[dic
     >>> d = decisions_from_logprobs(lp, '{"winner": "A"}', [12])[0]
     >>> d["start"], d["token"], round(d["top"]["A"], 3)
     (12, 'A', 0.905)
+    >>> lp["content"].insert(0, {"token": "\\n", "top_logprobs": []})  # returned text trimmed, tokens not
+    >>> d = decisions_from_logprobs(lp, '{"winner": "A"}', [12])[0]
+    >>> d["start"], d["token"]
+    (12, 'A')
     """
     import math
 
@@ -294,13 +311,19 @@ def decisions_from_logprobs(logprobs, text: str, offsets: list[int]) -> list[dic
         token = entry.get("token") or ""
         spans.append((pos, pos + len(token), entry))
         pos += len(token)
+    # Some servers trim the text they return (llama-server strips surrounding whitespace from the
+    # message) while the tokens keep it: offsets in the text are shifted to where it lies in the tokens.
+    joined = "".join(e.get("token") or "" for e in content)
+    shift = joined.find(text) if text else 0
+    if shift < 0:
+        return None  # the tokens are not the text: no offset can be trusted
     for offset in sorted(set(offsets)):
-        hit = next(((a, e) for a, b, e in spans if a <= offset < b), None)
+        hit = next(((a, e) for a, b, e in spans if a <= offset + shift < b), None)
         if hit is None or not hit[1].get("top_logprobs"):
             continue
         start, entry = hit
         top = {t["token"]: math.exp(t["logprob"]) for t in entry["top_logprobs"] if "token" in t and "logprob" in t}
-        out.append({"offset": offset, "start": start, "token": entry.get("token"), "top": top})
+        out.append({"offset": offset, "start": start - shift, "token": entry.get("token"), "top": top})
     return out or None
 
 

@@ -42,18 +42,20 @@ def check_spec_allowed(spec: str, *, public: bool, allowed_dirs: list[Path], con
     """
     if not public:
         return
+    spec, _, adapter = spec.partition("+lora:")  # a fine-tuned adapter is a local file like a model
     if spec.startswith("fake:") and not allow_fake:
         raise LLMJudgeError("scripted fake: models are off on this server (the operator can allow them with --allow-fake)")
     if spec.startswith("hf:") and not allow_downloads and not hf_cached(spec[3:]):
         raise LLMJudgeError("downloading models is off on this server: use a model it already has (the operator can "
                             "allow downloads with --allow-downloads)")
-    if spec.startswith("gguf:"):
-        path = Path(os.path.realpath(Path(spec[5:]).expanduser()))
-        roots = [Path(os.path.realpath(d)) for d in allowed_dirs]
+    files = ([spec[5:]] if spec.startswith("gguf:") else []) + ([adapter] if adapter else [])
+    roots = [Path(os.path.realpath(d)) for d in allowed_dirs]
+    for file in files:
+        path = Path(os.path.realpath(Path(file).expanduser()))
         if not any(path == r or r in path.parents for r in roots):
             raise LLMJudgeError("local model files are restricted on this server: use a file inside "
                                 + (", ".join(map(str, roots)) if roots else "an allowed directory (none is allowed)"))
-    elif spec.startswith("openai:") and spec not in configured:
+    if spec.startswith("openai:") and spec not in configured:
         raise LLMJudgeError("server URLs are restricted on this server: use a model name the operator configured")
 
 

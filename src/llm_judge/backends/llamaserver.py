@@ -1,0 +1,79 @@
+"""A local GGUF model served by llama.cpp's own ``llama-server`` (the default local engine).
+
+The model's facts (chat template, control tokens, prompt length, hashes) come from the same GGUF
+file read in-process with its vocabulary only; generation goes to the server's OpenAI-compatible
+API through the ``openai`` backend's client, up to one request per slot at a time. The prompt is
+evaluated afresh for every request (``cache_prompt`` off), as in-process, so a cached prefix never
+changes the arithmetic of an answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+from .. import engine
+from ..errors import LLMJudgeError
+from ..sampling import SamplingParams
+from . import Completion, Messages, ReadAt, TokenCallback
+from .llamacpp import DEFAULT_N_CTX, LocalModel, check_gguf
+from .openai import OpenAIBackend
+
+REQUEST_SECONDS = 900.0  # a long answer of a large model on a busy CPU
+
+
+def grammar_for(schema: dict) -> dict:
+    """The verdict schema as the GBNF grammar the in-process engine builds from it (llama-cpp-python's
+    converter), so that both engines constrain a judge alike; the server's own converter lays out
+    whitespace differently, and then a greedy judge writes other text."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    return {"grammar": json_schema_to_gbnf(json.dumps(schema))}
+
+
+class LlamaServerBackend(LocalModel):
+    engine = "server"
+
+    def __init__(self, spec: str, path: Path, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None,
+                 lora: Path | None = None, parallel: int | None = None):
+        from llama_cpp import Llama
+
+        parallel = parallel or engine.default_parallel()
+        if parallel < 1:
+            raise LLMJudgeError(f"parallel {parallel}: a local server needs at least 1 slot")
+        try:
+            # a vocabulary-only load warns that its context exceeds the training context (unknown without
+            # the weights): nothing a user can act on, so it is not shown
+            with contextlib.redirect_stderr(io.StringIO()):
+                vocab = Llama(model_path=str(check_gguf(path)), vocab_only=True, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise LLMJudgeError(f"llama.cpp could not load {path}: {exc} (is the file complete?)") from None
+        super().__init__(spec, path, vocab, n_ctx=n_ctx, lora=lora)
+        self.server_spec = engine.ServerSpec(str(path), str(lora) if lora else None, n_ctx, parallel, n_threads)
+        self.server = engine.server_for(self.server_spec)
+        self.concurrency = parallel
+        self.client = OpenAIBackend(spec, "local", self.server.url, timeout=REQUEST_SECONDS, max_attempts=2,
+                                    schema_mode="json_object", concurrency=parallel,
+                                    extra_body={"cache_prompt": False}, explicit_sampling=True, structure=grammar_for)
+        self.warnings = self.client.warnings
+
+    def _live_url(self) -> str:
+        """The server's URL, after starting it again if it stopped (killed, out of memory)."""
+        if not self.server.running:
+            self.server = engine.server_for(self.server_spec)
+            self.client.base_url = self.server.url
+        return self.server.url
+
+    def generate(self, messages: Messages, sampling: SamplingParams, *, schema: dict | None = None,
+                 on_token: TokenCallback | None = None, read_at: ReadAt | None = None) -> Completion:
+        messages = self.accepted(messages)
+        prompt_tokens = self.check_fits(messages, sampling.max_tokens)
+        self._live_url()
+        result = self.client.generate(messages, sampling, schema=schema, on_token=on_token, read_at=read_at)
+        result.prompt_tokens = result.prompt_tokens or prompt_tokens
+        return result
+
+    def describe(self) -> dict:
+        return {**super().describe(), "engine": "llama-server", "parallel": self.concurrency}

@@ -1,0 +1,326 @@
+"""The LoRA training loop (PEFT on PyTorch): the seed's recipe on a local GGUF or ``hf:`` base model,
+checkpoints at chosen steps exported as GGUF adapters, resumable after an interruption.
+
+The run folder holds everything: ``finetune.json`` (what was asked), ``log.jsonl`` (one line per
+optimizer step), ``loss.svg``, ``state/`` (the latest resumable state, replaced whole every
+``state_every`` steps), and for each saved step ``step-NNNN/`` (the PEFT adapter) and
+``step-NNNN.gguf`` (the adapter llama.cpp loads). Data order and dropout are seeded per step, so a
+resumed run takes the same steps as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import LLMJudgeError
+from .data import encode, read_conversations
+from .gguf_lora import write_adapter
+from .plot import loss_svg
+from .recipe import Recipe
+
+EXTRA = ("torch", "transformers", "peft", "gguf")
+INSTALL = ('pip install "llm-judge[finetune]" (on a machine without a GPU install the CPU build of PyTorch first: '
+           'pip install torch --index-url https://download.pytorch.org/whl/cpu)')
+IDENTITY = ("base", "data", "recipe")  # what a resumed run must share with the interrupted one
+Progress = Callable[[int, int, float | None], None]  # (step done, steps, loss)
+
+
+def require_extra() -> None:
+    """One line naming what to install when the optional fine-tuning packages are missing."""
+    missing = [m for m in EXTRA if importlib.util.find_spec(m) is None]
+    if missing:
+        raise LLMJudgeError(f"fine-tuning needs the finetune extra ({', '.join(missing)} not installed): {INSTALL}")
+
+
+@dataclass
+class Base:
+    """The model to fine-tune: how transformers loads it, and the GGUF the adapters are made for."""
+
+    spec: str  # the candidate spec of the base model (what the checkpoints are compared with)
+    gguf: Path
+    load: dict = field(default_factory=dict)  # from_pretrained arguments
+
+
+def resolve_base(spec: str, base_gguf: str | None = None) -> Base:
+    """``embedded``, ``gguf:PATH``, ``hf:OWNER/REPO/FILE.gguf`` (all loaded by transformers from the
+    GGUF, dequantised) or ``hf:OWNER/REPO`` (a transformers model; ``base_gguf`` names the GGUF of
+    it that llama.cpp runs and the adapters are made for)."""
+    from ..backends import parse_spec
+    from ..backends.llamacpp import check_gguf, resolve_path
+
+    prefix, rest = parse_spec(spec)
+    if prefix not in ("embedded", "gguf", "hf") or "+lora:" in rest:
+        raise LLMJudgeError(f"cannot fine-tune {spec!r}: use embedded, gguf:PATH, hf:OWNER/REPO/FILE.gguf or hf:OWNER/REPO")
+    if prefix != "hf" or rest.endswith(".gguf"):
+        path = resolve_path(prefix, rest)
+        return Base(spec, path, {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name})
+    if not base_gguf:
+        raise LLMJudgeError(f"{spec} is a transformers model: name the GGUF of it that llama.cpp runs with --base-gguf PATH "
+                            "(the adapters are written for that file)")
+    path = check_gguf(Path(base_gguf).expanduser())
+    return Base(f"gguf:{path}", path, {"pretrained_model_name_or_path": rest.strip("/")})
+
+
+@dataclass
+class FinetuneConfig:
+    base: str
+    data: str
+    out: Path
+    recipe: Recipe
+    max_steps: int
+    save_steps: list[int]
+    base_gguf: str | None = None
+    merge: str | None = None  # f16 or q8_0: also write each checkpoint merged into a full model
+    state_every: int = 10
+    threads: int | None = None
+    limit: int | None = None  # only the first N conversations
+
+    def check(self) -> FinetuneConfig:
+        if self.max_steps < 1:
+            raise LLMJudgeError(f"--steps {self.max_steps}: train at least 1 step")
+        bad = [s for s in self.save_steps if not 1 <= s <= self.max_steps]
+        if bad:
+            raise LLMJudgeError(f"--save-steps {bad[0]} is outside 1..{self.max_steps} (the steps of this run)")
+        self.save_steps = sorted(set(self.save_steps) | {self.max_steps})
+        if self.merge not in (None, "f16", "q8_0"):
+            raise LLMJudgeError(f"--merge {self.merge}: use f16 or q8_0")
+        self.recipe.check()
+        return self
+
+    def identity(self) -> dict:
+        return {"base": self.base, "data": self.data, "recipe": self.recipe.to_dict(), "limit": self.limit}
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:04d}"
+
+
+def _seeded_order(n: int, seed: int, epoch: int):
+    import torch
+
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+
+
+def batch_indices(step: int, micro: int, cfg: Recipe, n: int) -> list[int]:
+    """The examples of micro-batch ``micro`` of optimizer step ``step`` (0-based): consecutive
+    positions in a seeded shuffle of each epoch, so any step can be recomputed after a resume."""
+    start = (step * cfg.grad_accum + micro) * cfg.batch_size
+    out = []
+    for k in range(start, start + cfg.batch_size):
+        epoch, pos = divmod(k, n)
+        out.append(_seeded_order(n, cfg.seed, epoch)[pos])
+    return out
+
+
+def _collate(examples, pad_id: int):
+    import torch
+
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, (x, y) in enumerate(examples):
+        ids[i, :len(x)] = torch.tensor(x)
+        labels[i, :len(y)] = torch.tensor(y)
+        mask[i, :len(x)] = 1
+    return ids, mask, labels
+
+
+def _optimizer(model, recipe: Recipe, device: str):
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if recipe.optimizer == "adamw_8bit":
+        if device == "cuda" and importlib.util.find_spec("bitsandbytes"):
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(params, lr=recipe.learning_rate, weight_decay=recipe.weight_decay), None
+        notice = "notice: adamw_8bit needs bitsandbytes and a GPU; training with AdamW (same settings, 32-bit states)"
+        return torch.optim.AdamW(params, lr=recipe.learning_rate, weight_decay=recipe.weight_decay), notice
+    return torch.optim.AdamW(params, lr=recipe.learning_rate, weight_decay=recipe.weight_decay), None
+
+
+def load_model(base: Base, recipe: Recipe, device: str):
+    """(tokenizer, PEFT model) of the base with fresh LoRA matrices of the recipe."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF loader draws its own bar
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(**base.load)
+        model = AutoModelForCausalLM.from_pretrained(**base.load, dtype=torch.float32)
+    except Exception as exc:  # unsupported architecture, missing files, no network for hf:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise LLMJudgeError(f"transformers cannot load {base.spec} for training: {reason}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        raise LLMJudgeError(f"{base.spec} has no chat template: fine-tune an instruct model")
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [m for m in recipe.target_modules if m not in present]
+    if missing:
+        raise LLMJudgeError(f"the base model has no layers named {', '.join(missing)}: set target_modules to some of "
+                            f"its linear layers")
+    lora = LoraConfig(r=recipe.r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout, bias="none",
+                      target_modules=list(recipe.target_modules), task_type="CAUSAL_LM")
+    torch.manual_seed(recipe.seed)  # the adapter's initial A matrices
+    return tokenizer, get_peft_model(model, lora).to(device)
+
+
+def lora_state(model) -> dict:
+    from peft import get_peft_model_state_dict
+
+    return get_peft_model_state_dict(model)
+
+
+def _atomic_dir(target: Path, write: Callable[[Path], None]) -> None:
+    tmp = target.with_name(target.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    old = target.with_name(target.name + ".old")
+    if target.exists():
+        target.replace(old)
+    tmp.replace(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _log_rows(out: Path, upto: int | None = None) -> list[dict]:
+    path = out / "log.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return [r for r in rows if upto is None or r["step"] <= upto]
+
+
+def _start(cfg: FinetuneConfig) -> int:
+    """0 for a new run folder; the step to continue from where it holds this same run interrupted;
+    an error where it holds another one."""
+    meta = cfg.out / "finetune.json"
+    if not meta.exists():
+        if cfg.out.exists() and any(cfg.out.iterdir()):
+            raise LLMJudgeError(f"{cfg.out} is not empty and holds no fine-tune: choose a new --out folder")
+        return 0
+    before = json.loads(meta.read_text())
+    if {k: before.get(k) for k in (*IDENTITY, "limit")} != cfg.identity():
+        raise LLMJudgeError(f"{cfg.out} holds a fine-tune of other settings (base, data or recipe): "
+                            "choose a new --out folder to train these")
+    state = cfg.out / "state" / "trainer.json"
+    return json.loads(state.read_text())["step"] if state.exists() else 0
+
+
+def finetune(cfg: FinetuneConfig, progress: Progress | None = None, notify: Callable[[str], None] = print) -> dict:
+    """Train, save and export; returns {"out", "checkpoints": {name: gguf path}, "base", ...}."""
+    require_extra()
+    cfg.check()
+    import torch
+    import torch.nn.functional as F
+    from peft import set_peft_model_state_dict
+    from transformers import get_scheduler
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    base = resolve_base(cfg.base, cfg.base_gguf)
+    conversations = read_conversations(cfg.data)[:cfg.limit]
+    start = _start(cfg)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokenizer, model = load_model(base, cfg.recipe, device)
+    examples = [e for e in (encode(tokenizer, c, cfg.recipe.max_seq_length) for c in conversations) if e]
+    if not examples:
+        raise LLMJudgeError(f"{cfg.data}: no conversation keeps an assistant token within max_seq_length")
+    optimizer, notice = _optimizer(model, cfg.recipe, device)
+    if notice:
+        notify(notice)
+    scheduler = get_scheduler(cfg.recipe.scheduler, optimizer, num_warmup_steps=cfg.recipe.warmup_steps,
+                              num_training_steps=cfg.max_steps)
+    if start:
+        saved = torch.load(cfg.out / "state" / "optim.pt", weights_only=False)
+        set_peft_model_state_dict(model, torch.load(cfg.out / "state" / "adapter.pt", weights_only=False))
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        notify(f"resuming {cfg.out} at step {start} of {cfg.max_steps}")
+    meta = {**cfg.identity(), "base_spec": base.spec, "base_gguf": str(base.gguf), "max_steps": cfg.max_steps,
+            "save_steps": cfg.save_steps, "examples": len(examples), "device": device,
+            "optimizer": type(optimizer).__name__}
+    (cfg.out / "finetune.json").write_text(json.dumps(meta, indent=2))
+    rows = _log_rows(cfg.out, start)
+    (cfg.out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    checkpoints = {checkpoint_name(s): str(cfg.out / f"{checkpoint_name(s)}.gguf") for s in cfg.save_steps if s <= start}
+    pad = tokenizer.pad_token_id
+    for step in range(start, cfg.max_steps):
+        t0 = time.perf_counter()
+        model.train()
+        torch.manual_seed(cfg.recipe.seed + step)  # dropout: the same whether resumed or not
+        batches = [[examples[i] for i in batch_indices(step, m, cfg.recipe, len(examples))]
+                   for m in range(cfg.recipe.grad_accum)]
+        targets = sum(sum(1 for t in y[1:] if t != -100) for b in batches for _, y in b)
+        total, tokens = 0.0, 0
+        for batch in batches:
+            ids, mask, labels = (t.to(device) for t in _collate(batch, pad))
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
+                                   ignore_index=-100, reduction="sum") / max(targets, 1)
+            loss.backward()
+            total += loss.item()
+            tokens += int(mask.sum())
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        seconds = time.perf_counter() - t0
+        done = step + 1
+        row = {"step": done, "loss": round(total, 5), "lr": lr, "seconds": round(seconds, 3), "tokens": tokens,
+               "tokens_per_second": round(tokens / seconds, 1)}
+        if not math.isfinite(total):
+            raise LLMJudgeError(f"the loss became {total} at step {done}: lower the learning rate")
+        with (cfg.out / "log.jsonl").open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        rows.append(row)
+        if done in cfg.save_steps:
+            checkpoints[checkpoint_name(done)] = str(save_checkpoint(cfg, model, base, done, notify))
+        if done % cfg.state_every == 0 or done == cfg.max_steps:
+            _save_state(cfg.out, model, optimizer, scheduler, done)
+            (cfg.out / "loss.svg").write_text(loss_svg([(r["step"], r["loss"]) for r in rows]))
+        if progress:
+            progress(done, cfg.max_steps, total)
+    return {"out": str(cfg.out), "base": base.spec, "base_gguf": str(base.gguf), "checkpoints": checkpoints,
+            "log": rows, "examples": len(examples), "device": device}
+
+
+def _save_state(out: Path, model, optimizer, scheduler, step: int) -> None:
+    import torch
+
+    def write(tmp: Path) -> None:
+        torch.save(lora_state(model), tmp / "adapter.pt")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt")
+        (tmp / "trainer.json").write_text(json.dumps({"step": step}))
+
+    _atomic_dir(out / "state", write)
+
+
+def save_checkpoint(cfg: FinetuneConfig, model, base: Base, step: int, notify: Callable[[str], None]) -> Path:
+    """The PEFT adapter of ``step`` in ``step-NNNN/``, as a GGUF adapter, and merged where asked."""
+    name = checkpoint_name(step)
+    _atomic_dir(cfg.out / name, lambda tmp: model.save_pretrained(str(tmp)))
+    gguf = write_adapter(lora_state(model), cfg.recipe.lora_alpha, base.gguf, cfg.out / f"{name}.gguf")
+    if cfg.merge:
+        from .merge import merge
+
+        merged = merge(base.gguf, gguf, cfg.out / f"{name}-{cfg.merge}.gguf", cfg.merge)
+        notify(f"merged {name} into {merged}")
+    return gguf
+

@@ -1,0 +1,213 @@
+"""The local engine: llama.cpp's own server with parallel slots behind ``embedded`` and ``gguf:``.
+
+Real parts only: the ``llama-server`` the set-up script builds, the built-in model, real processes
+and signals. Each safeguard has a test that fails without it: flash attention off and every sampling
+field sent (identical text on both engines), the death signal and the exit hook (no orphans), the
+fallback notice.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from llm_judge import engine
+from llm_judge.backends import forget_backends, get_backend
+from llm_judge.cli import main
+from llm_judge.sampling import SamplingParams
+
+pytestmark = pytest.mark.model
+
+needs_server = pytest.mark.skipif(engine.find_binary() is None and not os.environ.get("CI"),
+                                  reason="llama-server is not built (scripts/setup.sh builds it)")
+
+PROMPTS = [f"Write one sentence about the number {i}." for i in range(8)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped) is not a running server
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@needs_server
+def test_local_models_run_on_the_server_engine_with_parallel_slots_by_default():
+    backend = get_backend("embedded")
+    facts = backend.describe()
+    assert facts["engine"] == "llama-server" and facts["parallel"] == engine.DEFAULT_PARALLEL == backend.concurrency
+    assert facts["sha256"] and facts["n_ctx"] == 2048
+    assert backend.server.running and backend.server.url.startswith("http://127.0.0.1:")
+    out = backend.generate([{"role": "user", "content": "Say hello."}], SamplingParams(max_tokens=8))
+    assert out.text and out.completion_tokens and out.completion_tokens <= 8
+
+
+@needs_server
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_the_same_seed_gives_the_same_text_on_both_engines_even_with_eight_in_flight(temperature):
+    # min_p 0 and top_k 0: the server's own defaults (min_p 0.05, top_k 40, top_p 0.95) would
+    # change every sampled answer if a field were left out of the request
+    sampling = SamplingParams(temperature=temperature, min_p=0.0, top_k=0, max_tokens=40, seed=11)
+    inproc = get_backend("embedded", engine="inprocess")
+    server = get_backend("embedded", engine="server")
+    expected = [inproc.generate([{"role": "user", "content": p}], sampling).text for p in PROMPTS]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda p: server.generate([{"role": "user", "content": p}], sampling).text, PROMPTS))
+    assert got == expected
+
+
+@needs_server
+def test_flash_attention_would_change_the_text_so_the_engine_turns_it_off(monkeypatch):
+    """The reason for ``-fa off``: with llama.cpp's CPU flash attention the greedy answer differs."""
+    import httpx
+
+    messages = [{"role": "user", "content": "Write a short poem about the sea."}]
+    inproc = get_backend("embedded", engine="inprocess")
+    expected = inproc.generate(messages, SamplingParams(max_tokens=24)).text
+    assert get_backend("embedded", engine="server").generate(messages, SamplingParams(max_tokens=24)).text == expected
+    command = engine.ServerSpec.command
+    monkeypatch.setattr(engine.ServerSpec, "command",
+                        lambda self, b, p: [x for x in command(self, b, p) if x not in ("-fa", "off")])
+    flash = engine.LocalServer(engine.ServerSpec(str(inproc.path), None, 2048, 1, None), engine.find_binary())
+    try:
+        body = {"prompt": inproc._formatter(messages=messages).prompt, "n_predict": 24, "temperature": 0,
+                "cache_prompt": False}
+        with_flash = httpx.post(flash.root + "/completion", json=body, timeout=60).json()["content"]
+    finally:
+        flash.stop()
+    assert with_flash != expected
+
+
+@needs_server
+def test_a_judge_on_the_server_engine_gives_structured_verdicts_with_probabilities(tmp_path, capsys):
+    rc = main(["compare", "Name a fruit.", "--judge-method", "weighted", "--json", "--max-tokens", "24",
+               "--judge-max-tokens", "200"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    import json
+
+    result = json.loads(out)
+    assert result["judge"]["spec"] == "embedded" and result["winner"] in ("A", "B", "tie", None)
+    # the server's top log probabilities reach the weighted verdict (no fallback to sampled verdicts)
+    assert result["method"] == "weighted" and result["weighted"] is not None
+    assert not [w for w in result["warnings"] if "probabilities" in w]
+
+
+@needs_server
+@pytest.mark.parametrize("fmt", ["full", "winner"])
+def test_a_judge_writes_the_same_verdict_text_on_both_engines(fmt):
+    """Both engines constrain a judge with the same grammar (the server's own schema converter lays
+    out whitespace otherwise, and a greedy judge then writes other text)."""
+    from llm_judge.compare import compare
+    from llm_judge.sampling import JUDGE_DEFAULT, make_sampling
+
+    raws = {}
+    for name in ("inprocess", "server"):
+        engine.set_defaults(engine=name)
+        forget_backends()
+        try:
+            result = compare("Name a fruit.", model_a="embedded", model_b="embedded", judge="embedded",
+                             judge_sampling=make_sampling(None, **JUDGE_DEFAULT), judge_method="weighted",
+                             verdict_format=fmt).to_dict()
+        finally:
+            engine.set_defaults()
+            forget_backends()
+        raws[name] = [o["raw"] for o in result["orders"]]
+        assert result["weighted"] is not None
+    assert raws["inprocess"] == raws["server"]
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    from llm_judge.backends import get_backend
+    b = get_backend("embedded", engine="server", parallel=2)
+    print(b.server.proc.pid, flush=True)
+    if sys.argv[1] == "exit":
+        sys.exit(0)
+    time.sleep(600)
+""")
+
+
+@needs_server
+@pytest.mark.parametrize("how", ["exit", "ctrl-c", "kill-9", "sigterm"])
+def test_no_server_outlives_llm_judge(how):
+    parent = subprocess.Popen([sys.executable, "-c", SCRIPT, how], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    pid = None
+    try:
+        pid = int(parent.stdout.readline())
+        assert alive(pid)
+        if how == "ctrl-c":  # what a terminal sends: SIGINT to the foreground process group
+            os.killpg(parent.pid, signal.SIGINT)
+        elif how == "kill-9":
+            parent.kill()
+        elif how == "sigterm":
+            parent.terminate()
+        parent.wait(30)
+        assert gone_within(pid, 15), f"llama-server {pid} outlived its parent ({how})"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if pid and alive(pid):  # do not leave one behind when the test fails
+            os.kill(pid, signal.SIGKILL)
+
+
+@needs_server
+def test_a_server_that_died_is_started_again_on_the_next_request():
+    backend = get_backend("embedded")
+    old = backend.server.proc.pid
+    backend.server.proc.kill()
+    backend.server.proc.wait()
+    out = backend.generate([{"role": "user", "content": "Say hi."}], SamplingParams(max_tokens=4))
+    assert out.text and backend.server.proc.pid != old and backend.server.running
+
+
+def test_without_the_server_binary_local_models_run_in_process_with_one_notice(monkeypatch, capsys):
+    monkeypatch.setenv(engine.ENV_BINARY, "/nonexistent/llama-server")
+    monkeypatch.setattr(engine, "_told", set())
+    forget_backends()
+    try:
+        assert engine.choose_engine("auto") == ("inprocess", engine.choose_engine("auto")[1])
+        backend = get_backend("embedded")
+        assert backend.engine == "inprocess" and backend.concurrency == 1
+        get_backend("embedded", n_ctx=1024)
+        err = capsys.readouterr().err
+        assert err.count("notice: llama-server not found") == 1
+        rc = main(["--engine", "server", "compare", "hi", "--max-tokens", "4"])
+        lines = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+        assert rc == 2 and len(lines) == 1 and "llama-server not found" in lines[0] and "--engine inprocess" in lines[0]
+    finally:
+        forget_backends()
+
+
+def test_the_engine_and_slots_are_chosen_once_for_the_process(monkeypatch):
+    monkeypatch.setattr(engine, "_defaults", {"engine": None, "parallel": None})
+    assert engine.choose_engine("inprocess") == ("inprocess", None)
+    engine.set_defaults(engine="inprocess", parallel=3)
+    assert engine.choose_engine(None) == ("inprocess", None) and engine.default_parallel() == 3
+    with pytest.raises(Exception, match="unknown engine 'gpu'"):
+        engine.choose_engine("gpu")
+    spec = engine.ServerSpec("/m.gguf", "/a.gguf", 2048, 4, 2)
+    cmd = spec.command(engine.Path("/bin/llama-server"), 1234)
+    assert cmd[cmd.index("-c") + 1] == str(2048 * 4) and cmd[cmd.index("-np") + 1] == "4"
+    assert cmd[cmd.index("--lora") + 1] == "/a.gguf" and cmd[cmd.index("-t") + 1] == "2"
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
