@@ -379,8 +379,9 @@ def analyze(path, bootstrap, as_json):
 @click.option("--set", "overrides", multiple=True,
               help="override a recipe value: NAME=VALUE (repeatable), e.g. learning_rate=1e-4")
 @click.option("--steps", type=int, default=60, show_default=True, help="optimizer steps")
-@click.option("--save-steps", default="20", show_default=True,
-              help="steps to keep as checkpoints, comma-separated (the last step always)")
+@click.option("--save-steps", default=None,
+              help="steps to keep as checkpoints, comma-separated; the last step always  [default: a third of "
+                   "--steps and the last, as the seed's 2,000 vs 6,150]")
 @click.option("--merge", type=click.Choice(["f16", "q8_0"]), default=None,
               help="also write each checkpoint merged into a full GGUF")
 @click.option("--base-gguf", default=None, help="for an hf:OWNER/REPO transformers base: the GGUF of it that llama.cpp runs")
@@ -404,7 +405,7 @@ def finetune(base, data, out_dir, recipe_name, overrides, steps, save_steps, mer
 
     require_extra()
     try:
-        saves = [int(x) for x in save_steps.split(",") if x.strip()]
+        saves = [int(x) for x in save_steps.split(",") if x.strip()] if save_steps else [max(1, steps // 3)]
     except ValueError:
         raise LLMJudgeError(f"--save-steps {save_steps!r}: write step numbers separated by commas, e.g. 20,60") from None
     cfg = FinetuneConfig(base=base, data=data, out=Path(out_dir), recipe=with_overrides(get_recipe(recipe_name), overrides),
@@ -414,7 +415,8 @@ def finetune(base, data, out_dir, recipe_name, overrides, steps, save_steps, mer
     if then_study:  # checked before hours of training, not after
         from .finetune.study import checkpoint_config
 
-        checkpoint_config("embedded", {}, judge, prompts=source, limit=study_limit, max_tokens=max_tokens)
+        checkpoint_config(base, {"checkpoint": "adapter.gguf"}, judge, prompts=source, limit=study_limit,
+                          max_tokens=max_tokens)
     bar = None if as_json else _progress_bar()
     say = (lambda text: None) if as_json else click.echo
     try:

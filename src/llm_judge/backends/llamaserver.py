@@ -56,7 +56,8 @@ class LlamaServerBackend(LocalModel):
         self.concurrency = parallel
         self.client = OpenAIBackend(spec, "local", self.server.url, timeout=REQUEST_SECONDS, max_attempts=2,
                                     schema_mode="json_object", concurrency=parallel,
-                                    extra_body={"cache_prompt": False}, explicit_sampling=True, structure=grammar_for)
+                                    extra_body={"cache_prompt": False}, explicit_sampling=True, structure=grammar_for,
+                                    keep_logprobs=False)
         self.warnings = self.client.warnings
 
     def _live_url(self) -> str:

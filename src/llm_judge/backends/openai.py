@@ -84,11 +84,13 @@ class OpenAIBackend:
     def __init__(self, spec: str, model: str, base_url: str, *, key_env: str = "OPENAI_API_KEY",
                  timeout: float = 120.0, max_attempts: int = 4, schema_mode: str | None = None,
                  concurrency: int = 16, backoff_base: float = 0.5, extra_body: dict | None = None,
-                 explicit_sampling: bool = False, structure: Callable[[dict], dict] | None = None):
+                 explicit_sampling: bool = False, structure: Callable[[dict], dict] | None = None,
+                 keep_logprobs: bool = True):
         self.spec, self.model, self.base_url = spec, model, base_url
         self.explicit_sampling = explicit_sampling
         # a known server's own way to constrain output to a schema (body fields), instead of negotiating
         self.structure = structure
+        self.keep_logprobs = keep_logprobs  # False: only where a weighted verdict reads them (they cost time)
         self.extra_body = dict(extra_body or {})  # fields a known server takes on every request
         self.key_env = key_env
         self.max_attempts = max(1, max_attempts)
@@ -155,7 +157,7 @@ class OpenAIBackend:
         body = self._body(messages, sampling)
         if schema is None:
             return self._post(body, on_token)
-        if "logprobs" not in self.dropped:
+        if "logprobs" not in self.dropped and (self.keep_logprobs or read_at is not None):
             body["logprobs"] = True  # kept with the verdict where the server gives them
         if read_at is not None and "top_logprobs" not in self.dropped:
             body["top_logprobs"] = min(TOP_TOKENS, 20)  # OpenAI's limit

@@ -50,12 +50,10 @@ def read_conversations(source: str) -> list[Messages]:
         return _parse_jsonl(text, source)
     if source.startswith("hf:"):
         return _from_hub(source[3:])
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise LLMJudgeError(f"training data not found: {source} (a JSONL file, tiny-instructions, or hf:DATASET)")
     from ..textfiles import read_text
 
-    return _parse_jsonl(read_text(path), str(path))
+    text = read_text(source, "training data", " (a JSONL file, tiny-instructions, or hf:DATASET)")
+    return _parse_jsonl(text, str(Path(source).expanduser()))
 
 
 def _parse_jsonl(text: str, name: str) -> list[Messages]:

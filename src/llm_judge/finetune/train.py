@@ -13,9 +13,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +148,16 @@ def _optimizer(model, recipe: Recipe, device: str):
     return torch.optim.AdamW(params, lr=recipe.learning_rate, weight_decay=recipe.weight_decay), None
 
 
+def _quiet_gguf_loader() -> None:
+    """transformers' GGUF loader draws a progress bar of its own; llm-judge draws one for the run."""
+    import functools
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    if not isinstance(gguf_utils.tqdm, functools.partial):
+        gguf_utils.tqdm = functools.partial(gguf_utils.tqdm, disable=True)
+
+
 def load_model(base: Base, recipe: Recipe, device: str):
     """(tokenizer, PEFT model) of the base with fresh LoRA matrices of the recipe."""
     import torch
@@ -157,7 +167,7 @@ def load_model(base: Base, recipe: Recipe, device: str):
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF loader draws its own bar
+    _quiet_gguf_loader()
     try:
         tokenizer = AutoTokenizer.from_pretrained(**base.load)
         model = AutoModelForCausalLM.from_pretrained(**base.load, dtype=torch.float32)
@@ -315,7 +325,9 @@ def _save_state(out: Path, model, optimizer, scheduler, step: int) -> None:
 def save_checkpoint(cfg: FinetuneConfig, model, base: Base, step: int, notify: Callable[[str], None]) -> Path:
     """The PEFT adapter of ``step`` in ``step-NNNN/``, as a GGUF adapter, and merged where asked."""
     name = checkpoint_name(step)
-    _atomic_dir(cfg.out / name, lambda tmp: model.save_pretrained(str(tmp)))
+    with warnings.catch_warnings():  # PEFT looks for a config.json beside a GGUF base, and says so
+        warnings.simplefilter("ignore")
+        _atomic_dir(cfg.out / name, lambda tmp: model.save_pretrained(str(tmp)))
     gguf = write_adapter(lora_state(model), cfg.recipe.lora_alpha, base.gguf, cfg.out / f"{name}.gguf")
     if cfg.merge:
         from .merge import merge
