@@ -145,6 +145,40 @@ def test_structured_requests_to_the_local_server_carry_the_in_process_grammar(mo
     assert "logprobs" not in sent[-1]  # only a weighted verdict asks for them (they cost time)
 
 
+@needs_server
+def test_two_page_visitors_are_answered_at_once_in_the_servers_slots():
+    """What the page does for each visitor (``compare`` in a thread); the server's /slots shows
+    both visitors' answers being written at the same time."""
+    import threading
+
+    import httpx
+
+    from llm_judge.compare import compare
+
+    backend = get_backend("embedded")
+    busy, done = [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            slots = httpx.get(backend.server.root + "/slots", timeout=5).json()
+            busy.append(sum(1 for s in slots if s.get("is_processing")))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda q: compare(q, sampling_a=SamplingParams(max_tokens=48),
+                                                      sampling_b=SamplingParams(max_tokens=48, seed=1),
+                                                      verdict_format="winner"),
+                                    ["Describe the sea.", "Describe a forest."]))
+    finally:
+        done.set()
+        watcher.join()
+    assert all(r.answers["A"].text for r in results)
+    assert max(busy) >= 2
+
+
 SCRIPT = textwrap.dedent("""
     import sys, time
     from llm_judge.backends import get_backend

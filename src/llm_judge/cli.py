@@ -392,10 +392,12 @@ def analyze(path, bootstrap, as_json):
 @click.option("--prompts", "source", default="seed-10", show_default=True, help="prompts of --then-study")
 @click.option("--study-limit", type=int, default=None, help="only the first N prompts in --then-study")
 @click.option("--max-tokens", type=int, default=256, show_default=True, help="answer length in --then-study")
+@click.option("--verdict-format", type=click.Choice(["full", "winner"]), default="full", show_default=True,
+              help="verdicts of --then-study: with reasons and scores, or the winner only (fast)")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def finetune(base, data, out_dir, recipe_name, overrides, steps, save_steps, merge, base_gguf, limit, threads, then_study,
-             judge, source, study_limit, max_tokens, db, as_json):
+             judge, source, study_limit, max_tokens, verdict_format, db, as_json):
     """Fine-tune BASE with LoRA (the seed's recipe), export GGUF adapters, and optionally judge the checkpoints."""
     from pathlib import Path
 
@@ -416,7 +418,7 @@ def finetune(base, data, out_dir, recipe_name, overrides, steps, save_steps, mer
         from .finetune.study import checkpoint_config
 
         checkpoint_config(base, {"checkpoint": "adapter.gguf"}, judge, prompts=source, limit=study_limit,
-                          max_tokens=max_tokens)
+                          max_tokens=max_tokens, verdict_format=verdict_format)
     bar = None if as_json else _progress_bar()
     say = (lambda text: None) if as_json else click.echo
     try:
@@ -430,18 +432,19 @@ def finetune(base, data, out_dir, recipe_name, overrides, steps, save_steps, mer
         for name, path in result["checkpoints"].items():
             click.echo(f"  {name}: {result['base']}+lora:{path}")
     if then_study:
-        study = _checkpoint_study(result, judge, source, study_limit, max_tokens, db, as_json)
+        study = _checkpoint_study(result, judge, source, study_limit, max_tokens, verdict_format, db, as_json)
     if as_json:
         click.echo(json.dumps({**result, "study": study}, indent=2))
 
 
-def _checkpoint_study(result: dict, judge: str, source: str, limit, max_tokens: int, db, as_json: bool) -> dict:
+def _checkpoint_study(result: dict, judge: str, source: str, limit, max_tokens: int, verdict_format: str, db,
+                      as_json: bool) -> dict:
     from .finetune.study import BASE_LABEL, checkpoint_config, progression
     from .present.format import fmt_estimate, fmt_p
     from .study import run_study, summarize
 
     config = checkpoint_config(result["base"], result["checkpoints"], judge, prompts=source, limit=limit,
-                               max_tokens=max_tokens)
+                               max_tokens=max_tokens, verdict_format=verdict_format)
     store = _store(db)
     bar = None if as_json else _progress_bar()
     try:
@@ -606,7 +609,8 @@ def models(check, as_json):
 @click.option("--allow-downloads", is_flag=True, help="beyond localhost, let visitors download hf: models")
 @click.option("--max-criteria", type=int, default=3, show_default=True)
 @click.option("--n-ctx", type=int, default=2048, show_default=True)
-@click.option("--concurrency", type=int, default=4, show_default=True, help="requests handled at once")
+@click.option("--concurrency", type=int, default=8, show_default=True,
+              help="requests handled at once (a local model on the server engine serves 8 at once by default)")
 @db_option
 def ui(host, port, auth, allow_dirs, allow_fake, allow_downloads, max_criteria, n_ctx, concurrency, db):
     """Open the web page: compare, run studies, vote (http://127.0.0.1:7860)."""

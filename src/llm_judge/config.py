@@ -8,6 +8,10 @@
     timeout = 120                # seconds per request
     max_attempts = 4
 
+    [models.tuned]
+    spec = "gguf:/models/base.gguf+lora:/runs/a/step-0060.gguf"
+    parallel = 4                 # a local model: slots on the server engine (engine = "inprocess" to opt out)
+
 A configured name is used wherever a spec is: ``--judge judge``.
 """
 
@@ -21,7 +25,7 @@ from pathlib import Path
 from .errors import LLMJudgeError
 
 OPTION_TYPES = {"key_env": str, "concurrency": int, "timeout": (int, float), "max_attempts": int,
-                "schema_mode": str}
+                "schema_mode": str, "engine": str, "parallel": int}
 KEYS = {"spec", "description", *OPTION_TYPES}
 
 

@@ -276,7 +276,7 @@ def build(app: App) -> gr.Blocks:
 
 def launch(*, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
            allowed_dirs: list[Path] | None = None, max_criteria: int = 3, db: str | None = None,
-           n_ctx: int = 2048, concurrency: int = 4, block: bool = True, allow_fake: bool = False,
+           n_ctx: int = 2048, concurrency: int = 8, block: bool = True, allow_fake: bool = False,
            allow_downloads: bool = False):
     """Start the page; returns the Gradio app (``block=False`` for tests and benchmarks)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

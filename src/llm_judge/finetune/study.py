@@ -31,14 +31,15 @@ def adapter_spec(base_spec: str, adapter: str) -> str:
 
 def checkpoint_config(base_spec: str, checkpoints: dict[str, str], judge: str, *, prompts: str = "seed-10",
                       preset: str = "p1", max_tokens: int = 256, limit: int | None = None,
-                      n_ctx: int = 2048, judge_method: str = "plain") -> StudyConfig:
+                      n_ctx: int = 2048, judge_method: str = "plain", verdict_format: str = "full") -> StudyConfig:
     """A pairwise study of the base model and its checkpoints (label -> GGUF adapter), both orders."""
     sampling = make_sampling(preset, max_tokens=max_tokens)
     candidates = {BASE_LABEL: Candidate(base_spec, sampling, BASE_LABEL)}
     candidates.update({name: Candidate(adapter_spec(base_spec, path), sampling, name) for name, path in checkpoints.items()})
     config = StudyConfig(prompts=select(load_prompts(prompts), limit=limit), candidates=candidates, judge=judge,
                          judge_sampling=make_sampling(None, **JUDGE_DEFAULT), criteria=parse_criteria(SEED_CRITERIA),
-                         mode="pairwise", n_ctx=n_ctx, source=prompts, judge_method=judge_method)
+                         mode="pairwise", n_ctx=n_ctx, source=prompts, judge_method=judge_method,
+                         verdict_format=verdict_format)
     config.validate()
     return config
 

@@ -186,13 +186,17 @@ def load_model(base: Base, recipe: Recipe, device: str):
     lora = LoraConfig(r=recipe.r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout, bias="none",
                       target_modules=list(recipe.target_modules), task_type="CAUSAL_LM")
     torch.manual_seed(recipe.seed)  # the adapter's initial A matrices
-    return tokenizer, get_peft_model(model, lora).to(device)
+    with warnings.catch_warnings():  # a deprecation inside PEFT's own calls to transformers
+        warnings.simplefilter("ignore", FutureWarning)
+        return tokenizer, get_peft_model(model, lora).to(device)
 
 
 def lora_state(model) -> dict:
     from peft import get_peft_model_state_dict
 
-    return get_peft_model_state_dict(model)
+    with warnings.catch_warnings():  # PEFT looks for a config.json beside a GGUF base, and says so
+        warnings.simplefilter("ignore")
+        return get_peft_model_state_dict(model)
 
 
 def _atomic_dir(target: Path, write: Callable[[Path], None]) -> None:
