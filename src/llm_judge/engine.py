@@ -60,6 +60,11 @@ def set_defaults(*, engine: str | None = None, parallel: int | None = None) -> N
     _defaults.update(engine=engine, parallel=parallel)
 
 
+def defaults_key() -> tuple:
+    """What the process-wide defaults are now (part of a loaded backend's identity)."""
+    return (_defaults["engine"] or os.environ.get("LLM_JUDGE_ENGINE"), default_parallel())
+
+
 def default_parallel() -> int:
     return _defaults["parallel"] or int(os.environ.get("LLM_JUDGE_PARALLEL") or DEFAULT_PARALLEL)
 

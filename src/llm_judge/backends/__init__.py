@@ -146,7 +146,10 @@ def get_backend(spec: str, **options: Any) -> Backend:
     prefix, rest = parse_spec(real)
     module = _module(prefix)
     options = _options(module, {**configured, **options})
-    key = (real.strip(), tuple(sorted(options.items())))
+    from ..engine import defaults_key
+
+    # the process-wide engine choice (--engine/--parallel) is part of what was loaded
+    key = (real.strip(), tuple(sorted(options.items())), defaults_key())
     with _load_lock:
         if key not in _loaded:
             _loaded[key] = module.from_spec(prefix, rest, **options)
