@@ -55,23 +55,22 @@ class LlamaServerBackend(LocalModel):
         self.server = engine.server_for(self.server_spec)
         self.concurrency = parallel
         self.client = OpenAIBackend(spec, "local", self.server.url, timeout=REQUEST_SECONDS, max_attempts=2,
-                                    schema_mode="json_object", concurrency=parallel,
+                                    concurrency=parallel,
                                     extra_body={"cache_prompt": False}, explicit_sampling=True, structure=grammar_for,
                                     keep_logprobs=False)
         self.warnings = self.client.warnings
 
-    def _live_url(self) -> str:
-        """The server's URL, after starting it again if it stopped (killed, out of memory)."""
+    def _ensure_running(self) -> None:
+        """Start the server again if it stopped (killed, out of memory), and point the client at it."""
         if not self.server.running:
             self.server = engine.server_for(self.server_spec)
             self.client.base_url = self.server.url
-        return self.server.url
 
     def generate(self, messages: Messages, sampling: SamplingParams, *, schema: dict | None = None,
                  on_token: TokenCallback | None = None, read_at: ReadAt | None = None) -> Completion:
         messages = self.accepted(messages)
         prompt_tokens = self.check_fits(messages, sampling.max_tokens)
-        self._live_url()
+        self._ensure_running()
         result = self.client.generate(messages, sampling, schema=schema, on_token=on_token, read_at=read_at)
         result.prompt_tokens = result.prompt_tokens or prompt_tokens
         return result

@@ -31,16 +31,14 @@ def merge(base: Path, adapter: Path, out: Path, kind: str = "f16") -> Path:
     """``base`` with ``adapter`` applied, written to ``out`` as ``kind`` (f16 or q8_0)."""
     if kind not in MERGE_TYPES:
         raise LLMJudgeError(f"cannot merge to {kind!r}: use one of {', '.join(MERGE_TYPES)}")
-    f16 = out if kind == "f16" else out.with_name(out.stem + "-f16.part.gguf")
-    part = f16.with_name(f16.name + ".part") if kind == "f16" else f16
-    _run([str(_tool("llama-export-lora")), "-m", str(base), "--lora", str(adapter), "-o", str(part)],
-         f"merging {adapter.name} into {base.name}")
-    if kind == "f16":
-        part.replace(out)
-        return out
+    part = out.with_name(out.name + ".part")  # written whole, then moved: no half file after an interruption
+    f16 = part if kind == "f16" else out.with_name(out.stem + "-f16.part.gguf")
     try:
-        _run([str(_tool("llama-quantize")), str(f16), str(out) + ".part", "q8_0"], f"quantising {out.name}")
-        Path(str(out) + ".part").replace(out)
+        _run([str(_tool("llama-export-lora")), "-m", str(base), "--lora", str(adapter), "-o", str(f16)],
+             f"merging {adapter.name} into {base.name}")
+        if kind == "q8_0":
+            _run([str(_tool("llama-quantize")), str(f16), str(part), "q8_0"], f"quantising {out.name}")
+        part.replace(out)
     finally:
         f16.unlink(missing_ok=True)
     return out
