@@ -214,12 +214,14 @@ db_option = click.option("--db", default=None, help="store path (default: $LLM_J
               help="requests in flight for remote models (overrides the endpoints' limits)")
 @click.option("--repeat", type=int, default=1, show_default=True,
               help="judge each item N times and report the spread")
+@click.option("--generate-only", is_flag=True,
+              help="write the answers and stop; the same command without it judges them")
 @db_option
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON (with run_id)")
 def run(source, candidates, judges, judge_method, verdict_format, criteria, scale, mode, baseline, judge_max_tokens,
-        limit, sample, sample_seed, references_file, n_ctx, bootstrap, concurrency, repeat, db, quiet, as_json,
-        **sampling):
+        limit, sample, sample_seed, references_file, n_ctx, bootstrap, concurrency, repeat, generate_only, db, quiet,
+        as_json, **sampling):
     """Run a study: every prompt x candidate, graded by the judge; stored and resumable."""
     from .compare import Candidate, candidates_by_label
     from .criteria import parse_criteria
@@ -245,10 +247,19 @@ def run(source, candidates, judges, judge_method, verdict_format, criteria, scal
     store = _store(db)
     progress = None if (quiet or as_json) else _progress_bar()
     try:
-        run_id = run_study(config, store, progress and progress.update, concurrency=concurrency)
+        run_id = run_study(config, store, progress and progress.update, concurrency=concurrency,
+                           generate_only=generate_only)
     finally:
         if progress:
             progress.stop()
+    if generate_only:
+        answers = store.db.execute("SELECT COUNT(*) FROM run_items WHERE run_id=? AND kind='generation'", (run_id,))
+        written = answers.fetchone()[0]
+        if as_json:
+            click.echo(json.dumps({"run_id": run_id, "answers": written, "status": store.run(run_id)["status"]}))
+        else:
+            click.echo(f"run {run_id}: {written} answers stored; the same command without --generate-only judges them")
+        return
     summary = summarize(store, run_id, n_boot=bootstrap)
     _print_summary(summary, as_json)
 

@@ -138,8 +138,12 @@ class App:
                              judge_sampling=make_sampling(None, **JUDGE_DEFAULT),
                              criteria=parse_criteria(None), mode=mode, n_ctx=self.n_ctx, source=path or source)
 
+        stages: dict[str, tuple[int, int]] = {}  # judging runs alongside the last answers: one bar for both
+
         def tell(stage, done, total, in_flight=0):
-            progress((done, total), desc=stage)
+            stages[stage] = (done, total)
+            progress((sum(d for d, _ in stages.values()), sum(t for _, t in stages.values())),
+                     desc=", ".join(f"{name} {d}/{t}" for name, (d, t) in stages.items()))
 
         run_id = run_study(config, self.store, tell)
         return self.open_run(run_id) + (gr.update(choices=self.run_choices(), value=run_id),)

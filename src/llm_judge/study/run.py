@@ -137,15 +137,17 @@ def pool_size(backends: dict, concurrency: int | None) -> int:
 
 
 def run_study(config: StudyConfig, store: Store, progress: Progress | None = None,
-              concurrency: int | None = None) -> str:
+              concurrency: int | None = None, *, generate_only: bool = False) -> str:
     """Run (or continue) a study; returns its run id.
 
     Remote calls run concurrently up to each endpoint's limit (or ``concurrency``, which also
     overrides the endpoints' limits); results are written by this thread, one short transaction each.
+    ``generate_only`` writes the answers and leaves the judging to a later run of the same study
+    (the run is then ``incomplete``).
     """
     config.validate()
     tell = progress or (lambda *_: None)
-    specs = {c.spec for c in config.candidates.values()} | set(config.judges)
+    specs = {c.spec for c in config.candidates.values()} | (set() if generate_only else set(config.judges))
     if concurrency is not None and concurrency < 1:
         raise LLMJudgeError(f"concurrency {concurrency}: at least 1 request in flight")
     extra = {} if concurrency is None else {"concurrency": concurrency}
@@ -153,148 +155,190 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
     workers = pool_size(backends, concurrency)
     run_id = config.run_id()
     store.create_run(run_id, config.to_dict(), manifest(config, backends), config.prompts, config.candidates)
+    judge = None
+    if not generate_only:
+        judge = backends[config.judges[0]] if len(config.judges) == 1 else Jury([backends[s] for s in config.judges])
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-judge")
     try:
-        answers = _generate_all(config, store, run_id, backends, pool, tell)
-        judge = backends[config.judges[0]] if len(config.judges) == 1 else Jury([backends[s] for s in config.judges])
-        failed = _judge_all(config, store, run_id, judge, answers, pool, tell)
+        failed = _Pipeline(config, store, run_id, backends, judge, pool, tell).run()
     except BaseException:
         # Ctrl-C, or an error no item can get past (a refused key): what finished is stored.
         pool.shutdown(wait=False, cancel_futures=True)
         store.finish_run(run_id, "interrupted")
         raise
     pool.shutdown()
-    failed += sum(1 for v in answers.values() if v is None)
     warnings = [w for b in backends.values() for w in b.warnings]
     # what the calls settled (a server's structured-output mode is known only after the first)
     store.update_manifest(run_id, models={spec: b.describe() for spec, b in backends.items()}, warnings=warnings)
-    store.finish_run(run_id, "done" if failed == 0 else "incomplete")
+    store.finish_run(run_id, "done" if failed == 0 and not generate_only else "incomplete")
     return run_id
 
 
-def _run_jobs(pool, jobs: list[list], call, write, stage: str, tell, done: int, total: int) -> None:
-    """Run ``call(job)`` for every job on the pool; ``write(job, result or exception)`` in this thread.
+class _Pipeline:
+    """A study's calls as one stream: each call is submitted as soon as what it needs is there (a
+    candidate's later turn after its earlier answer, a judgment after the answers it compares), so
+    judging starts while the last answers are still being written and no slot waits for a stage to
+    drain. Calls that share a cache key are made once; results are written by the calling thread.
 
-    A job is the list of run items that share one call (one cache key); progress counts items.
+    Answers are ``{(prompt id, label, turn): text}``, None where the generation failed (or an earlier
+    turn did): the judgments that need it count as failed, to be made by a later run.
     """
-    futures = {pool.submit(call, job): job for job in jobs}
-    pending = set(futures)
-    while pending:
-        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-        for fut in finished:
-            try:
-                result = fut.result()
-            except LLMJudgeError as exc:
-                if exc.fatal:
-                    raise
-                result = exc
-            write(futures[fut], result)
-            done += len(futures[fut])
-            tell(stage, done, total, len(pending))
 
+    def __init__(self, config: StudyConfig, store: Store, run_id: str, backends: dict, judge, pool, tell):
+        self.config, self.store, self.run_id, self.backends, self.judge = config, store, run_id, backends, judge
+        self.pool, self.tell = pool, tell
+        self.setup = JudgeSetup(config.criteria, config.scale, config.judge_sampling, config.verdict_format,
+                                config.judge_method)
+        self.answers: dict[tuple[str, str, int], str | None] = {}
+        self.futures: dict = {}  # future -> (stage, cache key)
+        self.sharing: dict[tuple[str, str], list] = {}  # (stage, key) -> the run items waiting for that call
+        self.failed_keys: set[str] = set()  # generations that failed in this run (not called again)
+        self.done = {"generating": 0, "judging": 0}
+        self.total = {"generating": sum(p.turns for p in config.prompts) * len(config.candidates), "judging": 0}
+        self.needs: dict[tuple[str, str, int], list[list]] = {}  # answer -> the judgments waiting for it
+        self.failed = 0
 
-def _generate_all(config, store, run_id, backends, pool, tell) -> dict:
-    """Every candidate's answer to every turn: {(prompt id, label, turn): text, None if it failed}.
-    Turn by turn, because a candidate answers a later turn after its own earlier answers."""
-    answers: dict[tuple[str, str, int], str | None] = {}
-    total = sum(p.turns for p in config.prompts) * len(config.candidates)
-    done = 0
-    for turn in range(1, max(p.turns for p in config.prompts) + 1):
-        todo: dict[str, list] = {}  # key -> the items waiting for that generation
-        for p in (p for p in config.prompts if p.turns >= turn):
-            for label, cand in config.candidates.items():
-                earlier = [answers.get((p.id, label, k)) for k in range(1, turn)]
-                if None in earlier:
-                    answers[(p.id, label, turn)] = None  # an earlier turn failed: this one waits for a rerun
-                    done += 1
-                    continue
-                messages = p.messages(earlier, turn)
-                backend = backends[cand.spec]
-                key = cache_key("gen", model=model_identity(backend), sampling=cand.sampling.model_dump(), messages=messages)
-                link = (run_id, f"gen:{p.id}:{label}" + (f"@t{turn}" if turn > 1 else ""), p.id, "generation", [label],
-                        "-", 0, turn)
-                row = store.generation(key)
-                if row is None:
-                    todo.setdefault(key, []).append((p, label, cand, backend, messages, key, link))
-                    continue
-                store.link(*link, result_key=key)
-                answers[(p.id, label, turn)] = row["text"]
-                done += 1
+    def run(self) -> int:
+        self.tell("generating", 0, self.total["generating"], 0)
+        if self.judge is not None:
+            self._plan_judgments()
+        for p in self.config.prompts:
+            for label in self.config.candidates:
+                self._generation_ready(p, label, 1)
+        while self.futures:
+            finished, _ = wait(self.futures, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                stage, key = self.futures.pop(fut)
+                try:
+                    result = fut.result()
+                except LLMJudgeError as exc:
+                    if exc.fatal:
+                        raise
+                    result = exc
+                items = self.sharing.pop((stage, key))
+                (self._write_generation if stage == "generating" else self._write_judgment)(items, result)
+        return self.failed
 
-        def call(items):
-            _p, _label, cand, backend, messages, _key, _link = items[0]
-            return backend.generate(messages, cand.sampling)
+    def _submit(self, stage: str, key: str, item, call) -> None:
+        if (stage, key) in self.sharing:  # the same call is under way: this item shares its result
+            self.sharing[(stage, key)].append(item)
+            return
+        self.sharing[(stage, key)] = [item]
+        self.futures[self.pool.submit(call, item)] = (stage, key)
 
-        def write(items, result, turn=turn):
-            p, _label, cand, _backend, messages, key, _link = items[0]
-            sampling = cand.sampling.model_dump()
-            if isinstance(result, LLMJudgeError):
-                store.put_generation(key, cand.spec, sampling, messages[-1]["content"], error=str(result))
-            else:
-                store.put_generation(key, cand.spec, sampling, messages[-1]["content"], text=result.text,
-                                     prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                                     seconds=result.seconds, finish_reason=result.finish_reason)
-            for p, label, *_rest, link in items:
-                if not isinstance(result, LLMJudgeError):
-                    store.link(*link, result_key=key)
-                answers[(p.id, label, turn)] = None if isinstance(result, LLMJudgeError) else result.text
+    def _progress(self, stage: str, items: int = 1) -> None:
+        self.done[stage] += items
+        in_flight = sum(1 for s, _ in self.futures.values() if s == stage)
+        self.tell(stage, self.done[stage], self.total[stage], in_flight)
 
-        tell("generating", done, total, 0)
-        waiting = sum(len(v) for v in todo.values())
-        _run_jobs(pool, list(todo.values()), call, write, "generating", tell, done, total)
-        done += waiting
-    return answers
+    # generations
 
+    def _generation_ready(self, p: PromptItem, label: str, turn: int) -> None:
+        earlier = [self.answers[(p.id, label, k)] for k in range(1, turn)]
+        if None in earlier:  # an earlier turn failed: this one waits for a rerun
+            return self._answered(p, label, turn, None)
+        cand = self.config.candidates[label]
+        backend = self.backends[cand.spec]
+        messages = p.messages(earlier, turn)
+        key = cache_key("gen", model=model_identity(backend), sampling=cand.sampling.model_dump(), messages=messages)
+        link = (self.run_id, f"gen:{p.id}:{label}" + (f"@t{turn}" if turn > 1 else ""), p.id, "generation", [label],
+                "-", 0, turn)
+        if key in self.failed_keys:
+            return self._answered(p, label, turn, None)
+        row = self.store.generation(key)
+        if row is not None:
+            self.store.link(*link, result_key=key)
+            return self._answered(p, label, turn, row["text"])
+        self._submit("generating", key, (p, label, turn, cand, backend, messages, key, link), _generate)
 
-def _judge_all(config, store, run_id, judge_backend, answers, pool, tell) -> int:
-    jobs = []
-    for r in range(config.repeat):
-        for p in config.prompts:
-            for t in range(1, p.turns + 1):
-                if config.mode in ("single", "both"):
-                    jobs += [("single", p, (lab,), lab, r, t) for lab in config.candidates]
-                if config.mode in ("pairwise", "both"):
-                    jobs += [("pairwise", p, pair, order, r, t) for pair in config.pairs() for order in ("AB", "BA")]
-    setup = JudgeSetup(config.criteria, config.scale, config.judge_sampling, config.verdict_format, config.judge_method)
-    todo: dict[str, list] = {}  # key -> the run items waiting for that judgment
-    failed = 0
-    for kind, p, labels, order, r, t in jobs:
-        convo = [[answers.get((p.id, lab, k)) for k in range(1, t + 1)] for lab in labels]
+    def _write_generation(self, items: list, result) -> None:
+        _p, _label, _turn, cand, _backend, messages, key, _link = items[0]
+        sampling = cand.sampling.model_dump()
+        ok = not isinstance(result, LLMJudgeError)
+        if ok:
+            self.store.put_generation(key, cand.spec, sampling, messages[-1]["content"], text=result.text,
+                                      prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                                      seconds=result.seconds, finish_reason=result.finish_reason)
+        else:
+            self.failed_keys.add(key)
+            self.store.put_generation(key, cand.spec, sampling, messages[-1]["content"], error=str(result))
+        for p, label, turn, *_rest, link in items:
+            if ok:
+                self.store.link(*link, result_key=key)
+            self._answered(p, label, turn, result.text if ok else None)
+
+    def _answered(self, p: PromptItem, label: str, turn: int, text: str | None) -> None:
+        """An answer is settled (None: failed): count it, then start what was waiting for it."""
+        self.answers[(p.id, label, turn)] = text
+        if text is None:
+            self.failed += 1
+        self._progress("generating")
+        if turn < p.turns:
+            self._generation_ready(p, label, turn + 1)
+        for job in self.needs.pop((p.id, label, turn), []):
+            job[0] -= 1
+            if job[0] == 0:
+                self._judgment_ready(*job[1:])
+
+    # judgments
+
+    def _plan_judgments(self) -> None:
+        """Every judgment the study makes, each waiting for the answers it needs."""
+        config = self.config
+        jobs = []
+        for r in range(config.repeat):
+            for p in config.prompts:
+                for t in range(1, p.turns + 1):
+                    if config.mode in ("single", "both"):
+                        jobs += [("single", p, (lab,), lab, r, t) for lab in config.candidates]
+                    if config.mode in ("pairwise", "both"):
+                        jobs += [("pairwise", p, pair, order, r, t) for pair in config.pairs() for order in ("AB", "BA")]
+        self.total["judging"] = len(jobs)
+        self.tell("judging", 0, len(jobs), 0)
+        for kind, p, labels, order, r, t in jobs:
+            needed = {(p.id, lab, k) for lab in labels for k in range(1, t + 1)}
+            job = [len(needed), kind, p, labels, order, r, t]
+            for answer in needed:
+                self.needs.setdefault(answer, []).append(job)
+
+    def _judgment_ready(self, kind: str, p: PromptItem, labels: tuple, order: str, r: int, t: int) -> None:
+        convo = [[self.answers[(p.id, lab, k)] for k in range(1, t + 1)] for lab in labels]
         if any(a is None for answers_of in convo for a in answers_of):
-            failed += 1  # a generation failed: judged on a later run
-            continue
+            self.failed += 1  # a generation failed: judged on a later run
+            return self._progress("judging")
         texts = [c[-1] for c in convo]
         # what came before this turn, each candidate's own conversation (the shared context at turn 1)
         history = [p.messages(c[:-1], t)[:-1] for c in convo]
         shown, shown_history = (texts, history) if order != "BA" else (texts[::-1], history[::-1])
-        key = judgment_key(kind, judge_backend, setup, p.question(t), shown, p.reference_at(t), r, shown_history)
+        key = judgment_key(kind, self.judge, self.setup, p.question(t), shown, p.reference_at(t), r, shown_history)
         item = f"{kind}:{p.id}:{'|'.join(labels)}:{order}" + (f"@t{t}" if t > 1 else "") + (f"#{r}" if r else "")
-        link = (run_id, item, p.id, kind, list(labels), order, r, t)
-        if store.judgment(key) is not None:
-            store.link(*link, result_key=key)
-        else:
-            todo.setdefault(key, []).append((kind, p, labels, order, texts, key, link, t, history))
+        link = (self.run_id, item, p.id, kind, list(labels), order, r, t)
+        if self.store.judgment(key) is not None:
+            self.store.link(*link, result_key=key)
+            return self._progress("judging")
+        self._submit("judging", key, (kind, p, labels, order, texts, key, link, t, history), self._judge)
 
-    def call(items):
-        kind, p, labels, order, texts, _key, _link, t, history = items[0]
+    def _judge(self, item):
+        kind, p, labels, order, texts, _key, _link, t, history = item
+        c = self.config
         if kind == "single":
-            return judge_single(judge_backend, p.question(t), texts[0], labels[0], config.criteria, config.scale,
-                                config.judge_sampling, p.reference_at(t), method=config.judge_method, history=history[0])
-        return judge_pairwise_order(judge_backend, p.question(t), texts[0], texts[1], order, config.criteria,
-                                    config.scale, config.judge_sampling, p.reference_at(t), fmt=config.verdict_format,
-                                    method=config.judge_method, history=history)
+            return judge_single(self.judge, p.question(t), texts[0], labels[0], c.criteria, c.scale, c.judge_sampling,
+                                p.reference_at(t), method=c.judge_method, history=history[0])
+        return judge_pairwise_order(self.judge, p.question(t), texts[0], texts[1], order, c.criteria, c.scale,
+                                    c.judge_sampling, p.reference_at(t), fmt=c.verdict_format, method=c.judge_method,
+                                    history=history)
 
-    def write(items, call_result):
-        nonlocal failed
-        kind, _p, _labels, _order, _texts, key, link, _t, _history = items[0]
-        save_judgment(store, key, kind, config.judge_name, call_result, link)
-        if call_result.status == "failed":
-            failed += len(items)
-            return
-        for other in items[1:]:
-            store.link(*other[6], result_key=key)
+    def _write_judgment(self, items: list, call) -> None:
+        kind, *_rest, key, link, _t, _history = items[0]
+        save_judgment(self.store, key, kind, self.config.judge_name, call, link)
+        if call.status == "failed":
+            self.failed += len(items)
+        else:
+            for other in items[1:]:
+                self.store.link(*other[6], result_key=key)
+        self._progress("judging", len(items))
 
-    waiting = sum(len(v) for v in todo.values())
-    tell("judging", len(jobs) - waiting, len(jobs), 0)
-    _run_jobs(pool, list(todo.values()), call, write, "judging", tell, len(jobs) - waiting, len(jobs))
-    return failed
+
+def _generate(item):
+    _p, _label, _turn, cand, backend, messages, _key, _link = item
+    return backend.generate(messages, cand.sampling)
