@@ -5,6 +5,7 @@ does, resume after an interruption, merging, and a study with the checkpoints as
 The extra (``scripts/setup.sh --finetune``) is installed in CI; elsewhere these tests skip without it.
 """
 
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -277,3 +278,114 @@ def test_a_checkpoint_spec_names_base_and_adapter(tmp_path):
     assert check_model(f"embedded+lora:{fake}").startswith("ok: ") and "+ adapter" in check_model(f"embedded+lora:{fake}")
     assert "model file not found" in check_model(f"embedded+lora:{tmp_path / 'none.gguf'}")
     assert "one GGUF LoRA adapter" in check_model(f"gguf:{fake}+lora:")
+
+
+# The Unsloth path. Unsloth needs a CUDA GPU (it refuses to import without one), so on CI and on
+# this project's machines the trainer is PEFT; what is checked here: the choice, the GGUF base written
+# out as the transformers folder Unsloth loads (real), the loop's wiring through Unsloth's two calls
+# (a stand-in module, on the CPU), and on a GPU with Unsloth installed the real run.
+
+HAVE_GPU_UNSLOTH = HAVE_EXTRA and importlib.util.find_spec("unsloth") is not None and \
+    __import__("torch").cuda.is_available()
+
+
+@needs_extra
+def test_unsloth_asked_for_without_a_gpu_says_so_in_one_line(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["finetune", "--out", str(tmp_path / "ft"), "--steps", "3", "--trainer", "unsloth"]) == 2
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(lines) == 1 and "--trainer unsloth: this machine has no CUDA GPU" in lines[0] and "--trainer peft" in lines[0]
+
+
+@pytest.mark.model
+@needs_extra
+def test_a_gguf_base_is_written_out_as_the_transformers_folder_unsloth_loads(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llm_judge.finetune.fast import transformers_folder
+    from llm_judge.finetune.train import load_base, resolve_base
+
+    base = resolve_base("embedded")
+    folder = Path(transformers_folder(base, load_base, tmp_path / "base-hf"))
+    tok, gguf_model = load_base(base)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    copy_tok = AutoTokenizer.from_pretrained(str(folder))
+    ids = tok(tok.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True), add_special_tokens=False,
+              return_tensors="pt")["input_ids"]
+    assert copy_tok.chat_template == tok.chat_template and copy_tok(tok.decode(ids[0]))["input_ids"] == ids[0].tolist()
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, gguf_model(input_ids=ids).logits)
+    stamp = (folder / "config.json").stat().st_mtime_ns
+    assert transformers_folder(base, load_base, tmp_path / "base-hf") == str(folder)  # written once
+    assert (folder / "config.json").stat().st_mtime_ns == stamp
+
+
+def _stand_in_unsloth(calls: dict):
+    """A module with Unsloth's two calls doing what they do with transformers and PEFT on the CPU."""
+    import types
+
+    def from_pretrained(model_name, max_seq_length, dtype, load_in_4bit):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        calls["from_pretrained"] = dict(model_name=model_name, max_seq_length=max_seq_length, load_in_4bit=load_in_4bit)
+        return AutoModelForCausalLM.from_pretrained(model_name), AutoTokenizer.from_pretrained(model_name)
+
+    def get_peft_model(model, **kw):
+        from peft import LoraConfig
+        from peft import get_peft_model as peft_model
+
+        calls["get_peft_model"] = kw
+        return peft_model(model, LoraConfig(r=kw["r"], lora_alpha=kw["lora_alpha"], lora_dropout=kw["lora_dropout"],
+                                            target_modules=kw["target_modules"], bias=kw["bias"], task_type="CAUSAL_LM"))
+
+    module = types.ModuleType("unsloth")
+    module.__spec__ = importlib.machinery.ModuleSpec("unsloth", None)
+    module.FastLanguageModel = types.SimpleNamespace(from_pretrained=from_pretrained, get_peft_model=get_peft_model)
+    return module
+
+
+@pytest.mark.model
+@needs_extra
+def test_the_unsloth_path_loads_with_the_recipe_and_trains_through_the_same_loop(tmp_path, monkeypatch):
+    import sys
+    import warnings
+
+    from llm_judge.finetune import fast
+    from llm_judge.finetune.train import FinetuneConfig, finetune
+
+    calls: dict = {}
+    monkeypatch.setitem(sys.modules, "unsloth", _stand_in_unsloth(calls))
+    monkeypatch.setattr(fast, "choose_trainer", lambda requested, device, installed: "unsloth")
+    monkeypatch.delenv("UNSLOTH_RETURN_LOGITS", raising=False)
+    out = tmp_path / "run"
+    with warnings.catch_warnings():  # CUDA autocast asked for on the CPU
+        warnings.simplefilter("ignore")
+        result = finetune(FinetuneConfig(base="embedded", data="tiny-instructions", out=out,
+                                         recipe=with_overrides(RECIPES["seed"], SMOKE), max_steps=2, save_steps=[2],
+                                         limit=4, trainer="unsloth"), notify=lambda _: None)
+    assert os.environ["UNSLOTH_RETURN_LOGITS"] == "1"  # the loop's assistant-only loss needs the logits
+    assert calls["from_pretrained"] == {"model_name": str(out / "base-hf"), "max_seq_length": 256, "load_in_4bit": False}
+    peft = calls["get_peft_model"]
+    assert (peft["r"], peft["lora_alpha"], peft["lora_dropout"], peft["random_state"]) == (16, 16, 0.0, 3407)
+    assert peft["target_modules"] == list(RECIPES["seed"].target_modules) and peft["use_gradient_checkpointing"] == "unsloth"
+    assert result["trainer"] == "unsloth" and json.loads((out / "finetune.json").read_text())["trainer"] == "unsloth"
+    assert Path(result["checkpoints"]["step-0002"]).read_bytes()[:4] == b"GGUF"
+
+
+@pytest.mark.skipif(not HAVE_GPU_UNSLOTH, reason="needs a CUDA GPU with unsloth installed")
+def test_on_a_gpu_with_unsloth_the_fine_tune_uses_it_and_its_adapter_moves_llama_cpp_like_pytorch(tmp_path):
+    from llm_judge.finetune.train import FinetuneConfig, finetune
+
+    out = tmp_path / "run"
+    result = finetune(FinetuneConfig(base="embedded", data="tiny-instructions", out=out,
+                                     recipe=with_overrides(RECIPES["seed"], SMOKE), max_steps=3, save_steps=[3],
+                                     limit=8), notify=lambda _: None)
+    assert result["trainer"] == "unsloth" and result["device"] == "cuda"
+    base, tokens, before, after = _torch_delta(out, SMOKE, "step-0003")
+    plain = _llama_logits(base.gguf, tokens)
+    adapted = _llama_logits(base.gguf, tokens, out / "step-0003.gguf")
+    assert _cos(after - before, adapted - plain) > 0.9

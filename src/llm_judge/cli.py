@@ -398,6 +398,8 @@ def analyze(path, bootstrap, as_json):
 @click.option("--base-gguf", default=None, help="for an hf:OWNER/REPO transformers base: the GGUF of it that llama.cpp runs")
 @click.option("--limit", type=int, default=None, help="train on the first N conversations only")
 @click.option("--threads", type=int, default=None, help="CPU threads for training (default: PyTorch's choice)")
+@click.option("--trainer", type=click.Choice(["auto", "peft", "unsloth"]), default="auto", show_default=True,
+              help="auto: Unsloth on a CUDA GPU where it is installed, else PEFT")
 @click.option("--then-study", is_flag=True, help="then compare base and checkpoints with the judge (pairwise, both orders)")
 @click.option("--judge", default="embedded", show_default=True, help="judge of --then-study")
 @click.option("--prompts", "source", default="seed-10", show_default=True, help="prompts of --then-study")
@@ -407,8 +409,8 @@ def analyze(path, bootstrap, as_json):
               help="verdicts of --then-study: with reasons and scores, or the winner only (fast)")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def finetune(base, data, out_dir, recipe_name, overrides, steps, save_steps, merge, base_gguf, limit, threads, then_study,
-             judge, source, study_limit, max_tokens, verdict_format, db, as_json):
+def finetune(base, data, out_dir, recipe_name, overrides, steps, save_steps, merge, base_gguf, limit, threads, trainer,
+             then_study, judge, source, study_limit, max_tokens, verdict_format, db, as_json):
     """Fine-tune BASE with LoRA (the seed's recipe), export GGUF adapters, and optionally judge the checkpoints."""
     from pathlib import Path
 
@@ -423,7 +425,7 @@ def finetune(base, data, out_dir, recipe_name, overrides, steps, save_steps, mer
         raise LLMJudgeError(f"--save-steps {save_steps!r}: write step numbers separated by commas, e.g. 20,60") from None
     cfg = FinetuneConfig(base=base, data=data, out=Path(out_dir), recipe=with_overrides(get_recipe(recipe_name), overrides),
                          max_steps=steps, save_steps=saves, base_gguf=base_gguf, merge=merge, threads=threads,
-                         limit=limit).check()
+                         limit=limit, trainer=trainer).check()
     study = None
     if then_study:  # checked before hours of training, not after
         from .finetune.study import checkpoint_config

@@ -1,5 +1,6 @@
-"""The LoRA training loop (PEFT on PyTorch): the seed's recipe on a local GGUF or ``hf:`` base model,
-checkpoints at chosen steps exported as GGUF adapters, resumable after an interruption.
+"""The LoRA training loop (PEFT on PyTorch, or Unsloth on a GPU: ``fast``): the seed's recipe on a
+local GGUF or ``hf:`` base model, checkpoints at chosen steps exported as GGUF adapters, resumable
+after an interruption.
 
 The run folder holds everything: ``finetune.json`` (what was asked), ``log.jsonl`` (one line per
 optimizer step), ``loss.svg``, ``state/`` (the latest resumable state, replaced whole every
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from ..errors import LLMJudgeError
 from .data import encode, read_conversations
+from .fast import TRAINERS
 from .gguf_lora import write_adapter
 from .plot import loss_svg
 from .recipe import Recipe
@@ -82,6 +84,7 @@ class FinetuneConfig:
     state_every: int = 10
     threads: int | None = None
     limit: int | None = None  # only the first N conversations
+    trainer: str = "auto"  # auto (Unsloth on a CUDA GPU where installed, else PEFT), peft or unsloth
 
     def check(self) -> FinetuneConfig:
         if self.max_steps < 1:
@@ -92,6 +95,8 @@ class FinetuneConfig:
         self.save_steps = sorted(set(self.save_steps) | {self.max_steps})
         if self.merge not in (None, "f16", "q8_0"):
             raise LLMJudgeError(f"--merge {self.merge}: use f16 or q8_0")
+        if self.trainer not in TRAINERS:
+            raise LLMJudgeError(f"--trainer {self.trainer}: use {', '.join(TRAINERS)}")
         self.recipe.check()
         return self
 
@@ -158,10 +163,9 @@ def _quiet_gguf_loader() -> None:
         gguf_utils.tqdm = functools.partial(gguf_utils.tqdm, disable=True)
 
 
-def load_model(base: Base, recipe: Recipe, device: str):
-    """(tokenizer, PEFT model) of the base with fresh LoRA matrices of the recipe."""
+def load_base(base: Base):
+    """(tokenizer, model) of the base as transformers loads it, in float32."""
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -174,10 +178,30 @@ def load_model(base: Base, recipe: Recipe, device: str):
     except Exception as exc:  # unsupported architecture, missing files, no network for hf:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise LLMJudgeError(f"transformers cannot load {base.spec} for training: {reason}") from None
+    return tokenizer, model
+
+
+def load_model(base: Base, recipe: Recipe, device: str, trainer: str = "peft", work: Path | None = None):
+    """(tokenizer, PEFT model) of the base with fresh LoRA matrices of the recipe; with Unsloth where
+    ``trainer`` says so (``work``: the run folder, where it finds a GGUF base as a transformers folder)."""
+    if trainer == "unsloth":
+        from .fast import load_unsloth
+
+        tokenizer, model = load_unsloth(base, recipe, load_base, Path(work or ".") / "base-hf")
+    else:
+        tokenizer, model = load_base(base)
+        model = _with_lora(model, recipe, device)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:
         raise LLMJudgeError(f"{base.spec} has no chat template: fine-tune an instruct model")
+    return tokenizer, model
+
+
+def _with_lora(model, recipe: Recipe, device: str):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [m for m in recipe.target_modules if m not in present]
     if missing:
@@ -188,7 +212,7 @@ def load_model(base: Base, recipe: Recipe, device: str):
     torch.manual_seed(recipe.seed)  # the adapter's initial A matrices
     with warnings.catch_warnings():  # a deprecation inside PEFT's own calls to transformers
         warnings.simplefilter("ignore", FutureWarning)
-        return tokenizer, get_peft_model(model, lora).to(device)
+        return get_peft_model(model, lora).to(device)
 
 
 def lora_state(model) -> dict:
@@ -241,6 +265,13 @@ def finetune(cfg: FinetuneConfig, progress: Progress | None = None, notify: Call
     cfg.check()
     import torch
     import torch.nn.functional as F
+
+    from .fast import choose_trainer, prepare, unsloth_installed
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    trainer = choose_trainer(cfg.trainer, device, unsloth_installed())
+    if trainer == "unsloth":
+        prepare()  # before transformers and PEFT
     from peft import set_peft_model_state_dict
     from transformers import get_scheduler
 
@@ -250,8 +281,7 @@ def finetune(cfg: FinetuneConfig, progress: Progress | None = None, notify: Call
     conversations = read_conversations(cfg.data)[:cfg.limit]
     start = _start(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer, model = load_model(base, cfg.recipe, device)
+    tokenizer, model = load_model(base, cfg.recipe, device, trainer, cfg.out)
     examples = [e for e in (encode(tokenizer, c, cfg.recipe.max_seq_length) for c in conversations) if e]
     if not examples:
         raise LLMJudgeError(f"{cfg.data}: no conversation keeps an assistant token within max_seq_length")
@@ -267,13 +297,14 @@ def finetune(cfg: FinetuneConfig, progress: Progress | None = None, notify: Call
         scheduler.load_state_dict(saved["scheduler"])
         notify(f"resuming {cfg.out} at step {start} of {cfg.max_steps}")
     meta = {**cfg.identity(), "base_spec": base.spec, "base_gguf": str(base.gguf), "max_steps": cfg.max_steps,
-            "save_steps": cfg.save_steps, "examples": len(examples), "device": device,
+            "save_steps": cfg.save_steps, "examples": len(examples), "device": device, "trainer": trainer,
             "optimizer": type(optimizer).__name__}
     (cfg.out / "finetune.json").write_text(json.dumps(meta, indent=2))
     rows = _log_rows(cfg.out, start)
     (cfg.out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     checkpoints = {checkpoint_name(s): str(cfg.out / f"{checkpoint_name(s)}.gguf") for s in cfg.save_steps if s <= start}
     pad = tokenizer.pad_token_id
+    autocast, scaler = _precision(trainer, model)
     for step in range(start, cfg.max_steps):
         t0 = time.perf_counter()
         model.train()
@@ -284,15 +315,22 @@ def finetune(cfg: FinetuneConfig, progress: Progress | None = None, notify: Call
         total, tokens = 0.0, 0
         for batch in batches:
             ids, mask, labels = (t.to(device) for t in _collate(batch, pad))
-            logits = model(input_ids=ids, attention_mask=mask).logits
+            with autocast():
+                logits = model(input_ids=ids, attention_mask=mask).logits
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
                                    ignore_index=-100, reduction="sum") / max(targets, 1)
-            loss.backward()
+            (scaler.scale(loss) if scaler else loss).backward()
             total += loss.item()
             tokens += int(mask.sum())
+        if scaler:
+            scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         lr = scheduler.get_last_lr()[0]
-        optimizer.step()
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         seconds = time.perf_counter() - t0
@@ -312,7 +350,21 @@ def finetune(cfg: FinetuneConfig, progress: Progress | None = None, notify: Call
         if progress:
             progress(done, cfg.max_steps, total)
     return {"out": str(cfg.out), "base": base.spec, "base_gguf": str(base.gguf), "checkpoints": checkpoints,
-            "log": rows, "examples": len(examples), "device": device}
+            "log": rows, "examples": len(examples), "device": device, "trainer": trainer}
+
+
+def _precision(trainer: str, model):
+    """(autocast context, gradient scaler or None): Unsloth's model computes in the GPU's half precision
+    (bfloat16, or float16 with a scaler); the PEFT path in float32."""
+    import contextlib
+
+    import torch
+
+    if trainer != "unsloth":
+        return contextlib.nullcontext, None
+    dtype = next((p.dtype for p in model.parameters() if p.dtype in (torch.bfloat16, torch.float16)), torch.bfloat16)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
 def _save_state(out: Path, model, optimizer, scheduler, step: int) -> None:
