@@ -324,6 +324,19 @@ def test_a_gguf_base_is_written_out_as_the_transformers_folder_unsloth_loads(tmp
     assert (folder / "config.json").stat().st_mtime_ns == stamp
 
 
+@needs_extra
+def test_a_run_stopped_after_writing_its_base_for_unsloth_starts_again_in_the_same_folder(tmp_path):
+    from llm_judge.finetune.train import FinetuneConfig, _start
+
+    cfg = FinetuneConfig(base="embedded", data="tiny-instructions", out=tmp_path / "run", recipe=RECIPES["seed"],
+                         max_steps=3, save_steps=[3])
+    (cfg.out / "base-hf").mkdir(parents=True)
+    assert _start(cfg) == 0
+    (cfg.out / "notes.txt").write_text("mine")
+    with pytest.raises(LLMJudgeError, match="holds no fine-tune"):
+        _start(cfg)
+
+
 def _stand_in_unsloth(calls: dict):
     """A module with Unsloth's two calls doing what they do with transformers and PEFT on the CPU."""
     import types

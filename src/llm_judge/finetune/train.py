@@ -248,7 +248,8 @@ def _start(cfg: FinetuneConfig) -> int:
     an error where it holds another one."""
     meta = cfg.out / "finetune.json"
     if not meta.exists():
-        if cfg.out.exists() and any(cfg.out.iterdir()):
+        # the base written out for Unsloth comes before finetune.json: a run stopped then starts again
+        if cfg.out.exists() and any(p.name not in ("base-hf", "base-hf.part") for p in cfg.out.iterdir()):
             raise LLMJudgeError(f"{cfg.out} is not empty and holds no fine-tune: choose a new --out folder")
         return 0
     before = json.loads(meta.read_text())
