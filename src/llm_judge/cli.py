@@ -253,8 +253,7 @@ def run(source, candidates, judges, judge_method, verdict_format, criteria, scal
         if progress:
             progress.stop()
     if generate_only:
-        answers = store.db.execute("SELECT COUNT(*) FROM run_items WHERE run_id=? AND kind='generation'", (run_id,))
-        written = answers.fetchone()[0]
+        written = len(store.items(run_id, "generation"))
         if as_json:
             click.echo(json.dumps({"run_id": run_id, "answers": written, "status": store.run(run_id)["status"]}))
         else:

@@ -192,8 +192,8 @@ class _Pipeline:
         self.answers: dict[tuple[str, str, int], str | None] = {}
         self.futures: dict = {}  # future -> (stage, cache key)
         self.sharing: dict[tuple[str, str], list] = {}  # (stage, key) -> the run items waiting for that call
-        self.failed_keys: set[str] = set()  # generations that failed in this run (not called again)
         self.done = {"generating": 0, "judging": 0}
+        self.in_flight = {"generating": 0, "judging": 0}  # calls under way, kept as they start and end
         self.total = {"generating": sum(p.turns for p in config.prompts) * len(config.candidates), "judging": 0}
         self.needs: dict[tuple[str, str, int], list[list]] = {}  # answer -> the judgments waiting for it
         self.failed = 0
@@ -209,6 +209,7 @@ class _Pipeline:
             finished, _ = wait(self.futures, return_when=FIRST_COMPLETED)
             for fut in finished:
                 stage, key = self.futures.pop(fut)
+                self.in_flight[stage] -= 1
                 try:
                     result = fut.result()
                 except LLMJudgeError as exc:
@@ -225,11 +226,11 @@ class _Pipeline:
             return
         self.sharing[(stage, key)] = [item]
         self.futures[self.pool.submit(call, item)] = (stage, key)
+        self.in_flight[stage] += 1
 
     def _progress(self, stage: str, items: int = 1) -> None:
         self.done[stage] += items
-        in_flight = sum(1 for s, _ in self.futures.values() if s == stage)
-        self.tell(stage, self.done[stage], self.total[stage], in_flight)
+        self.tell(stage, self.done[stage], self.total[stage], self.in_flight[stage])
 
     # generations
 
@@ -243,8 +244,6 @@ class _Pipeline:
         key = cache_key("gen", model=model_identity(backend), sampling=cand.sampling.model_dump(), messages=messages)
         link = (self.run_id, f"gen:{p.id}:{label}" + (f"@t{turn}" if turn > 1 else ""), p.id, "generation", [label],
                 "-", 0, turn)
-        if key in self.failed_keys:
-            return self._answered(p, label, turn, None)
         row = self.store.generation(key)
         if row is not None:
             self.store.link(*link, result_key=key)
@@ -260,7 +259,6 @@ class _Pipeline:
                                       prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
                                       seconds=result.seconds, finish_reason=result.finish_reason)
         else:
-            self.failed_keys.add(key)
             self.store.put_generation(key, cand.spec, sampling, messages[-1]["content"], error=str(result))
         for p, label, turn, *_rest, link in items:
             if ok:
