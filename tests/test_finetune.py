@@ -310,7 +310,7 @@ def test_a_gguf_base_is_written_out_as_the_transformers_folder_unsloth_loads(tmp
     from llm_judge.finetune.train import load_base, resolve_base
 
     base = resolve_base("embedded")
-    folder = Path(transformers_folder(base, load_base, tmp_path / "base-hf"))
+    folder = Path(transformers_folder(base, tmp_path / "base-hf"))
     tok, gguf_model = load_base(base)
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
     copy_tok = AutoTokenizer.from_pretrained(str(folder))
@@ -320,7 +320,7 @@ def test_a_gguf_base_is_written_out_as_the_transformers_folder_unsloth_loads(tmp
     with torch.no_grad():
         assert torch.equal(model(input_ids=ids).logits, gguf_model(input_ids=ids).logits)
     stamp = (folder / "config.json").stat().st_mtime_ns
-    assert transformers_folder(base, load_base, tmp_path / "base-hf") == str(folder)  # written once
+    assert transformers_folder(base, tmp_path / "base-hf") == str(folder)  # written once
     assert (folder / "config.json").stat().st_mtime_ns == stamp
 
 

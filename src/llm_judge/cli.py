@@ -11,6 +11,7 @@ import click
 from . import __version__
 from .criteria import parse_scale
 from .errors import LLMJudgeError
+from .finetune.fast import TRAINERS
 from .sampling import PRESETS, make_sampling
 
 SAMPLING_FIELDS = [  # (option suffix, field, type, help)
@@ -397,7 +398,7 @@ def analyze(path, bootstrap, as_json):
 @click.option("--base-gguf", default=None, help="for an hf:OWNER/REPO transformers base: the GGUF of it that llama.cpp runs")
 @click.option("--limit", type=int, default=None, help="train on the first N conversations only")
 @click.option("--threads", type=int, default=None, help="CPU threads for training (default: PyTorch's choice)")
-@click.option("--trainer", type=click.Choice(["auto", "peft", "unsloth"]), default="auto", show_default=True,
+@click.option("--trainer", type=click.Choice(TRAINERS), default="auto", show_default=True,
               help="auto: Unsloth on a CUDA GPU where it is installed, else PEFT")
 @click.option("--then-study", is_flag=True, help="then compare base and checkpoints with the judge (pairwise, both orders)")
 @click.option("--judge", default="embedded", show_default=True, help="judge of --then-study")

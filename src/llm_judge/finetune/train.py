@@ -11,6 +11,7 @@ resumed run takes the same steps as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from ..errors import LLMJudgeError
 from .data import encode, read_conversations
-from .fast import TRAINERS
+from .fast import BASE_FOLDER, TRAINERS
 from .gguf_lora import write_adapter
 from .plot import loss_svg
 from .recipe import Recipe
@@ -183,11 +184,11 @@ def load_base(base: Base):
 
 def load_model(base: Base, recipe: Recipe, device: str, trainer: str = "peft", work: Path | None = None):
     """(tokenizer, PEFT model) of the base with fresh LoRA matrices of the recipe; with Unsloth where
-    ``trainer`` says so (``work``: the run folder, where it finds a GGUF base as a transformers folder)."""
+    ``trainer`` says so (``work``: the run folder, where it writes a GGUF base out for Unsloth)."""
     if trainer == "unsloth":
         from .fast import load_unsloth
 
-        tokenizer, model = load_unsloth(base, recipe, load_base, Path(work or ".") / "base-hf")
+        tokenizer, model = load_unsloth(base, recipe, Path(work))
     else:
         tokenizer, model = load_base(base)
         model = _with_lora(model, recipe, device)
@@ -249,7 +250,7 @@ def _start(cfg: FinetuneConfig) -> int:
     meta = cfg.out / "finetune.json"
     if not meta.exists():
         # the base written out for Unsloth comes before finetune.json: a run stopped then starts again
-        if cfg.out.exists() and any(p.name not in ("base-hf", "base-hf.part") for p in cfg.out.iterdir()):
+        if cfg.out.exists() and any(p.name not in (BASE_FOLDER, BASE_FOLDER + ".part") for p in cfg.out.iterdir()):
             raise LLMJudgeError(f"{cfg.out} is not empty and holds no fine-tune: choose a new --out folder")
         return 0
     before = json.loads(meta.read_text())
@@ -267,7 +268,7 @@ def finetune(cfg: FinetuneConfig, progress: Progress | None = None, notify: Call
     import torch
     import torch.nn.functional as F
 
-    from .fast import choose_trainer, prepare, unsloth_installed
+    from .fast import choose_trainer, precision, prepare, unsloth_installed
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     trainer = choose_trainer(cfg.trainer, device, unsloth_installed())
@@ -305,7 +306,7 @@ def finetune(cfg: FinetuneConfig, progress: Progress | None = None, notify: Call
     (cfg.out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     checkpoints = {checkpoint_name(s): str(cfg.out / f"{checkpoint_name(s)}.gguf") for s in cfg.save_steps if s <= start}
     pad = tokenizer.pad_token_id
-    autocast, scaler = _precision(trainer, model)
+    autocast, scaler = precision(model) if trainer == "unsloth" else (contextlib.nullcontext, None)
     for step in range(start, cfg.max_steps):
         t0 = time.perf_counter()
         model.train()
@@ -352,20 +353,6 @@ def finetune(cfg: FinetuneConfig, progress: Progress | None = None, notify: Call
             progress(done, cfg.max_steps, total)
     return {"out": str(cfg.out), "base": base.spec, "base_gguf": str(base.gguf), "checkpoints": checkpoints,
             "log": rows, "examples": len(examples), "device": device, "trainer": trainer}
-
-
-def _precision(trainer: str, model):
-    """(autocast context, gradient scaler or None): Unsloth's model computes in the GPU's half precision
-    (bfloat16, or float16 with a scaler); the PEFT path in float32."""
-    import contextlib
-
-    import torch
-
-    if trainer != "unsloth":
-        return contextlib.nullcontext, None
-    dtype = next((p.dtype for p in model.parameters() if p.dtype in (torch.bfloat16, torch.float16)), torch.bfloat16)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
 def _save_state(out: Path, model, optimizer, scheduler, step: int) -> None:
