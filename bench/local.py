@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from llm_judge import engine, make_sampling, parse_criteria
-from llm_judge.backends import forget_backends
+from llm_judge.backends import forget_backends, get_backend
 from llm_judge.backends.llamacpp import embedded_model_path
 from llm_judge.compare import Candidate
 from llm_judge.prompts import PromptItem
@@ -54,11 +54,9 @@ def study_generation(engine_name: str, items: int, max_tokens: int, db: Path, pr
     config = StudyConfig(prompts=prompts, candidates={"a": Candidate("embedded", make_sampling("p1", max_tokens=max_tokens))},
                          judge="embedded", judge_sampling=make_sampling(None, temperature=0), criteria=parse_criteria(None),
                          mode="single")
-    from llm_judge.backends import get_backend
-
     get_backend("embedded", n_ctx=2048)  # load (and start the server) before the clock starts
-    start = time.perf_counter()
     store = Store(db)
+    start = time.perf_counter()
     run_study(config, store, generate_only=True)
     seconds = time.perf_counter() - start
     rows = store.db.execute("SELECT completion_tokens, prompt_tokens FROM generations").fetchall()
