@@ -2,16 +2,13 @@
 # Set up llm-judge on a fresh machine: a virtual environment in .venv with everything installed,
 # including a llama.cpp build that runs on any x86-64 CPU with AVX2 (and on ARM).
 #
-# llama-cpp-python ships no binary wheel, so pip compiles llama.cpp (about 7 minutes on 2 cores).
-# A default build targets the build machine's CPU ("native") and can die with SIGILL on CPUs
-# that advertise instructions they do not permit (AMX tiles on some virtual machines), so on
-# x86-64 we build a portable AVX2/FMA/F16C binary instead. The wheel is cached under
-# ~/.cache/llm-judge/wheels, keyed by these flags, so later set-ups take seconds.
-#
-# From the same llama.cpp source it builds llama.cpp's own llama-server (the local engine: parallel
-# slots), llama-batched-bench, llama-export-lora and llama-quantize into the environment's bin/
-# (scripts/build-llama-server.sh; about as long again the first time, cached the same way). Set
-# LLM_JUDGE_SKIP_SERVER=1 to skip it: local models then run in-process, one request at a time.
+# llama-cpp-python ships no binary wheel, so llama.cpp is compiled here, once, for both engines
+# (scripts/build-llama.sh: the shared libraries the Python binding loads for the in-process engine,
+# and llama-server with its tools for the local engine; about 6 minutes on 2 cores, then cached under
+# ~/.cache/llm-judge/llama keyed by version and flags, so later set-ups take seconds). A default
+# build targets the build machine's CPU ("native") and can die with SIGILL on CPUs that advertise
+# instructions they do not permit (AMX tiles on some virtual machines), so on x86-64 we build a
+# portable AVX2/FMA/F16C binary instead.
 #
 #   bash scripts/setup.sh             # the tool, the page, the tests
 #   bash scripts/setup.sh --finetune  # and the optional fine-tuning extra (CPU PyTorch, PEFT, gguf)
@@ -55,16 +52,7 @@ case "$(uname -m)" in
   *)
     FLAGS=""; KEY="$(uname -m)-default" ;;
 esac
-WHEELS=${LLM_JUDGE_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llm-judge/wheels}/$KEY
-if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
-  echo "==> building llama-cpp-python $LLAMA_VERSION ($KEY; takes several minutes)"
-  mkdir -p "$WHEELS"
-  CMAKE_ARGS="$FLAGS" $PIP wheel -q --no-deps --no-cache-dir -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
-fi
-$PIP install -q "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
-if [ "${LLM_JUDGE_SKIP_SERVER:-0}" != 1 ]; then
-  PYTHON_FOR_DOWNLOAD="$VENV/bin/python" bash scripts/build-llama-server.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV/bin"
-fi
+bash scripts/build-llama.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV"
 EXTRAS="ui,dev"
 if [ $FINETUNE = 1 ]; then
   # PyTorch's CPU build (0.9 GB) rather than PyPI's default CUDA build (5 GB); a GPU machine can

@@ -185,6 +185,7 @@ SCRIPT = textwrap.dedent("""
     b = get_backend("embedded", engine="server", parallel=2)
     print(b.server.proc.pid, flush=True)
     if sys.argv[1] == "exit":
+        sys.stdin.readline()  # the test has seen the server alive: now exit normally
         sys.exit(0)
     time.sleep(600)
 """)
@@ -193,13 +194,16 @@ SCRIPT = textwrap.dedent("""
 @needs_server
 @pytest.mark.parametrize("how", ["exit", "ctrl-c", "kill-9", "sigterm"])
 def test_no_server_outlives_llm_judge(how):
-    parent = subprocess.Popen([sys.executable, "-c", SCRIPT, how], stdout=subprocess.PIPE, text=True,
-                              start_new_session=True)
+    parent = subprocess.Popen([sys.executable, "-c", SCRIPT, how], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, start_new_session=True)
     pid = None
     try:
         pid = int(parent.stdout.readline())
         assert alive(pid)
-        if how == "ctrl-c":  # what a terminal sends: SIGINT to the foreground process group
+        if how == "exit":
+            parent.stdin.write("go\n")
+            parent.stdin.flush()
+        elif how == "ctrl-c":  # what a terminal sends: SIGINT to the foreground process group
             os.killpg(parent.pid, signal.SIGINT)
         elif how == "kill-9":
             parent.kill()

@@ -36,8 +36,9 @@ def test_a_leaderboard_with_rank_ranges_heat_map_and_categories(tmp_path):
     store, run_id = three_candidate_study(tmp_path, mode="both")
     s = summarize(store, run_id, n_boot=200)
     bt = s.pairwise.bradley_terry["ratings"]
-    assert bt["best"]["rank"] == 1 and bt["best"]["rank_range"][0] == 1
-    assert all(1 <= v["rank_range"][0] <= v["rank"] <= v["rank_range"][1] <= 3 for v in bt.values())
+    assert bt["best"]["rank"] == 1
+    # every prompt's verdicts alike: resamples all the same claim no rank range (tests/test_estimability.py)
+    assert all(v["rank_range"] is None and v["reason"].startswith("every resample alike") for v in bt.values())
     assert set(s.categories) == {"math", "writing", "coding"} and s.category_measure == "mean total score"
     assert s.categories["math"]["best"].value == 12
     titles = [t for t, _, _ in tables(s)]

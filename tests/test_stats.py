@@ -115,9 +115,9 @@ def test_bradley_terry_intervals_resample_prompts():
     assert bt["prior_ties_per_pair"] == S.BT_PRIOR_TIES
     r = bt["ratings"]
     assert r["x"]["low"] < r["x"]["rating"] < r["x"]["high"] and r["x"]["rating"] > r["y"]["rating"] > r["z"]["rating"]
-    # all games of a prompt move together: identical prompts give a zero-width interval
+    # all games of a prompt move together: identical prompts give no interval, and say why
     same = S.bradley_terry_ci({f"p{k}": [("x", "y", 1.0), ("x", "y", 0.0)] for k in range(10)}, n_boot=50)
-    assert same["ratings"]["x"]["low"] == pytest.approx(same["ratings"]["x"]["high"])
+    assert same["ratings"]["x"]["low"] is None and same["ratings"]["x"]["reason"].startswith("every resample alike")
 
 
 @pytest.mark.parametrize("bad", [0, -5, 2.5, True, "10"])

@@ -12,7 +12,8 @@ Format (JSONL, one item per line)::
 
 Win rates combine both verdicts with llm-judge's rule (disagreement = tie; ``verdicts.combine``);
 items where no order was scored are counted as unscored and left out of the rates. Agreement
-figures divide by every item: an unscored order counts as not agreeing.
+figures divide by every item: an unscored order counts as not agreeing. A file of one order per
+line may give an id's other order on a line with the models exchanged: the two lines are one item.
 """
 
 from __future__ import annotations
@@ -72,20 +73,52 @@ def combined(item: dict) -> str | None:
 
 def oriented(items: list[dict]) -> list[dict]:
     """Every item with its pair in one orientation: a pair given as "y vs x" on some lines and
-    "x vs y" on others is one pair. The orientation is the first one the file uses."""
+    "x vs y" on others is one pair. The orientation is the first one the file uses.
+
+    A line written the other way round showed the pair's second model first, so its two orders
+    are exchanged as well as its labels. Two single-order lines of one id, one written each way
+    round, are that item judged in both orders: they become one item with both verdicts.
+    """
     first: dict[frozenset, tuple[str, str]] = {}
-    out = []
+    out: list[dict] = []
+    waiting: dict[tuple, dict[bool, list[dict]]] = {}  # (id, pair) -> single-order items by "flipped"
     for it in items:
         a, b = it["model_a"], it["model_b"]
         pair = first.setdefault(frozenset((a, b)), (a, b))
-        if pair == (a, b):
-            out.append(it)
-        else:  # the same pair written the other way round: exchange the labels of every verdict
-            out.append({**it, "model_a": b, "model_b": a, "verdict": FLIP[it.get("verdict")],
-                        **({"lengths": it["lengths"][::-1]} if it.get("lengths") else {}),
-                        "verdict_swapped": FLIP[it.get("verdict_swapped")], "human": FLIP[it.get("human")],
-                        **({} if "verdict_swapped" in it else {"verdict_swapped": None})})
+        flipped = pair != (a, b)
+        rec = _flipped(it) if flipped else dict(it)
+        if "verdict_swapped" in it or it.get("id") is None:
+            out.append(rec)
+            continue
+        other = waiting.setdefault((str(it["id"]), pair), {False: [], True: []})
+        if other[not flipped]:
+            _join_orders(other[not flipped].pop(0), rec, flipped)
+        else:
+            other[flipped].append(rec)
+            out.append(rec)
     return out
+
+
+def _flipped(it: dict) -> dict:
+    """A line given as "y vs x" in the labels of "x vs y": the order that showed y first is this
+    pair's swapped order; a single-order line keeps its one verdict in ``verdict``."""
+    out = {**it, "model_a": it["model_b"], "model_b": it["model_a"], "human": FLIP[it.get("human")]}
+    if it.get("lengths"):
+        out["lengths"] = it["lengths"][::-1]
+    if "verdict_swapped" in it:
+        out["verdict"], out["verdict_swapped"] = FLIP[it["verdict_swapped"]], FLIP[it["verdict"]]
+    else:
+        out["verdict"] = FLIP[it["verdict"]]
+    return out
+
+
+def _join_orders(kept: dict, other: dict, other_flipped: bool) -> None:
+    """One single-order item joined by the same id's other order (both in the pair's labels)."""
+    shown_first, shown_second = (kept, other) if other_flipped else (other, kept)
+    kept["verdict"], kept["verdict_swapped"] = shown_first["verdict"], shown_second["verdict"]
+    for key in ("human", "category", "lengths"):
+        if kept.get(key) is None and other.get(key) is not None:
+            kept[key] = other[key]
 
 
 def _win_rates(items: list[dict], n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> dict:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -154,10 +155,30 @@ def _stage_printer():
     return show
 
 
+def check_arguments(args: list[str]) -> None:
+    """Each argument is UTF-8 text: Python hands over bytes that are not as lone surrogates
+    (surrogateescape), which no prompt, file name or model spec should carry on."""
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LLMJudgeError(f"the command-line argument '{_as_bytes(arg)}' is not UTF-8 text: write it in UTF-8 "
+                                "(or put the text in a UTF-8 file)") from None
+
+
+def _as_bytes(arg: str) -> str:
+    """``arg`` as the bytes it came from, the ones that are not UTF-8 escaped (caf\\xe9)."""
+    try:
+        return os.fsencode(arg).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no byte gives (an argument list from Python, not a shell)
+        return ascii(arg)[1:-1]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     rc = 0
     try:
+        check_arguments(sys.argv[1:] if argv is None else argv)
         rc = cli.main(args=argv, prog_name="llm-judge", standalone_mode=False)
     except LLMJudgeError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -176,10 +197,6 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("interrupted", err=True)
         return 130
     return rc if isinstance(rc, int) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 # --- studies ----------------------------------------------------------------------------------
@@ -620,16 +637,26 @@ def models(check, as_json):
               help="directory whose GGUF files visitors may load when listening beyond localhost (repeatable)")
 @click.option("--allow-fake", is_flag=True, help="beyond localhost, let visitors use the scripted fake: models")
 @click.option("--allow-downloads", is_flag=True, help="beyond localhost, let visitors download hf: models")
+@click.option("--show-all-runs", is_flag=True,
+              help="beyond localhost, list every stored run (the command line's too), not only the page's own")
+@click.option("--max-upload-bytes", type=click.IntRange(1), default=1_000_000, show_default=True,
+              help="largest prompt file a visitor may upload for a study")
+@click.option("--max-prompts", type=click.IntRange(1), default=100, show_default=True,
+              help="most prompts in a study started from the page")
+@click.option("--max-candidates", type=click.IntRange(1), default=4, show_default=True,
+              help="most candidates in a study started from the page")
 @click.option("--max-criteria", type=int, default=3, show_default=True)
 @click.option("--n-ctx", type=int, default=2048, show_default=True)
 @click.option("--concurrency", type=int, default=8, show_default=True,
               help="requests handled at once (a local model on the server engine serves 8 at once by default)")
 @db_option
-def ui(host, port, auth, allow_dirs, allow_fake, allow_downloads, max_criteria, n_ctx, concurrency, db):
+def ui(host, port, auth, allow_dirs, allow_fake, allow_downloads, show_all_runs, max_upload_bytes, max_prompts,
+       max_candidates, max_criteria, n_ctx, concurrency, db):
     """Open the web page: compare, run studies, vote (http://127.0.0.1:7860)."""
     from pathlib import Path
 
     try:
+        from .present.page import StudyLimits
         from .ui import launch
     except ImportError as exc:
         raise LLMJudgeError(f"the web page needs gradio ({exc.name} is missing): pip install 'llm-judge[ui]'") from None
@@ -643,4 +670,10 @@ def ui(host, port, auth, allow_dirs, allow_fake, allow_downloads, max_criteria, 
         raise LLMJudgeError("--max-criteria must be at least 1")
     click.echo(f"llm-judge page on http://{host}:{port} (Ctrl-C stops it)", err=True)
     launch(host=host, port=port, auth=login, allowed_dirs=[Path(d) for d in allow_dirs], max_criteria=max_criteria,
-           db=db, n_ctx=n_ctx, concurrency=concurrency, allow_fake=allow_fake, allow_downloads=allow_downloads)
+           db=db, n_ctx=n_ctx, concurrency=concurrency, allow_fake=allow_fake, allow_downloads=allow_downloads,
+           show_all_runs=show_all_runs, limits=StudyLimits(max_upload_bytes, max_prompts, max_candidates))
+
+
+# last: every command is defined by now (``python -m llm_judge.cli run`` as well as ``python -m llm_judge``)
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,6 +11,7 @@ studies share, and the checks every entry point applies to candidates and contex
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -58,9 +59,12 @@ class Candidate:
 
 
 def candidates_by_label(candidates: Iterable[Candidate]) -> dict[str, Candidate]:
-    """Candidates keyed by their labels; two with one label is an error that says how to fix it."""
+    """Candidates keyed by their labels; two with one label, or a label that ends like a later turn's
+    name (``x@t2``: a study names an answer's turn that way), is an error that says how to fix it."""
     out: dict[str, Candidate] = {}
     for c in candidates:
+        if re.search(r"@t[0-9]+\Z", c.name):
+            raise LLMJudgeError(f"candidate label {c.name!r} ends like a conversation's turn (@tN): add #LABEL to name it")
         if c.name in out:
             raise LLMJudgeError(f"two candidates are labelled {c.name!r}: add #LABEL to tell them apart")
         out[c.name] = c
@@ -132,7 +136,7 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
             judge_sampling: SamplingParams | None = None, n_ctx: int = 2048, reference: str | None = None,
             judge_method: str = "plain", verdict_format: str = "full",
             on_token: Callable[[str, str], None] | None = None,
-            on_stage: Callable[[str], None] | None = None) -> ComparisonResult:
+            on_stage: Callable[[str], None] | None = None, load_options: dict | None = None) -> ComparisonResult:
     """Generate both answers, judge them and return everything, ready to show or store.
 
     ``judge``: one spec, or several for a jury. ``judge_method="weighted"``: read the judge's
@@ -140,6 +144,7 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
     kept). ``verdict_format="winner"``: the judge names the winner without reasons or scores.
     ``on_token(label, piece)`` receives the answers as they are written; ``on_stage(text)``
     is told what is happening ("answer A", "answer B", "judge: both orders", ...).
+    ``load_options``: more load options for every model (the page's ``key_configured_only``).
     """
     prompt = check_prompt(prompt)
     if mode not in {"pairwise", "single"}:
@@ -155,8 +160,8 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
     for spec in (model_a, model_b, *judges):
         parse_spec(spec)  # an unknown prefix fails before any model loads
     stage = on_stage or (lambda _text: None)
-    backends = {label: get_backend(c.spec, n_ctx=n_ctx) for label, c in cands.items()}
-    judge_backend = load_judge(judges, n_ctx=n_ctx)
+    backends = {label: get_backend(c.spec, n_ctx=n_ctx, **(load_options or {})) for label, c in cands.items()}
+    judge_backend = load_judge(judges, n_ctx=n_ctx, **(load_options or {}))
 
     messages = [{"role": "user", "content": prompt}]
     answers = {}
@@ -189,6 +194,7 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
     for call in calls:
         if call.error:
             warnings.append(f"order {call.order} is unscored: {call.error}")
+    warnings += V.bound_warning(sum(V.reached_bound(c.raw) for c in calls if c.verdict), len(calls))
     if judge_method == "weighted" and mode == "pairwise" and verdict.weighted is None:
         warnings.append("the judge gave no probabilities: the verdict is the sampled one")
     return ComparisonResult(prompt, mode, cands, answers, jury_name(judges), judge_sampling, crits, scale, calls,
@@ -211,9 +217,11 @@ def check_judging(method: str, verdict_format: str, mode: str = "pairwise") -> N
 
 
 def jurors_outcome(calls: list[JudgeCall]) -> list[dict]:
-    """Each juror's verdict in each order (AB, BA) and both combined by the usual rule."""
-    out = []
-    for k, juror in enumerate(calls[0].verdict["jurors"] if calls[0].verdict else calls[1].verdict["jurors"]):
+    """Each juror's verdict in each order (AB, BA) and both combined by the usual rule; none when
+    no order has a verdict (every juror failed both times: the orders' errors say how)."""
+    scored = next((c.verdict for c in calls if c.verdict), None)
+    out: list[dict] = []
+    for k, juror in enumerate(scored["jurors"] if scored else []):
         per = [(c.verdict or {}).get("jurors", [{}] * (k + 1))[k] for c in calls]
         verdicts = [{"winner": p["winner"], "scores": {}, "justification": "",
                      **({"weighted": p["weighted"]} if p.get("weighted") else {})} if p.get("winner") else None

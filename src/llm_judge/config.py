@@ -22,6 +22,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backends import check_names
 from .errors import LLMJudgeError
 
 OPTION_TYPES = {"key_env": str, "concurrency": int, "timeout": (int, float), "max_attempts": int,
@@ -58,10 +59,7 @@ def parse_config(text: str, where: str) -> dict[str, ModelEntry]:
     for name, table in (data.get("models") or {}).items():
         if not isinstance(table, dict):
             raise LLMJudgeError(f"{where}: models.{name} must be a table with spec = \"...\"")
-        unknown = set(table) - KEYS
-        if unknown:
-            raise LLMJudgeError(f"{where}: models.{name} has unknown key {sorted(unknown)[0]!r} "
-                                f"(known: {', '.join(sorted(KEYS))})")
+        check_names(table, KEYS, f"{where}: models.{name}", "key")  # the rule get_backend applies to options
         if not isinstance(table.get("spec"), str) or not table["spec"].strip():
             raise LLMJudgeError(f"{where}: models.{name} needs spec = \"PREFIX:...\"")
         if ":" in name or name == "embedded":

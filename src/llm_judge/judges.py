@@ -5,7 +5,8 @@ evaluator leaderboard and LLMBar's tables, for any judge that llm-judge can run)
 Every item is judged in both orders, through the same calls and cache as studies (an evaluation
 that is interrupted continues where it stopped). Gold sets: the bundled ones (``GOLD_SETS``, see
 data/judgesets/README.md for their sources and licences) or a file of
-``{"input", "output_1", "output_2", "label": 1 | 2 | "A" | "B" | "tie"}`` (JSON list or JSONL), or
+``{"id"?, "input", "output_1", "output_2", "label": 1 | 2 | "A" | "B" | "tie"}`` (JSON list or
+JSONL; an id names one pair only), or
 a verdict file in the ``analyze`` format with ``human`` (its verdicts are scored as they are).
 
 Left out: a judge's prompt is llm-judge's own (with the criteria given), not LLMBar's rule-based
@@ -27,7 +28,7 @@ from .errors import LLMJudgeError
 from .judging import Judge, JudgeCall, JudgeSetup, Jury, judge_pairwise_order, judgment_key, jury_verdict, save_judgment
 from .prompts import select
 from .store import Store
-from .textfiles import iter_jsonl, read_text
+from .textfiles import iter_jsonl, parse_json, read_text
 
 _ADVERSARIAL = ["gptinst", "gptout", "manual", "neighbor"]
 GOLD_SETS: dict[str, list[str]] = {
@@ -59,18 +60,26 @@ def _label(value, where: str) -> str:
     return mapping[value]
 
 
-def _items(records: list, name: str, category: str | None = None) -> list[GoldItem]:
-    out = []
+def _items(records: list, name: str, category: str | None = None, unit: str = "item") -> list[GoldItem]:
+    """The pairs of ``records`` ((number, object): ``unit`` n of the set), each id given once:
+    an evaluation keys its verdicts by id, so a repeated id would mix two pairs' verdicts."""
+    out: list[GoldItem] = []
+    first: dict[str, int] = {}
     for n, rec in records:
-        where = f"{name} item {n}"
+        where = f"{name} {unit} {n}"
         if not isinstance(rec, dict):
             raise LLMJudgeError(f"{where}: expected an object with input, output_1, output_2 and label")
         for key in ("input", "output_1", "output_2"):
             if not isinstance(rec.get(key), str):
                 raise LLMJudgeError(f"{where}: no {key!r} text (expected input, output_1, output_2, label)")
-        out.append(GoldItem(str(rec.get("id", f"{category or name}-{n}")), rec["input"], rec["output_1"],
-                            rec["output_2"], _label(rec.get("label"), where),
-                            str(rec["category"]) if rec.get("category") else category))
+        item = GoldItem(str(rec.get("id", f"{category or name}-{n}")), rec["input"], rec["output_1"],
+                        rec["output_2"], _label(rec.get("label"), where),
+                        str(rec["category"]) if rec.get("category") else category)
+        if item.id in first:
+            raise LLMJudgeError(f"{where}: id {item.id!r} is already the id of {unit} {first[item.id]}; "
+                                "give every pair its own id")
+        first[item.id] = n
+        out.append(item)
     return out
 
 
@@ -100,13 +109,10 @@ def load_gold(source: str, *, limit: int | None = None, sample: int | None = Non
         path = Path(source).expanduser()
         text = read_text(path, "gold set", f" (bundled: {', '.join(GOLD_SETS)})")
         if text.lstrip().startswith("["):
-            try:
-                data = json.loads(text)
-            except ValueError as exc:
-                raise LLMJudgeError(f"{path.name}: not valid JSON ({exc})") from None
+            data = parse_json(text, path.name)  # a list: the text starts with "["
             items = _items(list(enumerate(data, 1)), path.name)
         else:
-            items = _items(list(iter_jsonl(text, path.name)), path.name)
+            items = _items(list(iter_jsonl(text, path.name)), path.name, unit="line")
     if not items:
         raise LLMJudgeError(f"gold set {source!r} holds no pairs")
     if shortest:
@@ -120,15 +126,15 @@ def evaluate(judge: Judge, name: str, items: list[GoldItem], setup: JudgeSetup, 
     ``analyze`` format with ``human`` = the gold label, plus what each cost."""
     tell = progress or (lambda *_: None)
     jobs = [(it, order) for it in items for order in ("AB", "BA")]
-    results: dict[tuple[str, str], dict] = {}
+    results: dict[tuple[GoldItem, str], dict] = {}  # by the pair itself: ids name pairs, they do not tell them apart
     todo = []
     for it, order in jobs:
         key = judgment_key("pairwise", judge, setup, it.input, [it.output_1, it.output_2][:: 1 if order == "AB" else -1])
         row = store.judgment(key)
         if row is not None:
-            results[(it.id, order)] = {"verdict": V.as_labelled(json.loads(row["verdict"]) if row["verdict"] else None,
-                                                                order),
-                                       "seconds": row["seconds"], "tokens": row["completion_tokens"]}
+            results[(it, order)] = {"verdict": V.as_labelled(json.loads(row["verdict"]) if row["verdict"] else None,
+                                                             order),
+                                    "seconds": row["seconds"], "tokens": row["completion_tokens"]}
         else:
             todo.append((it, order, key))
 
@@ -144,13 +150,13 @@ def evaluate(judge: Judge, name: str, items: list[GoldItem], setup: JudgeSetup, 
         for (it, order, key), result in zip(todo, pool.map(call, todo)):
             comp = result.completion
             save_judgment(store, key, "pairwise", name, result)
-            results[(it.id, order)] = {"verdict": result.verdict, "seconds": comp.seconds if comp else None,
-                                       "tokens": comp.completion_tokens if comp else None}
+            results[(it, order)] = {"verdict": result.verdict, "seconds": comp.seconds if comp else None,
+                                    "tokens": comp.completion_tokens if comp else None}
             done += 1
             tell("judging", done, len(jobs))
     records = []
     for it in items:
-        ab, ba = results[(it.id, "AB")], results[(it.id, "BA")]
+        ab, ba = results[(it, "AB")], results[(it, "BA")]
         comb = V.combine_verdicts(ab["verdict"], ba["verdict"])
         sampled = [(x["verdict"] or {}).get("winner") for x in (ab, ba)]
         records.append({

@@ -28,7 +28,25 @@ def check_prompt(prompt: str | None) -> str:
         bad = next((ch for ch in line if (ord(ch) < 32 and ch not in "\t\r") or ord(ch) == 127), None)
         if bad is not None:
             raise LLMJudgeError(f"the prompt holds control character U+{ord(bad):04X} on line {n}: remove it")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: half of a UTF-16 pair, not text
+        n = prompt.count("\n", 0, exc.start) + 1
+        raise LLMJudgeError(f"the prompt holds a lone surrogate U+{ord(prompt[exc.start]):04X} on line {n}: "
+                            "remove it") from None
     return prompt
+
+
+def check_item(item: PromptItem) -> None:
+    """Every text the candidates are sent passes ``check_prompt``: each user turn and each fixed
+    earlier message, or an error naming which."""
+    texts = [(f"message {k} ({role})", text) for k, (role, text) in enumerate(item.context, 1)]
+    texts += [("" if turn == 1 else f"turn {turn}", item.question(turn)) for turn in range(1, item.turns + 1)]
+    for where, text in texts:
+        try:
+            check_prompt(text)
+        except LLMJudgeError as exc:
+            raise LLMJudgeError(f"prompt {item.id!r}{', ' + where if where else ''}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -143,7 +161,8 @@ def read_references(path: str | Path) -> dict[str, list[str]]:
     ``reference_answer/gpt-4.jsonl`` (``{"question_id", "choices": [{"turns": [first, second]}]}``)
     or ``{"id", "reference"}`` lines (a text, or a list of texts per turn)."""
     path = Path(path).expanduser()
-    out = {}
+    out: dict[str, list[str]] = {}
+    lines: dict[str, int] = {}  # id -> the line that gave its references
     for n, rec in iter_jsonl(read_text(path, "reference file"), path.name):
         where = f"{path.name} line {n}"
         qid = rec.get("question_id", rec.get("id"))
@@ -159,7 +178,10 @@ def read_references(path: str | Path) -> dict[str, list[str]]:
             refs = [refs] if isinstance(refs, str) else refs
         if not isinstance(refs, list) or not refs or not all(isinstance(r, str) and r.strip() for r in refs):
             raise LLMJudgeError(f"{where}: no reference text (MT-Bench's choices[0].turns, or \"reference\")")
-        out[str(qid)] = refs
+        if str(qid) in lines:
+            raise LLMJudgeError(f"{where}: id {str(qid)!r} already has references on line {lines[str(qid)]}; "
+                                "give each question's references once")
+        out[str(qid)], lines[str(qid)] = refs, n
     if not out:
         raise LLMJudgeError(f"{path} holds no reference answers")
     return out
@@ -205,9 +227,9 @@ def load_prompts(source: str, *, limit: int | None = None, sample: int | None = 
         if item.id in seen:
             raise LLMJudgeError(f"prompt set {source!r}: id {item.id!r} appears twice; ids must be unique")
         try:
-            check_prompt(item.prompt)
+            check_item(item)
         except LLMJudgeError as exc:
-            raise LLMJudgeError(f"prompt set {source!r}, prompt {item.id!r}: {exc}") from None
+            raise LLMJudgeError(f"prompt set {source!r}, {exc}") from None
         seen.add(item.id)
     return select(items, limit=limit, sample=sample, seed=seed)
 

@@ -3,6 +3,9 @@
 
 Intervals: Wilson score intervals for proportions (they keep their width at 0/n and n/n);
 percentile bootstraps over prompts (``n_boot`` resamples, fixed ``seed``) for means and ratings.
+A figure the data cannot give is not printed as one: ``bootstrap_estimate`` holds the interval
+rules (one prompt, every resample alike: no interval, and why), ``_separated`` and
+``_style_unfit`` say when a fit has no finite or no identifiable value (``Estimate.reason``).
 Agreement figures divide by every item, as the LLMBar and Auto-J evaluation scripts do: an
 unscored verdict counts as not agreeing, and the unscored count is reported beside the figure.
 """
@@ -32,25 +35,56 @@ def check_resamples(n_boot) -> int:
 
 @dataclass(frozen=True)
 class Estimate:
+    """A figure and its interval. ``reason`` says why there is none: with a ``value``, why it has
+    no interval (``"one prompt"``); with ``value`` None, why the figure cannot be estimated."""
+
     value: float | None
     low: float | None
     high: float | None
     n: int
+    reason: str | None = None
 
     def to_dict(self) -> dict:
-        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n}
+        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n, "reason": self.reason}
+
+
+ALIKE = "every resample alike: the {unit}s' results do not vary"
+
+
+def bootstrap_estimate(point: float, draws, units: int, level: float = 0.95, unit: str = "prompt") -> Estimate:
+    """A bootstrap figure under the three interval rules of this module, kept here alone: fewer
+    than two units (prompts) give no interval; nor does a percentile interval of no width (every
+    resample alike); an interval that misses its own point estimate is stretched to reach it.
+
+    >>> bootstrap_estimate(2.0, [2.0, 2.0, 2.0], units=3).reason
+    "every resample alike: the prompts' results do not vary"
+    >>> bootstrap_estimate(2.0, [2.5, 3.0, 3.5], units=3, level=0.5).to_dict()
+    {'value': 2.0, 'low': 2.0, 'high': 3.25, 'n': 3, 'reason': None}
+    """
+    if units < 2:
+        return Estimate(point, None, None, units, f"one {unit}")
+    alpha = (1 - level) / 2
+    low, high = float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))
+    if high - low <= 1e-9 * max(1.0, abs(point)):
+        return Estimate(point, None, None, units, ALIKE.format(unit=unit))
+    return Estimate(point, min(low, point), max(high, point), units)
 
 
 def mean_ci(values, n_boot: int = DEFAULT_BOOT, seed: int = 0, level: float = 0.95) -> Estimate:
-    """Mean with a percentile-bootstrap interval (resampling the values: one per prompt).
+    """Mean with a percentile-bootstrap interval (resampling the values: one per prompt), under
+    the rules of ``bootstrap_estimate``.
 
-    >>> mean_ci([2, 2, 2]).to_dict()
-    {'value': 2.0, 'low': 2.0, 'high': 2.0, 'n': 3}
+    >>> mean_ci([2, 3, 4]).to_dict()
+    {'value': 3.0, 'low': 2.0, 'high': 4.0, 'n': 3, 'reason': None}
+    >>> mean_ci([5]).to_dict()
+    {'value': 5.0, 'low': None, 'high': None, 'n': 1, 'reason': 'one prompt'}
     """
     n_boot = check_resamples(n_boot)
     x = np.asarray([v for v in values if v is not None], dtype=float)
     if x.size == 0:
         return Estimate(None, None, None, 0)
+    if x.size < 2:
+        return bootstrap_estimate(float(x.mean()), [], 1, level)
     rng = np.random.default_rng(seed)
     means = np.empty(n_boot)
     chunk = max(1, 2_000_000 // x.size)
@@ -58,8 +92,7 @@ def mean_ci(values, n_boot: int = DEFAULT_BOOT, seed: int = 0, level: float = 0.
         stop = min(n_boot, start + chunk)
         idx = rng.integers(0, x.size, size=(stop - start, x.size))
         means[start:stop] = x[idx].mean(axis=1)
-    alpha = (1 - level) / 2
-    return Estimate(float(x.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), int(x.size))
+    return bootstrap_estimate(float(x.mean()), means, int(x.size), level)
 
 
 def wilson(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -155,14 +188,18 @@ def _pair_lc(outcomes, lengths, sides, n_boot, seed, level) -> dict[str, Estimat
     """Each side's length-controlled win rate; the second side is the "model", the first the
     "baseline" (the fit is symmetric: the first side's is one minus the second's)."""
     rows = [({"win": 0.0, "tie": 0.5, "loss": 1.0}[o], ln) for o, ln in zip(outcomes, lengths) if o is not None and ln]
-    if len(rows) < 2:
+    if not rows:
         return None
     second = length_controlled_ci([r[0] for r in rows], [r[1][1] for r in rows], [r[1][0] for r in rows], n_boot, seed,
                                   level)
-    if second.value is None:
-        return None
-    first = Estimate(1 - second.value, 1 - second.high, 1 - second.low, second.n)
-    return {sides[0]: first, sides[1]: second}
+    return {sides[0]: _complement(second), sides[1]: second}
+
+
+def _complement(e: Estimate) -> Estimate:
+    """One minus a proportion, its interval mirrored and its reason kept."""
+    def flip(x: float | None) -> float | None:
+        return None if x is None else 1 - x
+    return Estimate(flip(e.value), flip(e.high), flip(e.low), e.n, e.reason)
 
 
 def outcome(winner: str | None, side: str = "A") -> str | None:
@@ -231,10 +268,12 @@ def bradley_terry_ci(games_by_prompt: dict[str, list[tuple[str, str, float]]], n
     players = sorted({p for gs in games_by_prompt.values() for g in gs for p in g[:2]})
     all_games = [g for gs in games_by_prompt.values() for g in gs]
     point = bradley_terry(all_games, prior)
+    rank = {pl: 1 + sum(point[o] > point[pl] + 1e-6 for o in players) for pl in players}
     out = {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed,
            "prior_ties_per_pair": prior, "ratings": {}}
-    if len(players) < 2 or not prompts:
-        out["ratings"] = {pl: {"rating": r, "low": None, "high": None} for pl, r in point.items()}
+    if len(players) < 2 or len(prompts) < 2:
+        out["ratings"] = {pl: _rating(bootstrap_estimate(r, [], len(prompts), level), rank[pl], None)
+                          for pl, r in point.items()}
         return out
     m = len(players)
     # Resampling prompts is drawing, for each distinct pattern of games a prompt can hold, how many
@@ -251,16 +290,21 @@ def bradley_terry_ci(games_by_prompt: dict[str, list[tuple[str, str, float]]], n
         for b, t in enumerate(tables):
             samples[start + b] = _bt_fit(t[0], t[1], prior, iters=300, tol=1e-7) + 1000
     alpha = (1 - level) / 2
-    low, high = np.quantile(samples, alpha, axis=0), np.quantile(samples, 1 - alpha, axis=0)
     # a rank is 1 + the number of players rated higher (by more than float noise): ties share one
     ranks = 1 + (samples[:, None, :] > samples[:, :, None] + 1e-6).sum(axis=2)  # (resamples, players)
     rank_low = np.quantile(ranks, alpha, axis=0, method="lower")
     rank_high = np.quantile(ranks, 1 - alpha, axis=0, method="higher")
-    out["ratings"] = {pl: {"rating": point[pl], "low": float(low[k]), "high": float(high[k]),
-                           "rank": 1 + sum(point[o] > point[pl] + 1e-6 for o in players),
-                           "rank_range": [int(rank_low[k]), int(rank_high[k])]}
+    out["ratings"] = {pl: _rating(bootstrap_estimate(point[pl], samples[:, k], len(prompts), level), rank[pl],
+                                  (int(rank_low[k]), int(rank_high[k])))
                       for k, pl in enumerate(players)}
     return out
+
+
+def _rating(e: Estimate, rank: int, rank_range: tuple[int, int] | None) -> dict:
+    """A Bradley-Terry rating's entry: a rank range only where the rating has an interval (the
+    same resamples make both), stretched like the interval to hold the rank itself."""
+    span = None if e.low is None or rank_range is None else [min(rank_range[0], rank), max(rank_range[1], rank)]
+    return {"rating": e.value, "low": e.low, "high": e.high, "reason": e.reason, "rank": rank, "rank_range": span}
 
 
 def position_consistency(pairs: list[tuple[str | None, str | None]], level: float = 0.95) -> dict:
@@ -282,11 +326,13 @@ def first_position_rate(shown_first_won: list[bool | None], level: float = 0.95)
             "low": est["low"], "high": est["high"]}
 
 
-def longer_answer_rate(items: list[tuple[str | None, int, int]]) -> dict:
-    """Share of decisive verdicts won by the longer answer: (winner, len_a, len_b)."""
+def longer_answer_rate(items: list[tuple[str | None, int, int]], level: float = 0.95) -> dict:
+    """Share of decisive verdicts (answers of unequal length) won by the longer answer, with its
+    Wilson interval like the other diagnostics: items are (winner, len_a, len_b)."""
     decisive = [(w, la, lb) for w, la, lb in items if w in ("A", "B") and la != lb]
     longer = sum((w == "A") == (la > lb) for w, la, lb in decisive)
-    return {"decisive": len(decisive), "rate": longer / len(decisive) if decisive else None}
+    est = proportion(longer, len(decisive), level)
+    return {"decisive": len(decisive), "rate": est.value, "low": est.low, "high": est.high}
 
 
 def cohen_kappa(x: list[str], y: list[str]) -> float | None:
@@ -317,9 +363,9 @@ def kappa_ci(x: list[str], y: list[str], n_boot: int = DEFAULT_BOOT, seed: int =
         k = cohen_kappa([x[i] for i in idx], [y[i] for i in idx])
         if k is not None:
             draws.append(k)
-    alpha = (1 - level) / 2
-    return Estimate(point, float(np.quantile(draws, alpha)) if draws else None,
-                    float(np.quantile(draws, 1 - alpha)) if draws else None, len(x))
+    if not draws:
+        return Estimate(point, None, None, len(x), "kappa is undefined in every resample")
+    return bootstrap_estimate(point, draws, len(x), level, unit="item")
 
 
 def agreement(items: list[dict], level: float = 0.95) -> dict:
@@ -398,6 +444,35 @@ def _logistic_fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-6,
     return beta
 
 
+def _basis(X: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    """An orthonormal basis of the span of ``X``'s columns (each scaled to unit length first, so
+    that a column's units do not decide whether it counts; all-zero columns dropped)."""
+    norms = np.linalg.norm(X, axis=0)
+    cols = X[:, norms > 0] / norms[norms > 0]
+    if cols.shape[1] == 0:
+        return cols
+    u, sv, _ = np.linalg.svd(cols, full_matrices=False)
+    return u[:, sv > tol * sv[0]]
+
+
+def _separated(X: np.ndarray, y: np.ndarray) -> bool:
+    """Whether a logistic fit of targets ``y`` (1 win, 0.5 tie, 0 loss) on ``X`` is completely or
+    quasi-completely separated: some combination of the columns predicts every verdict, so the
+    maximum-likelihood fit has no finite value (a ridge only parks it at a bound). Seen by easing
+    a ridge on an orthonormal basis of the columns: on separated data the fitted log-odds keep
+    growing, by about ln(10^4) = 9 from ridge 1e-6 to 1e-10; where a finite fit exists they move
+    by about 1e-6 times its log-odds over its smallest p(1 - p), so a fit separated all but for
+    one tie (finite log-odds in the tens, probabilities within 1e-10 of 0 or 1) may count too.
+    Checked against a linear program (``tests/test_estimability.py``)."""
+    Q = _basis(X)
+    if Q.shape[1] == 0:
+        return False
+    w = np.ones(len(y))
+    loose = _logistic_fit(Q, y, w, l2=1e-6, iters=200)
+    looser = _logistic_fit(Q, y, w, l2=1e-10, iters=200, start=loose)
+    return float(np.max(np.abs(Q @ (looser - loose)))) > 1.0
+
+
 def _lc_design(len_model, len_baseline) -> np.ndarray:
     delta = np.asarray(len_baseline, dtype=float) - np.asarray(len_model, dtype=float)
     sd = delta.std(ddof=1) if delta.size > 1 else 0.0
@@ -429,34 +504,40 @@ def length_controlled(preference: list[float], len_model: list[int], len_baselin
     (1 win, 0.5 tie, 0 loss) on tanh of the standardised length difference (baseline minus model,
     divided by its sample standard deviation) and a constant, then predict at zero difference:
     sigmoid(constant). Soft labels as AlpacaEval fits them (a preference p counts p as a win and
-    1 - p as a loss, the same as fitting each item twice with weights p and 1 - p).
+    1 - p as a loss, the same as fitting each item twice with weights p and 1 - p). None where it
+    cannot be estimated (``length_controlled_ci`` says why).
     """
-    beta = _lc_beta(preference, len_model, len_baseline)
+    beta, _ = _lc_beta(preference, len_model, len_baseline)
     return None if beta is None else float(1 / (1 + np.exp(-beta[1])))
 
 
-def _lc_beta(preference, len_model, len_baseline) -> np.ndarray | None:
+def _lc_beta(preference, len_model, len_baseline) -> tuple[np.ndarray | None, str | None]:
+    """The fit's coefficients, or None and why it has none: one item, or complete separation."""
     p = np.asarray(preference, dtype=float)
     if p.size < 2:
-        return None
-    return _lc_fit_many(_lc_design(len_model, len_baseline), p, np.ones((1, p.size)))[0]
+        return None, "one prompt"
+    X = _lc_design(len_model, len_baseline)
+    if _separated(X, p):
+        who = ("one side won every item" if p[0] != 0.5 and np.all(p == p[0])
+               else "the length difference alone tells the wins from the losses")
+        return None, f"{who} (complete separation), so the fit has no finite value"
+    return _lc_fit_many(X, p, np.ones((1, p.size)))[0], None
 
 
 def length_controlled_ci(preference, len_model, len_baseline, n_boot: int = DEFAULT_BOOT, seed: int = 0,
                          level: float = 0.95) -> Estimate:
     """The length-controlled win rate with a percentile-bootstrap interval over prompts (the
-    standardisation fixed by the whole sample; every resample refitted)."""
-    beta = _lc_beta(preference, len_model, len_baseline)
+    standardisation fixed by the whole sample; every resample refitted), or why it has none."""
+    beta, why = _lc_beta(preference, len_model, len_baseline)
     if beta is None:
-        return Estimate(None, None, None, len(preference))
+        return Estimate(None, None, None, len(preference), why)
     value = float(1 / (1 + np.exp(-beta[1])))
     p = np.asarray(preference, dtype=float)
     rng = np.random.default_rng(seed)
     counts = np.stack([np.bincount(rng.integers(0, p.size, p.size), minlength=p.size)
                        for _ in range(check_resamples(n_boot))]).astype(float)
     draws = 1 / (1 + np.exp(-_lc_fit_many(_lc_design(len_model, len_baseline), p, counts, start=beta)[:, 1]))
-    alpha = (1 - level) / 2
-    return Estimate(value, float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha)), int(p.size))
+    return bootstrap_estimate(value, draws, int(p.size), level)
 
 
 STYLE_FEATURES = ("length", "headers", "bold", "list_items")
@@ -529,7 +610,9 @@ def bradley_terry_style(games_by_prompt: dict[str, list[tuple]], n_boot: int = D
     """Bradley-Terry ratings with style control (Chatbot Arena, Arena-Hard): the same logistic
     fit with each battle's style differences as covariates, so a rating is what a candidate wins
     with its style held equal; the coefficients say how much each style feature sways the judge.
-    Games are (i, j, s, style_i, style_j); percentile-bootstrap intervals resampling prompts."""
+    Games are (i, j, s, style_i, style_j); percentile-bootstrap intervals resampling prompts.
+    Where the games cannot give such a fit (``_style_unfit``), ``reason`` says why and no figure
+    is given."""
     n_boot = check_resamples(n_boot)
     prompts = [p for p, gs in games_by_prompt.items() if gs]
     games = [g for p in prompts for g in games_by_prompt[p]]
@@ -538,26 +621,70 @@ def bradley_terry_style(games_by_prompt: dict[str, list[tuple]], n_boot: int = D
         return None
     X = _style_design(games, players, [(g[3], g[4]) for g in games])
     s = np.array([g[2] for g in games], dtype=float)
+    out = {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed,
+           "features": "normalised differences (a - b) / (a + b), scaled by their root mean square",
+           "reason": _style_unfit(X, s, len(players))}
+    if out["reason"]:
+        none = Estimate(None, None, None, len(prompts), out["reason"])
+        return {**out, "ratings": {p: _entry(none, "rating") for p in players},
+                "coefficients": {f: _entry(none, "value") for f in STYLE_FEATURES}}
     ratings, coef, beta = _style_fit(X, s, len(players))
     prompt_of_row = np.repeat(np.arange(len(prompts)), [len(games_by_prompt[p]) for p in prompts])
-    rng = np.random.default_rng(seed)
-    counts = np.stack([np.bincount(rng.integers(0, len(prompts), len(prompts)), minlength=len(prompts))
-                       for _ in range(n_boot)]).astype(float)
-    exact = len(games) * n_boot <= STYLE_EXACT_LIMIT
-    if exact:  # each resample refitted: its prompts' games weighted by how often they were drawn
-        draws = [_style_fit(X, s, len(players), c[prompt_of_row], start=beta) for c in counts]
-        draws_r, draws_c = [d[0] for d in draws], [d[1] for d in draws]
-    else:  # the one-step bootstrap: one Newton step from the full-sample fit, every resample at once
-        betas = _one_step(X, s, beta, prompt_of_row, counts, len(prompts))
-        draws_r = betas[:, :len(players)] - betas[:, :len(players)].mean(axis=1, keepdims=True) + 1000
-        draws_c = betas[:, len(players):]
-    alpha = (1 - level) / 2
-    lo_r, hi_r = np.quantile(draws_r, alpha, axis=0), np.quantile(draws_r, 1 - alpha, axis=0)
-    lo_c, hi_c = np.quantile(draws_c, alpha, axis=0), np.quantile(draws_c, 1 - alpha, axis=0)
-    return {"method": "percentile bootstrap over prompts" + ("" if exact else " (one Newton step per resample)"),
-            "resamples": n_boot, "seed": seed,
-            "features": "normalised differences (a - b) / (a + b), scaled by their root mean square",
-            "ratings": {p: {"rating": float(ratings[k]), "low": float(lo_r[k]), "high": float(hi_r[k])}
+    draws_r, draws_c, exact = _style_draws(X, s, beta, prompt_of_row, len(prompts), len(players), n_boot, seed)
+    flat = ~X[:, len(players):].any(axis=0)  # features in which the two answers of a game never differ
+    n = len(prompts)
+    return {**out, "method": out["method"] + ("" if exact else " (one Newton step per resample)"),
+            "ratings": {p: _entry(bootstrap_estimate(float(ratings[k]), draws_r[:, k], n, level), "rating")
                         for k, p in enumerate(players)},
-            "coefficients": {f: {"value": float(coef[k]), "low": float(lo_c[k]), "high": float(hi_c[k])}
+            "coefficients": {f: _entry(Estimate(None, None, None, n, "the answers never differ in it") if flat[k] else
+                                       bootstrap_estimate(float(coef[k]), draws_c[:, k], n, level), "value")
                              for k, f in enumerate(STYLE_FEATURES)}}
+
+
+def _entry(e: Estimate, key: str) -> dict:
+    """An estimate as the entries of a fit's result hold it: ``{key, low, high, reason}``."""
+    return {key: e.value, "low": e.low, "high": e.high, "reason": e.reason}
+
+
+def _style_draws(X, s, beta, prompt_of_row, n_prompts, n_players, n_boot, seed):
+    """The bootstrap resamples of a style-controlled fit: ratings, coefficients, and whether each
+    resample was refitted exactly (else the one-step bootstrap)."""
+    rng = np.random.default_rng(seed)
+    counts = np.stack([np.bincount(rng.integers(0, n_prompts, n_prompts), minlength=n_prompts)
+                       for _ in range(n_boot)]).astype(float)
+    exact = len(s) * n_boot <= STYLE_EXACT_LIMIT
+    if exact:  # each resample refitted: its prompts' games weighted by how often they were drawn
+        draws = [_style_fit(X, s, n_players, c[prompt_of_row], start=beta) for c in counts]
+        return np.array([d[0] for d in draws]), np.array([d[1] for d in draws]), True
+    # the one-step bootstrap: one Newton step from the full-sample fit, every resample at once
+    betas = _one_step(X, s, beta, prompt_of_row, counts, n_prompts)
+    draws_r = betas[:, :n_players] - betas[:, :n_players].mean(axis=1, keepdims=True) + 1000
+    return draws_r, betas[:, n_players:], False
+
+
+COLLINEAR = 0.01  # a style feature whose differences are this close to the other columns' span
+
+
+def _style_unfit(X: np.ndarray, s: np.ndarray, n_players: int) -> str | None:
+    """Why games cannot give a style-controlled fit, or None. Not identifiable: a feature's
+    differences are, to within ``COLLINEAR`` of their size, a combination of the candidates'
+    columns and the other features' (a candidate that always writes the longer answer), so its
+    sway and the candidates' strength cannot be told apart. No finite fit: the verdicts are
+    predicted exactly (complete separation, e.g. one candidate won every game)."""
+    tied = [f for k, f in enumerate(STYLE_FEATURES) if _nearly_spanned(X, n_players + k)]
+    if tied:
+        return (f"the {' and '.join(tied)} difference between the answers moves with the candidates, so their "
+                "strength cannot be told from the style's sway (not identifiable)")
+    if _separated(X, s):
+        return ("the verdicts are predicted exactly by who played or by a style difference (complete separation), "
+                "so the fit has no finite value")
+    return None
+
+
+def _nearly_spanned(X: np.ndarray, k: int) -> bool:
+    """Whether column ``k`` (not all zero) lies within ``COLLINEAR`` of the span of the others."""
+    col = X[:, k]
+    if not col.any():
+        return False
+    Q = _basis(np.delete(X, k, axis=1))
+    return bool(np.linalg.norm(col - Q @ (Q.T @ col)) < COLLINEAR * np.linalg.norm(col))

@@ -2,14 +2,17 @@
 
 Generations and judgments are keyed by a hash of everything that determines them, so they are
 reused across runs; failures are stored as failures (status ``failed``) and are retried, never
-reused. Every write is its own short transaction in WAL mode, so a run killed at any moment
-leaves a consistent database and a reader (the UI) never sees half a result.
+reused. A stored answer is never replaced (the judgments made of it stay true to it), and a run
+has one writer at a time (``run_writer``: a lock that dies with its process). Every write is its
+own short transaction in WAL mode, so a run killed at any moment leaves a consistent database and
+a reader (the UI) never sees half a result.
 
 Default path: ``$LLM_JUDGE_DB``, else ``llm-judge.db`` in the user's data directory.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -39,7 +42,8 @@ def cache_key(kind: str, **parts) -> str:
     True
     """
     blob = json.dumps({"kind": kind, **parts}, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    # surrogatepass: a lone surrogate (a model's answer may hold one) still has its own key
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # Named migrations, applied in order inside one immediate transaction and recorded by name in
@@ -145,6 +149,15 @@ def m007_conversation_turns(db):
     db.execute("ALTER TABLE run_items ADD COLUMN turn INTEGER NOT NULL DEFAULT 1")
 
 
+@migration
+def m008_page_runs_and_voters(db):
+    """The runs a page started (a public page lists only those), and who cast each vote (one counts
+    per voter and pair; the votes of older stores have none and count as one unknown voter's)."""
+    _script(db, """
+        CREATE TABLE page_runs (run_id TEXT PRIMARY KEY, created_at REAL NOT NULL);
+        ALTER TABLE votes ADD COLUMN voter TEXT""")
+
+
 class Store:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_db_path()
@@ -204,6 +217,10 @@ class Store:
                                 [(run_id, lab, c.spec, _j(c.sampling.model_dump())) for lab, c in candidates.items()])
         return True
 
+    def run_writer(self, run_id: str) -> RunWriter:
+        """The lock that makes this process the one writer of a run (``with store.run_writer(id):``)."""
+        return RunWriter(self.path.with_name(f"{self.path.name}.run-{run_id}.lock"), run_id)
+
     def finish_run(self, run_id: str, status: str = "done") -> None:
         with self.tx():
             self.db.execute("UPDATE runs SET status=?, finished_at=? WHERE id=?", (status, time.time(), run_id))
@@ -228,11 +245,18 @@ class Store:
             raise LLMJudgeError(f"run id {run_id!r} is ambiguous: give more characters")
         return rows[0]
 
-    def runs(self) -> list[sqlite3.Row]:
+    def runs(self, page_only: bool = False) -> list[sqlite3.Row]:
+        """Every stored run, newest first (``page_only``: those a page started)."""
         return self.db.execute("""
             SELECT r.*, (SELECT COUNT(*) FROM run_prompts p WHERE p.run_id=r.id) AS n_prompts,
                    (SELECT COUNT(*) FROM run_candidates c WHERE c.run_id=r.id) AS n_candidates
-            FROM runs r ORDER BY created_at DESC""").fetchall()
+            FROM runs r WHERE NOT ? OR r.id IN (SELECT run_id FROM page_runs) ORDER BY created_at DESC""",
+                               (page_only,)).fetchall()
+
+    def mark_page_run(self, run_id: str) -> None:
+        """Record that a page started this run, where it exists (a public page shows only such runs)."""
+        with self.tx():
+            self.db.execute("INSERT OR IGNORE INTO page_runs SELECT id, ? FROM runs WHERE id=?", (time.time(), run_id))
 
     def prompts(self, run_id: str) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM run_prompts WHERE run_id=? ORDER BY position", (run_id,)).fetchall()
@@ -250,16 +274,20 @@ class Store:
         return self.db.execute("SELECT * FROM generations WHERE key=? AND status='ok'", (key,)).fetchone()
 
     def put_generation(self, key: str, spec: str, sampling: dict, prompt: str, *, text=None, error=None,
-                       prompt_tokens=None, completion_tokens=None, seconds=None, finish_reason=None) -> None:
+                       prompt_tokens=None, completion_tokens=None, seconds=None, finish_reason=None) -> str | None:
+        """Store an answer (or its failure) unless an answer is stored under ``key`` already, and
+        return the answer stored: the first one written stays, whoever wrote it (another process,
+        another run), because judgments are attached to it. None when only a failure is stored."""
         status = "failed" if error else "ok"
         error = None if error is None else redact(error)
         with self.tx():
-            if status == "failed" and self.db.execute(
-                    "SELECT 1 FROM generations WHERE key=? AND status='ok'", (key,)).fetchone():
-                return  # a failure never replaces a result
+            stored = self.db.execute("SELECT text FROM generations WHERE key=? AND status='ok'", (key,)).fetchone()
+            if stored is not None:
+                return stored["text"]  # an answer is never replaced, by a failure or by another answer
             self.db.execute("INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                             (key, spec, _j(sampling), prompt, status, text, error, prompt_tokens,
                              completion_tokens, seconds, finish_reason, time.time()))
+        return text if status == "ok" else None
 
     def judgment(self, key: str) -> sqlite3.Row | None:
         return self.db.execute("SELECT * FROM judgments WHERE key=? AND status!='failed'", (key,)).fetchone()
@@ -323,13 +351,16 @@ class Store:
         rows = self.db.execute("SELECT * FROM comparisons ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [{"id": r["id"], "created_at": r["created_at"], **json.loads(r["result"])} for r in rows]
 
-    def add_vote(self, run_id: str, prompt_id: str, label_a: str, label_b: str, shown_left: str, choice: str) -> None:
-        """A human's verdict on (label_a, label_b) of one prompt, in those original labels."""
+    def add_vote(self, run_id: str, prompt_id: str, label_a: str, label_b: str, shown_left: str, choice: str,
+                 voter: str | None = None) -> None:
+        """A human's verdict on (label_a, label_b) of one prompt, in those original labels; ``voter``
+        names who cast it (None: unknown)."""
         if choice not in ("A", "B", "tie"):
             raise LLMJudgeError(f"a vote is A, B or tie, not {choice!r}")
         with self.tx():
-            self.db.execute("INSERT INTO votes (run_id, prompt_id, label_a, label_b, shown_left, choice, created_at) "
-                            "VALUES (?,?,?,?,?,?,?)", (run_id, prompt_id, label_a, label_b, shown_left, choice, time.time()))
+            self.db.execute("INSERT INTO votes (run_id, prompt_id, label_a, label_b, shown_left, choice, created_at, "
+                            "voter) VALUES (?,?,?,?,?,?,?,?)",
+                            (run_id, prompt_id, label_a, label_b, shown_left, choice, time.time(), voter))
 
     def votes(self, run_id: str) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM votes WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
@@ -353,6 +384,60 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+
+class RunWriter:
+    """One writer per run: an exclusive ``flock`` on ``<db>.run-<id>.lock`` beside the store, taken
+    without waiting. The kernel drops it with its process (``kill -9`` leaves no stale lock); the
+    holder writes its pid in the file so that a refused process can name it, and removes the file
+    when done (a process that locked a removed file sees it is no longer the one at that path)."""
+
+    def __init__(self, path: Path, run_id: str):
+        self.path, self.run_id = path, run_id
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunWriter:
+        while self.fd is None:
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                os.close(fd)
+                raise LLMJudgeError(self._busy(holder)) from None
+            if _same_file(fd, self.path):
+                self.fd = fd
+            else:
+                os.close(fd)  # its holder removed it as we opened it: lock the file now at that path
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        return self
+
+    def __exit__(self, *_) -> None:
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)  # before unlocking: a waiter then sees a removed file
+            os.close(self.fd)
+            self.fd = None
+
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LLMJudgeError(f"cannot create the run's lock file {self.path}: {exc.strerror}; give a "
+                                "writable store path with --db or LLM_JUDGE_DB") from None
+
+    def _busy(self, holder: str) -> str:
+        who = f"another process (pid {holder})" if holder.isdigit() else "another process"
+        return (f"run {self.run_id} is being written by {who}: wait for it to finish (or stop it), then run "
+                "the same study again to continue it")
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    return (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
 
 
 def _retry_busy(fn, seconds: float = 30.0):

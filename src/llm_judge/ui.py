@@ -5,6 +5,13 @@ Each handler parses the visitor's input (``present.page``), calls the library (`
 Errors become messages in the page (``gr.Error``), never tracebacks. In-process models are
 loaded once (a bounded cache) and used by one thread at a time (the backend's lock); requests
 queue, and Gradio shows each visitor their place in the queue.
+
+A comparison runs in a worker thread that stops when the visitor leaves (Gradio closes the
+handler: the worker's next token or request raises ``Cancelled``) and holds one of the page's
+``concurrency`` slots until it has really stopped. Every model a visitor names gets
+``key_configured_only``: an API key goes only to the servers of the config file. A public page
+lists, opens and takes votes on the runs the page started only (unless ``show_all_runs``), and
+bounds a study (``StudyLimits``). A vote counts once per visitor (the login, else the session).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from .cancel import Cancelled, carry
 from .compare import Candidate, candidates_by_label, compare
 from .config import load_config
 from .criteria import DEFAULT_CRITERIA, parse_criteria
@@ -28,13 +36,15 @@ from .errors import LLMJudgeError
 from .present import page as views
 from .present.format import CARDS_TITLE, card_header, card_rows, html_table
 from .present.report import charts, drilldown, drilldown_html, tables, write_report
-from .prompts import load_prompts
+from .prompts import BUILTIN, load_prompts
 from .sampling import JUDGE_DEFAULT, PRESETS, make_sampling
 from .store import Store
 from .study import StudyConfig, export_run, run_study, summarize
 from .votes import agreement, cast, next_item
 
 log = logging.getLogger("llm_judge.ui")
+PAGE_LOAD = {"key_configured_only": True}  # load options of every model a page names: see openai.py
+HEARTBEAT = 0.5  # seconds a comparison's updates wait for news before yielding none
 
 
 def user_errors(fn):
@@ -53,12 +63,25 @@ def user_errors(fn):
     return wrapper
 
 
+def voter(request: gr.Request | None) -> str | None:
+    """Who casts a vote: the logged-in user, else the visitor's page session (a reload is a new one)."""
+    if request is None:
+        return None
+    if getattr(request, "username", None):
+        return f"user:{request.username}"
+    return f"session:{request.session_hash}" if getattr(request, "session_hash", None) else None
+
+
 class App:
     def __init__(self, store: Store, *, public: bool = False, allowed_dirs: list[Path] | None = None,
-                 max_criteria: int = 3, n_ctx: int = 2048, allow_fake: bool = False, allow_downloads: bool = False):
+                 max_criteria: int = 3, n_ctx: int = 2048, allow_fake: bool = False, allow_downloads: bool = False,
+                 show_all_runs: bool = False, limits: views.StudyLimits | None = None, concurrency: int = 8):
         self.store, self.public, self.allowed_dirs = store, public, list(allowed_dirs or [])
         self.allow_fake, self.allow_downloads = allow_fake, allow_downloads
         self.max_criteria, self.n_ctx = max_criteria, n_ctx
+        self.own_runs_only = public and not show_all_runs
+        self.limits = limits or views.StudyLimits()
+        self.slots = threading.BoundedSemaphore(max(1, concurrency))  # comparisons at work, until each really stops
         self.files = Path(tempfile.mkdtemp(prefix="llm-judge-ui-"))
         self.rng = random.Random()
 
@@ -85,27 +108,55 @@ class App:
                                top_p=num(top_p_b, "top_p B"), top_k=num(top_k_b, "top_k B", int), **common)
         except LLMJudgeError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
+        run = functools.partial(compare, prompt, model_a=specs[0], model_b=specs[1], judge=specs[2], sampling_a=sa,
+                                sampling_b=sb, criteria=criteria, n_ctx=self.n_ctx,
+                                judge_sampling=make_sampling(None, **JUDGE_DEFAULT), load_options=PAGE_LOAD)
         events: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        self.slots.acquire()  # released by the worker when it has stopped, not when the visitor left
+        threading.Thread(target=self._compare_work, args=(run, events, stop), daemon=True,
+                         name="llm-judge-compare").start()
+        try:
+            yield from self._compare_updates(events, criteria)
+        finally:  # done, failed, or the visitor left (Gradio closed this generator)
+            stop.set()
 
-        def work():
-            try:
-                result = compare(prompt, model_a=specs[0], model_b=specs[1], judge=specs[2], sampling_a=sa,
-                                 sampling_b=sb, criteria=criteria, n_ctx=self.n_ctx,
-                                 judge_sampling=make_sampling(None, **JUDGE_DEFAULT),
-                                 on_token=lambda label, piece: events.put(("token", label, piece)),
-                                 on_stage=lambda text: events.put(("stage", text, None)))
-                events.put(("done", result, None))
-            except LLMJudgeError as exc:
-                events.put(("error", str(exc), None))
-            except Exception:
-                log.exception("comparison failed")
-                events.put(("error", "internal error: the server log has the details", None))
+    def _compare_work(self, run, events: queue.Queue, stop: threading.Event) -> None:
+        """Run one comparison, telling ``events``; stop at the next token or request once ``stop``
+        is set; save a finished one (even if its visitor has just left)."""
+        carry(stop)  # the backends' retries and new requests end with it (``cancel``)
 
-        threading.Thread(target=work, daemon=True, name="llm-judge-compare").start()
+        def check():
+            if stop.is_set():
+                raise Cancelled("the visitor left the page: the comparison stopped")
+
+        try:
+            result = run(on_token=lambda label, piece: (check(), events.put(("token", label, piece))),
+                         on_stage=lambda text: (check(), events.put(("stage", text, None)))).to_dict()
+            self.store.save_comparison(result)
+            events.put(("done", result, None))
+        except Cancelled:
+            log.info("a comparison stopped: its visitor left")
+        except LLMJudgeError as exc:
+            events.put(("error", str(exc), None))
+        except Exception:
+            log.exception("comparison failed")
+            events.put(("error", "internal error: the server log has the details", None))
+        finally:
+            self.slots.release()
+
+    def _compare_updates(self, events: queue.Queue, criteria: list[str]):
+        """The page's updates from the worker's events: the answers as they grow, then the verdict.
+        While nothing happens it still yields (no change) twice a second: Gradio can close a
+        generator only between two updates, and closing it is how the worker learns to stop."""
         texts, status, last = {"A": "", "B": ""}, "Loading models…", 0.0
         empty_rows = [[c, "", ""] for c in criteria]
         while True:
-            kind, a, b = events.get()
+            try:
+                kind, a, b = events.get(timeout=HEARTBEAT)
+            except queue.Empty:
+                yield gr.skip()
+                continue
             if kind == "token":
                 texts[a] += b
                 if time.monotonic() - last < 0.1:
@@ -115,10 +166,8 @@ class App:
             elif kind == "error":
                 raise gr.Error(a, print_exception=False)
             elif kind == "done":
-                d = a.to_dict()
-                self.store.save_comparison(d)
-                yield ("Done (saved).", d["candidates"]["A"]["text"], d["candidates"]["B"]["text"],
-                       views.verdict_rows(d), views.verdict_markdown(d), d)
+                yield ("Done (saved).", a["candidates"]["A"]["text"], a["candidates"]["B"]["text"],
+                       views.verdict_rows(a), views.verdict_markdown(a), a)
                 return
             last = time.monotonic()
             yield status, texts["A"], texts["B"], empty_rows, "", None
@@ -126,13 +175,28 @@ class App:
     # --- Study ---------------------------------------------------------------------------------
     def run_choices(self) -> list[tuple[str, str]]:
         return [(f"{r['id']} · {r['status']} · {r['n_prompts']} prompts x {r['n_candidates']}", r["id"])
-                for r in self.store.runs()]
+                for r in self.store.runs(page_only=self.own_runs_only)]
+
+    def shown_run(self, run_id: str) -> str:
+        """The full id of a run this page shows: on a public page only a run the page started
+        (unless the operator shows all), else any stored run."""
+        if not self.own_runs_only:
+            return self.store.run(run_id)["id"]
+        ids = [r["id"] for r in self.store.runs(page_only=True)]
+        found = [i for i in ids if i == run_id] or [i for i in ids if i.startswith(run_id)]
+        if len(found) != 1:
+            raise LLMJudgeError(f"no run {run_id!r} on this page: choose one from the list")
+        return found[0]
 
     def study(self, source, upload, candidates, judge, mode, limit, max_tokens, progress=gr.Progress()):
         path = upload if isinstance(upload, str) else getattr(upload, "name", None)
+        if self.public and not path and source not in BUILTIN:  # never a file of the server's
+            raise LLMJudgeError(f"prompt set {source!r} is not offered here: choose {', '.join(BUILTIN)} or upload a file")
+        self.limits.check_upload(path)
         prompts = load_prompts(path or source, limit=views.optional_number(limit, "the number of prompts", int))
         overrides = {"max_tokens": views.optional_number(max_tokens, "max tokens", int)}
         parsed = [Candidate.parse(line.strip(), overrides) for line in (candidates or "").splitlines() if line.strip()]
+        self.limits.check_counts(len(prompts), len(parsed))
         cands = candidates_by_label(Candidate(self.spec(c.spec), c.sampling, c.label) for c in parsed)
         config = StudyConfig(prompts=prompts, candidates=cands, judge=self.spec(judge),
                              judge_sampling=make_sampling(None, **JUDGE_DEFAULT),
@@ -145,13 +209,16 @@ class App:
             progress((sum(d for d, _ in stages.values()), sum(t for _, t in stages.values())),
                      desc=", ".join(f"{name} {d}/{t}" for name, (d, t) in stages.items()))
 
-        run_id = run_study(config, self.store, tell)
+        try:
+            run_id = run_study(config, self.store, tell, load_options=PAGE_LOAD)
+        finally:
+            self.store.mark_page_run(config.run_id())  # also a run stopped half-way: it can be continued
         return self.open_run(run_id) + (gr.update(choices=self.run_choices(), value=run_id),)
 
     def open_run(self, run_id):
         if not run_id:
             raise LLMJudgeError("choose a run first")
-        summary = summarize(self.store, run_id)
+        summary = summarize(self.store, self.shown_run(run_id))
         rid = summary.run_id
         files = []
         for name, fmt in ((f"{rid}.csv", "csv"), (f"{rid}.jsonl", "jsonl")):
@@ -175,14 +242,16 @@ class App:
     def next_pair(self, run_id):
         if not run_id:
             raise LLMJudgeError("choose a run to vote on")
-        item = next_item(self.store, run_id, self.rng)
+        item = next_item(self.store, self.shown_run(run_id), self.rng)
         return (item, f"**Prompt:** {item['prompt']}", item["left_text"], item["right_text"], "",
                 views.agreement_markdown(agreement(self.store, item["run_id"])))
 
-    def vote(self, side, item):
+    def vote(self, side: str, item: dict | None, request: gr.Request | None = None):
+        """Record the visitor's vote (it replaces their earlier one on the pair)."""
         if not item:
             raise LLMJudgeError("press “Next pair” first")
-        cast(self.store, item, side)
+        self.shown_run(item["run_id"])
+        cast(self.store, item, side, voter(request))
         reveal = f"Left was **{item['left']}**, right was **{item['right']}**. Press “Next pair” for another."
         return None, reveal, views.agreement_markdown(agreement(self.store, item["run_id"]))
 
@@ -271,23 +340,33 @@ def build(app: App) -> gr.Blocks:
                 right_btn = gr.Button("Right is better", elem_id="vote-right")
             reveal = gr.Markdown(elem_id="reveal")
             agreement_md = gr.Markdown(elem_id="agreement")
-            next_btn.click(user_errors(app.next_pair), [vote_run], [item, vote_prompt, left, right, reveal, agreement_md])
+            next_btn.click(user_errors(app.next_pair), [vote_run], [item, vote_prompt, left, right, reveal, agreement_md],
+                           api_name="next_pair")
             vote_refresh.click(lambda: gr.update(choices=app.run_choices()), None, [vote_run])
             for button, side in ((left_btn, "left"), (tie_btn, "tie"), (right_btn, "right")):
-                button.click(user_errors(functools.partial(app.vote, side)), [item], [item, reveal, agreement_md])
+                button.click(vote_handler(app, side), [item], [item, reveal, agreement_md], api_name=f"vote_{side}")
     return demo
+
+
+def vote_handler(app: App, side: str):
+    """The handler of one vote button; Gradio passes the request (who votes) by its annotation."""
+    def handler(item, request: gr.Request):
+        return app.vote(side, item, request)
+    handler.__name__ = f"vote_{side}"
+    return user_errors(handler)
 
 
 def launch(*, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
            allowed_dirs: list[Path] | None = None, max_criteria: int = 3, db: str | None = None,
            n_ctx: int = 2048, concurrency: int = 8, block: bool = True, allow_fake: bool = False,
-           allow_downloads: bool = False):
+           allow_downloads: bool = False, show_all_runs: bool = False, limits: views.StudyLimits | None = None):
     """Start the page; returns the Gradio app (``block=False`` for tests and benchmarks)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     public = host not in {"127.0.0.1", "localhost", "::1"}
     app = App(Store(db), public=public, allowed_dirs=allowed_dirs, max_criteria=max_criteria, n_ctx=n_ctx,
-              allow_fake=allow_fake, allow_downloads=allow_downloads)
+              allow_fake=allow_fake, allow_downloads=allow_downloads, show_all_runs=show_all_runs, limits=limits,
+              concurrency=concurrency)
     demo = build(app).queue(default_concurrency_limit=concurrency, max_size=64)
     demo.launch(server_name=host, server_port=port, auth=auth, show_error=False, ssr_mode=False, quiet=True,
-                prevent_thread_lock=not block, allowed_paths=[str(app.files)])
+                prevent_thread_lock=not block, allowed_paths=[str(app.files)], max_file_size=app.limits.upload_bytes)
     return demo

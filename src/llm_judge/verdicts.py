@@ -20,7 +20,12 @@ from dataclasses import dataclass
 
 from .criteria import Criterion, Scale
 
-TEMPLATE_VERSION = "pairwise-v2/single-v2"  # v2: the reply's shape with placeholders, no example values
+# v2: the reply's shape with placeholders, no example values; v3: the justification bounded
+TEMPLATE_VERSION = "pairwise-v3/single-v3"
+# The most characters a justification may have: stated in the prompt and enforced by the grammar of
+# local judges (``maxLength``), so a small judge that repeats itself stops there instead of writing to
+# its token limit. Strong judges' reasons run well under it (docs/benchmarks.md).
+JUSTIFICATION_CHARS = 600
 FORMATS = ("full", "winner")  # full: reasons, scores per criterion, winner; winner: the winner alone
 LABELS = ("A", "B")
 WINNERS = ("A", "B", "tie")
@@ -160,7 +165,8 @@ def pairwise_messages(prompt: str, first: str, second: str, criteria: list[Crite
     else:
         tail = (f"Rate each answer on each criterion from {scale.low} (poor) to {scale.high} (excellent):\n"
                 f"{_criteria_lines(criteria)}\n\n"
-                "Reply with one JSON object: a short \"justification\" comparing the answers, \"scores\" "
+                f"Reply with one JSON object: a short \"justification\" comparing the answers (at most "
+                f"{JUSTIFICATION_CHARS} characters), \"scores\" "
                 "holding for every criterion the score of A and of B, and the \"winner\": \"A\", \"B\" or "
                 f"\"tie\". Shape: {_shape(criteria, scale, pairwise=True)}")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": head + tail}]
@@ -181,7 +187,8 @@ def single_messages(prompt: str, answer: str, criteria: list[Criterion], scale: 
         f"Answer (everything between <<A-{tag}>> and <</A-{tag}>>):\n{_block('A', answer, tag, markers)}\n\n"
         f"Rate it on each criterion from {scale.low} (poor) to {scale.high} (excellent):\n"
         f"{_criteria_lines(criteria)}\n\n"
-        "Reply with one JSON object: a short \"justification\" and \"scores\" holding the score "
+        f"Reply with one JSON object: a short \"justification\" (at most {JUSTIFICATION_CHARS} characters) and "
+        "\"scores\" holding the score "
         f"of every criterion. Shape: {example}"
     )
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
@@ -189,6 +196,31 @@ def single_messages(prompt: str, answer: str, criteria: list[Criterion], scale: 
 
 def _score_schema(scale: Scale) -> dict:
     return {"type": "integer", "enum": scale.values}
+
+
+def _justification_schema() -> dict:
+    return {"type": "string", "maxLength": JUSTIFICATION_CHARS}
+
+
+def reached_bound(raw: str) -> bool:
+    """Whether the judge's output (as written, before its justification is trimmed) has a
+    justification that stopped at the bound: the grammar cut it there.
+
+    >>> reached_bound('{"justification": "%s ", "winner": "A"}' % ("x" * (JUSTIFICATION_CHARS - 1)))
+    True
+    >>> reached_bound('{"justification": "ok", "winner": "A"}'), reached_bound("no verdict")
+    (False, False)
+    """
+    return any(isinstance(obj.get("justification"), str) and len(obj["justification"]) >= JUSTIFICATION_CHARS
+               for obj in json_objects(raw if isinstance(raw, str) else ""))
+
+
+def bound_warning(cut: int, total: int) -> list[str]:
+    """A warning when some justifications reached the bound (their scores and winners stand)."""
+    if not cut:
+        return []
+    return [f"{cut} of {total} verdicts' justifications reached the {JUSTIFICATION_CHARS}-character bound and were "
+            "cut there (their scores and winners stand)"]
 
 
 def _object(properties: dict, required: list[str] | None = None) -> dict:
@@ -202,7 +234,7 @@ def pairwise_schema(criteria: list[Criterion], scale: Scale, fmt: str = "full") 
         return _object({"winner": {"type": "string", "enum": list(WINNERS)}})
     pair = _object({"A": _score_schema(scale), "B": _score_schema(scale)})
     return _object({
-        "justification": {"type": "string"},
+        "justification": _justification_schema(),
         "scores": _object({c.name: pair for c in criteria}),
         "winner": {"type": "string", "enum": list(WINNERS)},
     })
@@ -210,7 +242,7 @@ def pairwise_schema(criteria: list[Criterion], scale: Scale, fmt: str = "full") 
 
 def single_schema(criteria: list[Criterion], scale: Scale) -> dict:
     return _object({
-        "justification": {"type": "string"},
+        "justification": _justification_schema(),
         "scores": _object({c.name: _score_schema(scale) for c in criteria}),
     })
 
@@ -508,26 +540,55 @@ def shown_first_won(winner: str | None, order: str) -> bool | None:
     return winner == ("A" if order == "AB" else "B")
 
 
+_OTHER = {"A": "B", "B": "A"}
+
+
+def _swap_sides(sides: dict) -> dict:
+    """One {"A": x, "B": y} (a tie's share, if any, stays) with A and B exchanged."""
+    return {_OTHER.get(k, k): v for k, v in sides.items()}
+
+
+def _swap_scores(scores: dict) -> dict:
+    """Per criterion, its {A, B} pair exchanged; the criteria's names are kept whatever they are
+    (a criterion may be called "A", "tie" or "winner")."""
+    return {name: _swap_sides(pair) for name, pair in scores.items()}
+
+
 def swap_labels(verdict):
     """A pairwise verdict (as stored) with A and B exchanged everywhere: scores, winner, the
-    weighted probabilities and the jurors' verdicts. The only relabelling rule.
+    weighted probabilities and the jurors' verdicts. The only relabelling rule; it goes by the
+    verdict's structure (its winner field, each criterion's {A, B} pair), never by what keys look like.
 
     >>> swap_labels({"scores": {"R": {"A": 4, "B": 1}}, "winner": "A", "justification": "x"})["winner"]
     'B'
     >>> swap_labels({"winner": "tie", "weighted": {"winner": {"A": 0.7, "B": 0.2, "tie": 0.1}}})["weighted"]
     {'winner': {'B': 0.7, 'A': 0.2, 'tie': 0.1}}
+    >>> swap_labels({"scores": {"A": {"A": 4, "B": 1}}, "winner": "A"})["scores"]
+    {'A': {'B': 4, 'A': 1}}
     """
-    flip = {"A": "B", "B": "A"}
+    if verdict is None:
+        return None
+    out = dict(verdict)
+    if isinstance(out.get("winner"), str):
+        out["winner"] = _OTHER.get(out["winner"], out["winner"])
+    if out.get("scores"):
+        out["scores"] = _swap_scores(out["scores"])
+    if out.get("weighted"):
+        out["weighted"] = _swap_weighted(out["weighted"])
+    if out.get("jurors"):
+        out["jurors"] = [swap_labels(j) for j in out["jurors"]]
+    return out
 
-    def swap(x, key=None):
-        if isinstance(x, dict):
-            labelled = bool(x) and set(x) <= {"A", "B", "tie"}
-            return {(flip.get(k, k) if labelled else k): swap(v, k) for k, v in x.items()}
-        if isinstance(x, list):
-            return [swap(v, key) for v in x]
-        return flip.get(x, x) if key == "winner" and isinstance(x, str) else x
 
-    return None if verdict is None else swap(verdict)
+def _swap_weighted(weighted: dict) -> dict:
+    """The judge's probabilities ({"winner": {A, B, tie}, "scores"?: {criterion: {A, B}}}) with
+    A and B exchanged."""
+    out = dict(weighted)
+    if out.get("winner"):
+        out["winner"] = _swap_sides(out["winner"])
+    if out.get("scores"):
+        out["scores"] = _swap_scores(out["scores"])
+    return out
 
 
 def as_labelled(verdict: dict | None, order: str) -> dict | None:

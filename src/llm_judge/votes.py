@@ -1,8 +1,10 @@
 """Blind human votes on a stored run's answers, and the judge's agreement with them.
 
 The judge's verdict on a pair is its pairwise verdict in both orders when the run has one,
-else the comparison of the two single-grading totals. Agreement figures are those of
-``llm-judge analyze``, computed on the same records.
+else the comparison of the two single-grading totals. People's votes count once per voter and
+pair (a voter's latest); a pair's human label is the majority of its voters, else a tie
+(``study.export.human_labels``). Agreement figures are those of ``llm-judge analyze``, computed
+on the same records.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from .analyze import analyze
 from .errors import LLMJudgeError
 from .store import Store
 from .study import verdict_records
-from .study.export import annotate, latest_votes
+from .study.export import annotate, human_labels
 from .study.run import run_pairs
+from .study.summary import unit_id
 
 
 def _answers(store: Store, run_id: str) -> dict[tuple[str, str], str]:
@@ -40,13 +43,14 @@ def vote_pairs(store: Store, run_id: str, answers: dict | None = None) -> list[t
 
 
 def next_item(store: Store, run_id: str, rng: random.Random) -> dict:
-    """A pair with the fewest votes so far, sides randomised; names are for after the vote."""
+    """A pair with the fewest voters so far, sides randomised; names are for after the vote."""
     run_id = store.run(run_id)["id"]
     answers = _answers(store, run_id)
     pairs = vote_pairs(store, run_id, answers)
     if not pairs:
         raise LLMJudgeError(f"run {run_id} has no pair of answers to vote on (it needs two candidates)")
-    counts = Counter((v["prompt_id"], v["label_a"], v["label_b"]) for v in store.votes(run_id))
+    voted = {(v["prompt_id"], v["label_a"], v["label_b"], v["voter"]) for v in store.votes(run_id)}
+    counts = Counter(key[:3] for key in voted)  # voters per pair
     fewest = min(counts[p] for p in pairs)
     prompt_id, a, b = rng.choice([p for p in pairs if counts[p] == fewest])
     left, right = (a, b) if rng.random() < 0.5 else (b, a)
@@ -56,8 +60,9 @@ def next_item(store: Store, run_id: str, rng: random.Random) -> dict:
             "right_text": answers[(prompt_id, right)]}
 
 
-def cast(store: Store, item: dict, side: str) -> str:
-    """Record a vote given as 'left', 'right' or 'tie'; returns it in the original labels."""
+def cast(store: Store, item: dict, side: str, voter: str | None = None) -> str:
+    """Record ``voter``'s vote given as 'left', 'right' or 'tie' (it replaces their earlier vote on
+    the pair); returns it in the original labels."""
     if side not in ("left", "right", "tie"):
         raise LLMJudgeError(f"a vote is left, right or tie, not {side!r}")
     if side == "tie":
@@ -65,32 +70,35 @@ def cast(store: Store, item: dict, side: str) -> str:
     else:
         chosen = item[side]
         choice = "A" if chosen == item["label_a"] else "B"
-    store.add_vote(item["run_id"], item["prompt_id"], item["label_a"], item["label_b"], item["left"], choice)
+    store.add_vote(item["run_id"], item["prompt_id"], item["label_a"], item["label_b"], item["left"], choice, voter)
     return choice
 
 
 def judge_verdicts(store: Store, run_id: str) -> dict[tuple[str, str, str], dict]:
-    """(prompt_id, a, b) -> the run's verdict record on that pair (the ``analyze`` format, the latest
-    human vote included): its pairwise verdicts where it has them, else the comparison of the two
+    """(prompt_id, a, b) -> the run's verdict record on that pair (the ``analyze`` format, the
+    human label and counts included): its pairwise verdicts where it has them, else the comparison of the two
     single-grading totals."""
     out = {(r["id"], r["model_a"], r["model_b"]): r for r in verdict_records(store, run_id)}
     singles = {(i["prompt_id"], i["labels"][0]): i["verdict"] for i in store.items(run_id, "single") if i["turn"] == 1}
-    human = latest_votes(store, run_id, _baseline(store, run_id))
+    human = human_labels(store, run_id, _baseline(store, run_id))
     cats = {p["prompt_id"]: p["category"] for p in store.prompts(run_id)}
     for pid, a, b in vote_pairs(store, run_id):
         va, vb = singles.get((pid, a)), singles.get((pid, b))
-        if (pid, a, b) not in out and va and vb:
-            rec = {"id": pid, "model_a": a, "model_b": b, "verdict": V.single_winner(va["total"], vb["total"])}
-            out[(pid, a, b)] = annotate(rec, human, cats)
+        uid = unit_id(pid, 1)  # the record's id, as verdict_records names a first turn
+        if (uid, a, b) not in out and va and vb:
+            rec = {"id": uid, "model_a": a, "model_b": b, "verdict": V.single_winner(va["total"], vb["total"])}
+            out[(uid, a, b)] = annotate(rec, human, cats)
     return out
 
 
 def agreement(store: Store, run_id: str) -> dict:
-    """The judge's agreement with the human votes so far: one vote per pair (the latest), the
-    same records and figures as ``llm-judge export --format verdicts | llm-judge analyze``."""
+    """The judge's agreement with the human labels so far (each pair's majority of one vote per
+    voter), the same records and figures as ``llm-judge export --format verdicts | llm-judge analyze``.
+    ``votes`` counts the votes that count (one per voter and pair)."""
     run_id = store.run(run_id)["id"]
     records = [r for r in judge_verdicts(store, run_id).values() if "human" in r]
-    result = {"votes": len(store.votes(run_id)), "voted_pairs": len(latest_votes(store, run_id, _baseline(store, run_id))),
+    human = human_labels(store, run_id, _baseline(store, run_id))
+    result = {"votes": sum(sum(c.values()) for c in human.values()), "voted_pairs": len(human),
               "judged_votes": len(records)}
     if records:
         result["analysis"] = analyze(records, n_boot=200)

@@ -1,7 +1,8 @@
 """One small protocol every model backend implements, and the registry that resolves specs.
 
 A model is named by one string, ``PREFIX:REST`` (or a bare word such as ``embedded``). A backend is
-one module declaring ``PREFIXES`` (what it serves), ``OPTIONS`` (the load options it takes),
+one module declaring ``PREFIXES`` (what it serves), ``OPTIONS`` (the load options it takes: any
+other is refused, except the ``COMMON`` ones every caller passes),
 ``from_spec(prefix, rest, **options)`` (a loaded ``Backend``) and ``check(prefix, rest, **options)``
 (a health check that loads nothing). The modules of this package are found by looking, and other
 packages' through the entry-point group ``llm_judge.backends`` (llm-judge's own scripted ``fake:``
@@ -13,16 +14,23 @@ adding one module; nothing outside ``backends`` asks which backend it has.
     ('gguf', '/models/a.gguf')
     >>> parse_spec("embedded+lora:/runs/step-20.gguf")
     ('embedded', '+lora:/runs/step-20.gguf')
+
+An add-on (``+NAME:VALUE``, after the prefix or after the rest's base) is taken only where the
+backend module declares it in ``ADDONS`` (the llama.cpp ones: ``("lora",)``); any other is refused
+here, for every caller.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
+import os
 import pkgutil
+import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
@@ -92,6 +100,10 @@ _loaded: OrderedDict[tuple, Backend] = OrderedDict()
 _load_lock = threading.Lock()
 _registry: dict[str, ModuleType] = {}
 ENTRY_POINTS = "llm_judge.backends"
+# Options callers pass to every backend alike (compare, studies and judges: n_ctx, concurrency; the
+# page: key_configured_only): a backend that does not take one ignores it. Any other option a
+# backend does not declare in OPTIONS is an error.
+COMMON = frozenset({"n_ctx", "concurrency", "key_configured_only"})
 
 
 def registry() -> dict[str, ModuleType]:
@@ -110,8 +122,27 @@ def _module(prefix: str) -> ModuleType:
     return registry()[prefix]
 
 
-def _options(module: ModuleType, options: dict) -> dict:
-    """The options this backend takes (callers pass the same options to every backend)."""
+def check_names(given: Iterable[str], known: Iterable[str], where: str, noun: str = "option") -> None:
+    """The one rule for option names (load options here, the config file's keys there): a name not
+    known is an error that names the known ones.
+
+    >>> check_names(["timout"], ["timeout", "key_env"], "model openai:m@http://h/v1")
+    Traceback (most recent call last):
+    llm_judge.errors.LLMJudgeError: model openai:m@http://h/v1 has unknown option 'timout' (did you mean 'timeout'? \
+known: key_env, timeout)
+    """
+    known = sorted(known)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, 1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise LLMJudgeError(f"{where} has unknown {noun} {unknown[0]!r} ({hint}known: {', '.join(known) or 'none'})")
+
+
+def _options(module: ModuleType, options: dict, spec: str) -> dict:
+    """The options this backend takes; one in ``COMMON`` that it does not take is dropped, any
+    other it does not take is an error."""
+    check_names(set(options) - COMMON, module.OPTIONS, f"model {spec}")
     return {k: v for k, v in options.items() if k in module.OPTIONS}
 
 
@@ -131,38 +162,93 @@ def parse_spec(spec: str) -> tuple[str, str]:
             f"unknown model spec {spec!r}: use embedded, gguf:PATH, hf:REPO/FILE.gguf, "
             "openai:MODEL@BASE_URL or a name from the config file (llm-judge models)"
         )
+    check_addons(prefix, rest)
     return prefix, rest
+
+
+ADDON = re.compile(r"\+([A-Za-z]\w*):")
+
+
+def spec_addons(rest: str) -> tuple[str, list[tuple[str, str]]]:
+    """A spec's rest as its base and its add-ons ``+NAME:VALUE`` (each value runs to the next one).
+
+    >>> spec_addons("/m/base.gguf+lora:/runs/a.gguf")
+    ('/m/base.gguf', [('lora', '/runs/a.gguf')])
+    >>> spec_addons("+x:m@http://h/v1"), spec_addons("m@http://h/v1")
+    (('', [('x', 'm@http://h/v1')]), ('m@http://h/v1', []))
+    """
+    found = list(ADDON.finditer(rest))
+    ends = [m.start() for m in found[1:]] + [len(rest)]
+    base = rest[:found[0].start()] if found else rest
+    return base, [(m.group(1), rest[m.end():end]) for m, end in zip(found, ends)]
+
+
+def check_addons(prefix: str, rest: str) -> None:
+    """Refuse every add-on the backend of ``prefix`` does not declare in its ``ADDONS``."""
+    declared = tuple(getattr(_module(prefix), "ADDONS", ()))
+    for name, _value in spec_addons(rest)[1]:
+        if name not in declared:
+            takes = ", ".join(f"+{a}:" for a in declared) or "no add-on"
+            raise LLMJudgeError(f"{prefix} models take {takes}, not +{name}: remove it from the spec")
 
 
 def get_backend(spec: str, **options: Any) -> Backend:
     """Resolve a spec (or configured name) to a loaded backend, once per (spec, options) per process.
 
     Options given here win over those of the config file; each backend gets the ones it takes
-    (``n_ctx`` for local models, ``concurrency`` for servers, ...).
+    (``n_ctx`` for local models, ``concurrency`` for servers, ...). One it does not take is an
+    error naming those it does, unless it is one of ``COMMON``, which every caller may pass.
     """
     from ..config import resolve
 
     real, configured = resolve(spec.strip())
     prefix, rest = parse_spec(real)
     module = _module(prefix)
-    options = _options(module, {**configured, **options})
+    options = _options(module, {**configured, **options}, spec.strip())
     from ..engine import defaults_key
 
     # the process-wide engine choice (--engine/--parallel) is part of what was loaded
     key = (real.strip(), tuple(sorted(options.items())), defaults_key())
     with _load_lock:
         if key not in _loaded:
+            while len(_loaded) >= MAX_LOADED:  # room first: its server stops before another starts
+                _close(_loaded.popitem(last=False)[1])
             _loaded[key] = module.from_spec(prefix, rest, **options)
-            while len(_loaded) > MAX_LOADED:
-                _loaded.popitem(last=False)  # a call still holding it finishes; then it is freed
         _loaded.move_to_end(key)
         return _loaded[key]
 
 
+def _close(backend: Backend) -> None:
+    """A model leaves the cache: one with a ``close`` (a local server) lets its resources go; a call
+    still holding it finishes first (see the backend's ``close``)."""
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
+
+
 def forget_backends() -> None:
-    """Drop every loaded model (tests, and the UI's bounded cache)."""
+    """Drop every loaded model, stopping the servers no other loaded model uses (tests, the UI's cache)."""
     with _load_lock:
+        dropped = list(_loaded.values())
         _loaded.clear()
+        for backend in dropped:
+            _close(backend)
+
+
+_before_fork: list[Backend] = []  # a forked child's inherited models: never used, closed or freed there
+
+
+def _forget_after_fork() -> None:
+    """In a child made by ``os.fork`` the loaded models are the parent's (its servers, its
+    connections) and the lock may be held for good: the child loads its own."""
+    global _load_lock
+    _before_fork.extend(_loaded.values())
+    _loaded.clear()
+    _load_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def check_model(name: str, **options: Any) -> str:
@@ -173,6 +259,6 @@ def check_model(name: str, **options: Any) -> str:
     try:
         prefix, rest = parse_spec(spec)
         module = _module(prefix)
-        return module.check(prefix, rest, **_options(module, {**configured, **options}))
+        return module.check(prefix, rest, **_options(module, {**configured, **options}, name))
     except LLMJudgeError as exc:
         return str(exc)

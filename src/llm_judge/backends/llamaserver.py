@@ -4,7 +4,12 @@ The model's facts (chat template, control tokens, prompt length, hashes) come fr
 file read in-process with its vocabulary only; generation goes to the server's OpenAI-compatible
 API through the ``openai`` backend's client, up to one request per slot at a time. The prompt is
 evaluated afresh for every request (``cache_prompt`` off), as in-process, so a cached prefix never
-changes the arithmetic of an answer.
+changes the arithmetic of an answer. The operator's API key is never sent: the server is llm-judge's own.
+
+The server is held while the model is in the model cache (``close`` lets it go: it stops once no
+loaded model uses it, after the calls in flight). A call on a model already dropped from the cache
+still works: it holds the server for as long as it runs, starting it again if need be. A model
+loaded before ``os.fork`` is the parent's: the child loads its own.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from .. import engine
@@ -33,6 +41,13 @@ def grammar_for(schema: dict) -> dict:
     return {"grammar": json_schema_to_gbnf(json.dumps(schema))}
 
 
+class LocalClient(OpenAIBackend):
+    """The client of llm-judge's own server: no API key goes there (``OPENAI_API_KEY`` is for remote servers)."""
+
+    def _headers(self) -> dict[str, str]:
+        return {}
+
+
 class LlamaServerBackend(LocalModel):
     engine = "server"
 
@@ -52,13 +67,49 @@ class LlamaServerBackend(LocalModel):
             raise LLMJudgeError(f"llama.cpp could not load {path}: {exc} (is the file complete?)") from None
         super().__init__(spec, path, vocab, n_ctx=n_ctx, lora=lora)
         self.server_spec = engine.ServerSpec(str(path), str(lora) if lora else None, n_ctx, parallel, n_threads)
-        self.server = engine.server_for(self.server_spec)
+        self.server = engine.acquire(self.server_spec)
+        self._pid, self._use, self._calls = os.getpid(), threading.Lock(), 0
+        self._held, self._closed = True, False
         self.concurrency = parallel
-        self.client = OpenAIBackend(spec, "local", self.server.url, timeout=REQUEST_SECONDS, max_attempts=2,
-                                    concurrency=parallel,
-                                    extra_body={"cache_prompt": False}, explicit_sampling=True, structure=grammar_for,
-                                    keep_logprobs=False)
+        self.client = LocalClient(spec, "local", self.server.url, timeout=REQUEST_SECONDS, max_attempts=2,
+                                  concurrency=parallel,
+                                  extra_body={"cache_prompt": False}, explicit_sampling=True, structure=grammar_for,
+                                  keep_logprobs=False)
         self.warnings = self.client.warnings
+
+    def close(self) -> None:
+        """Out of the model cache: the server goes once no loaded model uses it and no call of this one runs."""
+        with self._use:
+            self._closed = True
+            drop = self._let_go_if_idle()
+        if drop:
+            engine.release(self.server_spec)
+
+    def _let_go_if_idle(self) -> bool:
+        """(Under ``_use``) whether to release the server now: closed, held, and no call running."""
+        drop = self._closed and self._held and self._calls == 0
+        self._held = self._held and not drop
+        return drop
+
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[None]:
+        """One call holding the server: a closed model takes it again for the call's length."""
+        if self._pid != os.getpid():
+            raise LLMJudgeError(f"{self.spec} was loaded before this process was forked: load it again here "
+                                "(get_backend) and the child gets a server of its own")
+        with self._use:
+            if not self._held:
+                self.server = engine.acquire(self.server_spec)
+                self.client.base_url, self._held = self.server.url, True
+            self._calls += 1
+        try:
+            yield
+        finally:
+            with self._use:
+                self._calls -= 1
+                drop = self._let_go_if_idle()
+            if drop:
+                engine.release(self.server_spec)
 
     def _ensure_running(self) -> None:
         """Start the server again if it stopped (killed, out of memory), and point the client at it."""
@@ -70,8 +121,9 @@ class LlamaServerBackend(LocalModel):
                  on_token: TokenCallback | None = None, read_at: ReadAt | None = None) -> Completion:
         messages = self.accepted(messages)
         prompt_tokens = self.check_fits(messages, sampling.max_tokens)
-        self._ensure_running()
-        result = self.client.generate(messages, sampling, schema=schema, on_token=on_token, read_at=read_at)
+        with self._call():
+            self._ensure_running()
+            result = self.client.generate(messages, sampling, schema=schema, on_token=on_token, read_at=read_at)
         result.prompt_tokens = result.prompt_tokens or prompt_tokens
         return result
 

@@ -2,11 +2,17 @@
 
 vLLM, Ollama, llama.cpp's server and OpenAI itself speak this protocol. The API key is read from
 an environment variable (``OPENAI_API_KEY`` unless the spec or config names another with
-``key_env``); it is sent in the Authorization header and never logged, stored or shown.
+``key_env``); it is sent in the Authorization header and never logged, stored or shown. For a
+spec a page visitor typed (``key_configured_only``) the key goes only to a server the config file
+names with that key variable: decided on the scheme, host and port the client sends to.
 
 Structured verdicts: the backend tries OpenAI's ``json_schema`` response format, then the
 ``json_object`` + ``schema`` form that llama-cpp-python's server understands, then plain text
 (the judge's text parser takes over); the first form the server accepts is remembered.
+
+Replies: their shape is checked in one place (``parse_completion``, ``parse_chunk`` for a stream)
+before anything reads them; one of another shape is a ``MalformedResponse``, retried like a 500
+and then a failed call. ``logprobs`` of another shape than OpenAI's are ignored.
 """
 
 from __future__ import annotations
@@ -17,17 +23,22 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import httpx
 
+from ..cancel import pause
 from ..errors import LLMJudgeError
 from ..redact import redact
 from ..sampling import SamplingParams
 from . import TOP_TOKENS, Completion, Messages, ReadAt, TokenCallback
 
 PREFIXES = ("openai",)
-OPTIONS = frozenset({"key_env", "timeout", "max_attempts", "schema_mode", "concurrency", "backoff_base"})
+OPTIONS = frozenset({"key_env", "timeout", "max_attempts", "schema_mode", "concurrency", "backoff_base",
+                     "key_configured_only"})
+ADDONS = ()
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 # Body fields beyond OpenAI's own that local servers (vLLM, llama.cpp, Ollama) accept.
 EXTENSIONS = ("min_p", "top_k", "repeat_penalty", "repetition_penalty")
@@ -43,6 +54,11 @@ class RequestFailed(LLMJudgeError):
         self.status = status
         self.format_rejected = format_rejected
         self.fatal = status in {401, 403, 404}
+
+
+class MalformedResponse(LLMJudgeError):
+    """A 200 reply that is no chat completion (or stream chunk) of the right shape: retried, then
+    the call fails like any other that got no answer."""
 
 
 def parse_openai_spec(rest: str) -> tuple[str, str]:
@@ -80,12 +96,172 @@ def backoff_seconds(attempt: int, retry_after: str | None, *, base: float = 0.5,
     return (rng or random).uniform(0, min(cap, base * 2 ** attempt))
 
 
+# --- the shape of a reply: checked here, once, before anything reads it ---------------------------
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """What one streamed chunk carries."""
+
+    pieces: list[str]
+    finish_reason: str | None
+    tokens: tuple[int | None, int | None] | None  # (prompt, completion) where the chunk has usage
+
+
+def _optional(value: object, kind: type[T], what: str) -> T | None:
+    """``value`` where it is null or a ``kind`` (a bool is no number); else the reply is malformed."""
+    if value is None or (isinstance(value, kind) and not isinstance(value, bool)):
+        return value
+    raise MalformedResponse(f"{what} is {type(value).__name__}, not {kind.__name__} or null")
+
+
+def _token_counts(usage: object) -> tuple[int | None, int | None]:
+    """(prompt, completion) tokens of a reply's ``usage``; absent or null counts are unknown."""
+    counts = _optional(usage, dict, "usage") or {}
+    return (_optional(counts.get("prompt_tokens"), int, "usage.prompt_tokens"),
+            _optional(counts.get("completion_tokens"), int, "usage.completion_tokens"))
+
+
+def _is_top(entry: object) -> bool:
+    logprob = entry.get("logprob") if isinstance(entry, dict) else None
+    return (isinstance(entry, dict) and isinstance(entry.get("token"), str) and not isinstance(logprob, bool)
+            and isinstance(logprob, int | float) and logprob <= 0)
+
+
+def _is_token(entry: object) -> bool:
+    top = entry.get("top_logprobs", []) if isinstance(entry, dict) else None
+    return (isinstance(entry, dict) and isinstance(entry.get("token"), str) and isinstance(top, list)
+            and all(_is_top(t) for t in top))
+
+
+def logprobs_or_none(value: object) -> dict | None:
+    """A choice's ``logprobs`` where it has OpenAI's shape (``content``: tokens, each with its
+    ``top_logprobs``), else None: probabilities of another shape are ignored, never read.
+
+    >>> logprobs_or_none({"content": [{"token": "A", "top_logprobs": [{"token": "A", "logprob": -0.1}]}]}) is None
+    False
+    >>> logprobs_or_none({"content": [{"token": "A", "top_logprobs": [{"token": "A", "logprob": "high"}]}]})
+    """
+    content = value.get("content") if isinstance(value, dict) else None
+    if not isinstance(content, list) or not content or not all(_is_token(e) for e in content):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _first_choice(data: dict) -> dict:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise MalformedResponse("no choices[0] object")
+    return choices[0]
+
+
+def whole_text(text: str) -> str:
+    """A reply's text as the store can keep it: JSON may carry UTF-16 surrogates, escaped, that
+    Python does not join (a pair split across two stream chunks, or a lone one); pairs become
+    their character and a lone one U+FFFD.
+
+    >>> whole_text("ok " + chr(0xD83D) + chr(0xDE00) + " and " + chr(0xD800)) == "ok \U0001F600 and \uFFFD"
+    True
+    """
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def strict_schema(schema):
+    """A verdict schema as OpenAI's strict structured outputs take it: without ``maxLength``, which
+    they refuse (the prompt states the bound; local engines enforce it by grammar).
+
+    >>> strict_schema({"type": "object", "properties": {"j": {"type": "string", "maxLength": 9}}})
+    {'type': 'object', 'properties': {'j': {'type': 'string'}}}
+    """
+    if isinstance(schema, dict):  # a string's bound only: a criterion may be named "maxLength"
+        return {k: strict_schema(v) for k, v in schema.items() if not (k == "maxLength" and schema.get("type") == "string")}
+    return [strict_schema(v) for v in schema] if isinstance(schema, list) else schema
+
+
+def parse_completion(data: object, seconds: float) -> Completion:
+    """A chat-completion reply (parsed JSON) as a Completion; MalformedResponse where its shape is
+    wrong: ``choices[0].message.content`` a string or null, ``usage`` an object of integers or absent.
+
+    >>> c = parse_completion({"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": 3}}, 0.5)
+    >>> c.text, c.prompt_tokens, c.completion_tokens
+    ('hi', 3, None)
+    >>> parse_completion({"choices": [{"message": {"content": 42}}]}, 0.5)
+    Traceback (most recent call last):
+    llm_judge.backends.openai.MalformedResponse: choices[0].message.content is int, not str or null
+    """
+    if not isinstance(data, dict):
+        raise MalformedResponse(f"the reply is {type(data).__name__}, not an object")
+    choice = _first_choice(data)
+    message = _optional(choice.get("message"), dict, "choices[0].message")
+    if message is None:
+        raise MalformedResponse("choices[0] has no message")
+    text = whole_text(_optional(message.get("content"), str, "choices[0].message.content") or "")
+    prompt_tokens, completion_tokens = _token_counts(data.get("usage"))
+    return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, seconds=seconds,
+                      finish_reason=_optional(choice.get("finish_reason"), str, "choices[0].finish_reason"),
+                      logprobs=logprobs_or_none(choice.get("logprobs")))
+
+
+def parse_chunk(data: object) -> Chunk:
+    """One streamed ``chat.completion.chunk`` (parsed JSON); MalformedResponse where its shape is wrong.
+
+    >>> parse_chunk({"choices": [{"delta": {"content": "Hel"}}]}).pieces
+    ['Hel']
+    """
+    if not isinstance(data, dict):
+        raise MalformedResponse(f"a stream chunk is {type(data).__name__}, not an object")
+    pieces, finish = [], None
+    for choice in _optional(data.get("choices"), list, "choices") or []:
+        if not isinstance(choice, dict):
+            raise MalformedResponse(f"a stream choice is {type(choice).__name__}, not an object")
+        delta = _optional(choice.get("delta"), dict, "choices[].delta") or {}
+        piece = _optional(delta.get("content"), str, "choices[].delta.content")
+        pieces += [piece] if piece else []
+        finish = _optional(choice.get("finish_reason"), str, "choices[].finish_reason") or finish
+    tokens = _token_counts(data["usage"]) if data.get("usage") is not None else None
+    return Chunk(pieces, finish, tokens)
+
+
+def endpoint(url: str) -> tuple[str, str, int | None] | None:
+    """Where requests to ``url`` go, read by the client that sends them: (scheme, host, port);
+    None for a URL it cannot read.
+
+    >>> endpoint("https://API.openai.com/v1"), endpoint("http://x@127.0.0.1:8080/v1")
+    (('https', 'api.openai.com', 443), ('http', '127.0.0.1', 8080))
+    """
+    try:
+        u = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return None
+    return u.scheme, u.host, u.port or {"https": 443, "http": 80}.get(u.scheme)
+
+
+def configured_endpoints() -> set[tuple[str, tuple]]:
+    """(key variable, endpoint) of every ``openai:`` model in the config file: where the operator
+    sends each key."""
+    from ..config import load_config
+    from . import parse_spec
+
+    found = set()
+    for entry in load_config().values():
+        try:
+            prefix, rest = parse_spec(entry.spec)
+            where = endpoint(parse_openai_spec(rest)[1]) if prefix in PREFIXES else None
+        except LLMJudgeError:
+            continue
+        if where is not None:
+            found.add((entry.options.get("key_env", "OPENAI_API_KEY"), where))
+    return found
+
+
 class OpenAIBackend:
     def __init__(self, spec: str, model: str, base_url: str, *, key_env: str = "OPENAI_API_KEY",
                  timeout: float = 120.0, max_attempts: int = 4, schema_mode: str | None = None,
                  concurrency: int = 16, backoff_base: float = 0.5, extra_body: dict | None = None,
                  explicit_sampling: bool = False, structure: Callable[[dict], dict] | None = None,
-                 keep_logprobs: bool = True):
+                 keep_logprobs: bool = True, key_configured_only: bool = False):
         self.spec, self.model, self.base_url = spec, model, base_url
         self.explicit_sampling = explicit_sampling
         # a known server's own way to constrain output to a schema (body fields), instead of negotiating
@@ -99,6 +275,10 @@ class OpenAIBackend:
         self.backoff_base = backoff_base
         self.slots = threading.BoundedSemaphore(max(1, concurrency))
         self.warnings: list[str] = []
+        self.send_key = not key_configured_only or (key_env, endpoint(base_url)) in configured_endpoints()
+        if not self.send_key and os.environ.get(key_env):
+            self.warnings.append(f"the key in {key_env} is not sent to {base_url}: a page sends it only to the "
+                                 "servers named in the config file")
         # fields this server refused (or is known not to take): never sent again
         self.dropped: set[str] = set(EXTENSIONS) if urlparse(base_url).hostname == HOSTED_OPENAI else set()
         self._warn_lock = threading.Lock()
@@ -106,7 +286,7 @@ class OpenAIBackend:
                                    limits=httpx.Limits(max_connections=max(concurrency, 1) + 4))
 
     def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.key_env)
+        key = os.environ.get(self.key_env) if self.send_key else None
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def _body(self, messages: Messages, sampling: SamplingParams) -> dict:
@@ -147,7 +327,8 @@ class OpenAIBackend:
     @staticmethod
     def _response_format(mode: str, schema: dict) -> dict | None:
         if mode == "json_schema":
-            return {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema, "strict": True}}
+            return {"type": "json_schema", "json_schema": {"name": "verdict", "schema": strict_schema(schema),
+                                                           "strict": True}}
         if mode == "json_object":
             return {"type": "json_object", "schema": schema}
         return None
@@ -211,6 +392,7 @@ class OpenAIBackend:
             retry_after = None
             try:
                 with self.slots:
+                    pause(0)  # a stopped run (a page the visitor left) sends no new request
                     if on_token is None:
                         resp = self.client.post(url, json=body, headers=self._headers())
                         if resp.status_code == 200:
@@ -238,45 +420,49 @@ class OpenAIBackend:
             except MalformedResponse as exc:
                 last_error = str(exc)
             if attempt + 1 < self.max_attempts:
-                time.sleep(backoff_seconds(attempt, retry_after, base=self.backoff_base))
+                pause(backoff_seconds(attempt, retry_after, base=self.backoff_base))  # ends when the run stops
         raise RequestFailed(f"{self.spec} gave no answer after {self.max_attempts} attempts: {last_error}")
 
     def _completion(self, resp: httpx.Response, seconds: float) -> Completion:
         try:
-            data = resp.json()
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            text = redact(resp.text[:120], [os.environ.get(self.key_env)])
-            raise MalformedResponse(f"malformed response from {self.base_url}: {text!r}") from None
-        usage = data.get("usage") or {}
-        return Completion(text=text, prompt_tokens=usage.get("prompt_tokens"),
-                          completion_tokens=usage.get("completion_tokens"), seconds=seconds,
-                          finish_reason=choice.get("finish_reason"), logprobs=choice.get("logprobs") or None)
+            return parse_completion(resp.json(), seconds)
+        except ValueError:  # not JSON at all: an HTML page, a body cut off
+            raise self._malformed("not JSON", resp.text) from None
+        except MalformedResponse as exc:
+            raise self._malformed(str(exc), resp.text) from None
 
     def _read_stream(self, resp: httpx.Response, on_token: TokenCallback, start: float) -> Completion:
-        pieces, finish, usage, chunks = [], None, {}, 0
+        pieces: list[str] = []
+        finish, tokens, chunks = None, (None, None), 0
         for line in resp.iter_lines():
             if not line.startswith("data:"):
                 continue
             payload = line[5:].strip()
             if payload == "[DONE]":
                 break
-            try:
-                data = json.loads(payload)
-            except ValueError:
-                raise MalformedResponse(f"malformed stream chunk from {self.base_url}: {payload[:80]!r}") from None
-            usage = data.get("usage") or usage
-            for choice in data.get("choices") or []:
-                piece = (choice.get("delta") or {}).get("content")
-                if piece:
-                    chunks += 1
-                    pieces.append(piece)
-                    on_token(piece)
-                finish = choice.get("finish_reason") or finish
-        return Completion(text="".join(pieces), prompt_tokens=usage.get("prompt_tokens"),
-                          completion_tokens=usage.get("completion_tokens") or chunks,
+            chunk = self._chunk(payload)
+            chunks += 1
+            for piece in chunk.pieces:
+                pieces.append(piece)
+                on_token(piece)
+            finish, tokens = chunk.finish_reason or finish, chunk.tokens or tokens
+        if not chunks:
+            raise self._malformed("no stream chunk", "")
+        return Completion(text=whole_text("".join(pieces)), prompt_tokens=tokens[0], completion_tokens=tokens[1] or len(pieces),
                           seconds=time.perf_counter() - start, finish_reason=finish)
+
+    def _chunk(self, payload: str) -> Chunk:
+        try:
+            return parse_chunk(json.loads(payload))
+        except ValueError:
+            raise self._malformed("a stream chunk is not JSON", payload) from None
+        except MalformedResponse as exc:
+            raise self._malformed(str(exc), payload) from None
+
+    def _malformed(self, what: str, body: str) -> MalformedResponse:
+        """The one-line error of a reply that is no chat completion: what is wrong, and how it began."""
+        start = redact(body[:120], [os.environ.get(self.key_env)])
+        return MalformedResponse(f"malformed response from {self.base_url} ({what})" + (f": {start!r}" if start else ""))
 
     def special_tokens(self) -> frozenset[str]:
         """Unknown for this backend: the judge prompt breaks up the common template families' markers."""
@@ -327,10 +513,6 @@ def decisions_from_logprobs(logprobs, text: str, offsets: list[int]) -> list[dic
         top = {t["token"]: math.exp(t["logprob"]) for t in entry["top_logprobs"] if "token" in t and "logprob" in t}
         out.append({"offset": offset, "start": start - shift, "token": entry.get("token"), "top": top})
     return out or None
-
-
-class MalformedResponse(Exception):
-    pass
 
 
 def _error_text(resp: httpx.Response) -> str:

@@ -8,12 +8,12 @@ an ``hf:`` dataset) and encoding them so that only the assistant's turns are lea
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
 from ..errors import LLMJudgeError
+from ..textfiles import iter_jsonl, read_text
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
          "model": "assistant", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
@@ -50,22 +50,12 @@ def read_conversations(source: str) -> list[Messages]:
         return _parse_jsonl(text, source)
     if source.startswith("hf:"):
         return _from_hub(source[3:])
-    from ..textfiles import read_text
-
     text = read_text(source, "training data", " (a JSONL file, tiny-instructions, or hf:DATASET)")
     return _parse_jsonl(text, str(Path(source).expanduser()))
 
 
 def _parse_jsonl(text: str, name: str) -> list[Messages]:
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            raise LLMJudgeError(f"{name}:{n}: not a JSON line") from None
-        out.append(normalise(record, f"{name}:{n}"))
+    out = [normalise(record, f"{name}:{n}") for n, record in iter_jsonl(text, name)]
     if not out:
         raise LLMJudgeError(f"{name}: no conversations")
     return out

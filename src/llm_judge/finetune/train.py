@@ -7,6 +7,10 @@ optimizer step), ``loss.svg``, ``state/`` (the latest resumable state, replaced 
 ``state_every`` steps), and for each saved step ``step-NNNN/`` (the PEFT adapter) and
 ``step-NNNN.gguf`` (the adapter llama.cpp loads). Data order and dropout are seeded per step, so a
 resumed run takes the same steps as an uninterrupted one.
+
+Running again in the same folder continues from its saved state, to the same or more steps, with
+the same base, data and recipe (anything else is refused, the folder untouched); the checkpoints a
+run reports are those on disk, whatever ``save_steps`` it was given.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import importlib.util
 import json
 import math
+import re
 import shutil
 import time
 import warnings
@@ -32,7 +37,6 @@ from .recipe import Recipe
 EXTRA = ("torch", "transformers", "peft", "gguf")
 INSTALL = ('pip install "llm-judge[finetune]" (on a machine without a GPU install the CPU build of PyTorch first: '
            'pip install torch --index-url https://download.pytorch.org/whl/cpu)')
-IDENTITY = ("base", "data", "recipe")  # what a resumed run must share with the interrupted one
 Progress = Callable[[int, int, float | None], None]  # (step done, steps, loss)
 
 
@@ -102,11 +106,23 @@ class FinetuneConfig:
         return self
 
     def identity(self) -> dict:
+        """What a run continued in the same folder must share with the one stored there."""
         return {"base": self.base, "data": self.data, "recipe": self.recipe.to_dict(), "limit": self.limit}
 
 
 def checkpoint_name(step: int) -> str:
     return f"step-{step:04d}"
+
+
+CHECKPOINT_FILE = re.compile(r"step-(?P<step>\d{4,})\.gguf")  # not step-NNNN-f16.gguf, not a .part
+
+
+def saved_checkpoints(out: Path, upto: int) -> dict[str, str]:
+    """The checkpoints on disk in the run folder ``out`` up to step ``upto``, by step: {name: GGUF
+    adapter path}. Only files that are there are listed, whatever a run was asked to save."""
+    found = {int(m["step"]): p for p in (out.iterdir() if out.is_dir() else ())
+             if (m := CHECKPOINT_FILE.fullmatch(p.name)) and p.is_file()}
+    return {checkpoint_name(s): str(found[s]) for s in sorted(found) if s <= upto}
 
 
 def _seeded_order(n: int, seed: int, epoch: int):
@@ -244,21 +260,49 @@ def _log_rows(out: Path, upto: int | None = None) -> list[dict]:
     return [r for r in rows if upto is None or r["step"] <= upto]
 
 
+def _as_asked(name: str, value) -> str:
+    """A setting of ``finetune.json`` as the command asks for it.
+
+    >>> _as_asked("limit", None), _as_asked("target_modules", ["q_proj", "v_proj"]), _as_asked("r", 16)
+    ('no --limit', '--set target_modules=q_proj,v_proj', '--set r=16')
+    """
+    if name == "base":
+        return f"the base {value}"
+    if name == "data":
+        return f"--data {value}"
+    if name == "limit":
+        return "no --limit" if value is None else f"--limit {value}"
+    return f"--set {name}={','.join(value) if isinstance(value, list) else value}"
+
+
+def _contradiction(before: dict, cfg: FinetuneConfig) -> tuple[str, str] | None:
+    """The first setting ``cfg`` asks for otherwise than the stored run: (stored, asked), as asked."""
+    now = cfg.identity()
+    asked = {**now.pop("recipe"), **now}  # the recipe's fields first, then base, data and limit
+    stored = {**(before.get("recipe") or {}), **{k: before.get(k) for k in now}}
+    name = next((k for k in asked if stored.get(k) != asked[k]), None)
+    return None if name is None else (_as_asked(name, stored.get(name)), _as_asked(name, asked[name]))
+
+
 def _start(cfg: FinetuneConfig) -> int:
-    """0 for a new run folder; the step to continue from where it holds this same run interrupted;
-    an error where it holds another one."""
+    """0 for a new run folder; the step to continue from where it holds this same run (interrupted,
+    finished, or to be trained further); an error, changing nothing, where it holds another one or
+    more steps than ``cfg`` asks for."""
     meta = cfg.out / "finetune.json"
     if not meta.exists():
         # the base written out for Unsloth comes before finetune.json: a run stopped then starts again
         if cfg.out.exists() and any(p.name not in (BASE_FOLDER, BASE_FOLDER + ".part") for p in cfg.out.iterdir()):
             raise LLMJudgeError(f"{cfg.out} is not empty and holds no fine-tune: choose a new --out folder")
         return 0
-    before = json.loads(meta.read_text())
-    if {k: before.get(k) for k in (*IDENTITY, "limit")} != cfg.identity():
-        raise LLMJudgeError(f"{cfg.out} holds a fine-tune of other settings (base, data or recipe): "
-                            "choose a new --out folder to train these")
+    differs = _contradiction(json.loads(meta.read_text()), cfg)
+    if differs:
+        raise LLMJudgeError(f"{cfg.out} holds a fine-tune of other settings: it was trained with {differs[0]}, "
+                            f"this run asks {differs[1]}; give {differs[0]} to continue it, or a new --out")
     state = cfg.out / "state" / "trainer.json"
-    return json.loads(state.read_text())["step"] if state.exists() else 0
+    done = json.loads(state.read_text())["step"] if state.exists() else 0
+    if done > cfg.max_steps:
+        raise LLMJudgeError(f"{cfg.out} was trained to step {done}; give --steps {done} or more, or a new --out")
+    return done
 
 
 def finetune(cfg: FinetuneConfig, progress: Progress | None = None, notify: Callable[[str], None] = print) -> dict:
@@ -274,7 +318,6 @@ def finetune(cfg: FinetuneConfig, progress: Progress | None = None, notify: Call
     trainer = choose_trainer(cfg.trainer, device, unsloth_installed())
     if trainer == "unsloth":
         prepare()  # before transformers and PEFT
-    from peft import set_peft_model_state_dict
     from transformers import get_scheduler
 
     if cfg.threads:
@@ -293,18 +336,14 @@ def finetune(cfg: FinetuneConfig, progress: Progress | None = None, notify: Call
     scheduler = get_scheduler(cfg.recipe.scheduler, optimizer, num_warmup_steps=cfg.recipe.warmup_steps,
                               num_training_steps=cfg.max_steps)
     if start:
-        saved = torch.load(cfg.out / "state" / "optim.pt", weights_only=False)
-        set_peft_model_state_dict(model, torch.load(cfg.out / "state" / "adapter.pt", weights_only=False))
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        notify(f"resuming {cfg.out} at step {start} of {cfg.max_steps}")
+        _resume(cfg, model, optimizer, scheduler, start, notify)
     meta = {**cfg.identity(), "base_spec": base.spec, "base_gguf": str(base.gguf), "max_steps": cfg.max_steps,
             "save_steps": cfg.save_steps, "examples": len(examples), "device": device, "trainer": trainer,
             "optimizer": type(optimizer).__name__}
     (cfg.out / "finetune.json").write_text(json.dumps(meta, indent=2))
     rows = _log_rows(cfg.out, start)
     (cfg.out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    checkpoints = {checkpoint_name(s): str(cfg.out / f"{checkpoint_name(s)}.gguf") for s in cfg.save_steps if s <= start}
+    checkpoints = _checkpoints_at_start(cfg, model, base, start, notify)
     pad = tokenizer.pad_token_id
     autocast, scaler = precision(model) if trainer == "unsloth" else (contextlib.nullcontext, None)
     for step in range(start, cfg.max_steps):
@@ -353,6 +392,34 @@ def finetune(cfg: FinetuneConfig, progress: Progress | None = None, notify: Call
             progress(done, cfg.max_steps, total)
     return {"out": str(cfg.out), "base": base.spec, "base_gguf": str(base.gguf), "checkpoints": checkpoints,
             "log": rows, "examples": len(examples), "device": device, "trainer": trainer}
+
+
+def _resume(cfg: FinetuneConfig, model, optimizer, scheduler, start: int, notify: Callable[[str], None]) -> None:
+    """The folder's saved state of step ``start`` loaded into the adapter, the optimizer and the schedule."""
+    import torch
+    from peft import set_peft_model_state_dict
+
+    saved = torch.load(cfg.out / "state" / "optim.pt", weights_only=False)
+    set_peft_model_state_dict(model, torch.load(cfg.out / "state" / "adapter.pt", weights_only=False))
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    if start == cfg.max_steps:
+        notify(f"{cfg.out} is trained to step {start} already: nothing left to train")
+    else:
+        notify(f"resuming {cfg.out} at step {start} of {cfg.max_steps}")
+
+
+def _checkpoints_at_start(cfg: FinetuneConfig, model, base: Base, start: int, notify: Callable[[str], None]) -> dict:
+    """The checkpoints on disk up to step ``start``; the one of ``start`` itself, where asked for and
+    missing, written from the resumed state; a notice for each asked-for step passed without one."""
+    found = saved_checkpoints(cfg.out, start)
+    for step in (s for s in cfg.save_steps if s <= start and checkpoint_name(s) not in found):
+        if step == start:
+            found[checkpoint_name(step)] = str(save_checkpoint(cfg, model, base, step, notify))
+        else:
+            notify(f"notice: no checkpoint of step {step}: {cfg.out} was trained past it without one "
+                   "(a new --out trains it again)")
+    return found
 
 
 def _save_state(out: Path, model, optimizer, scheduler, step: int) -> None:

@@ -20,20 +20,51 @@ def fmt_score(x: float | None) -> str:
     return f"{x:g}" if float(x).is_integer() else f"{x:.1f}"
 
 
-def fmt_estimate(e, digits: int = 2) -> str:
-    """``0.70 [0.40, 0.89]`` from an Estimate (or its dict); ``-`` when there is no value."""
-    if e is not None and not isinstance(e, dict):
-        e = {"value": e.value, "low": e.low, "high": e.high}
-    if not e or e.get("value") is None:
-        return "-"
-    if e.get("low") is None:
-        return f"{e['value']:.{digits}f}"
-    return f"{e['value']:.{digits}f} [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
+def _estimate_dict(e) -> dict:
+    """An Estimate, or a figure's dict, as ``{value, low, high, reason}`` (a rating's dict holds
+    its figure under ``rating``)."""
+    if e is None:
+        return {}
+    if not isinstance(e, dict):
+        return {"value": e.value, "low": e.low, "high": e.high, "reason": getattr(e, "reason", None)}
+    return {"value": e.get("value", e.get("rating")), "low": e.get("low"), "high": e.get("high"),
+            "reason": e.get("reason")}
+
+
+def fmt_interval(e, digits: int = 2, sign: str = "") -> str:
+    """An estimate's interval, ``[0.40, 0.89]``; where it has none, ``-`` and why.
+
+    >>> fmt_interval({"value": 1060.0, "low": None, "high": None, "reason": "one prompt"}, 0)
+    '- (one prompt)'
+    """
+    d = _estimate_dict(e)
+    if d.get("low") is None:
+        return f"- ({d['reason']})" if d.get("reason") else "-"
+    return f"[{d['low']:{sign}.{digits}f}, {d['high']:{sign}.{digits}f}]"
+
+
+def fmt_estimate(e, digits: int = 2, sign: str = "") -> str:
+    """``0.70 [0.40, 0.89]`` from an Estimate (or its dict); a figure without an interval says
+    why, and one that cannot be estimated is ``-`` with the reason.
+
+    >>> fmt_estimate({"value": 5.0, "low": None, "high": None, "reason": "one prompt"})
+    '5.00 (no interval: one prompt)'
+    >>> fmt_estimate({"value": None, "reason": "one side won every item"})
+    '- (not estimable: one side won every item)'
+    """
+    d = _estimate_dict(e)
+    if d.get("value") is None:
+        return f"- (not estimable: {d['reason']})" if d.get("reason") else "-"
+    value = f"{d['value']:{sign}.{digits}f}"
+    if d.get("low") is None:
+        return f"{value} (no interval: {d['reason']})" if d.get("reason") else value
+    return f"{value} {fmt_interval(d, digits, sign)}"
 
 
 def fmt_rate(d: dict, key: str = "rate", digits: int = 3) -> str:
     """A figure stored as ``{key, low, high}`` (diagnostics, agreement) with its interval."""
-    return fmt_estimate({"value": d[key], "low": d.get("low"), "high": d.get("high")}, digits)
+    return fmt_estimate({"value": d[key], "low": d.get("low"), "high": d.get("high"), "reason": d.get("reason")},
+                        digits)
 
 
 def fmt_p(p: float | None) -> str:

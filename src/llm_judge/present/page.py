@@ -1,11 +1,18 @@
 """Pure functions that turn page input into library calls and library results into what the page
-shows, over ``present.format``. No Gradio here, so all of it is unit-tested without a browser."""
+shows, over ``present.format``: what a public page allows of the specs visitors type (decided on
+the parsed spec), the bounds of a page's study (``StudyLimits``), the views of verdicts and votes.
+No Gradio here, so all of it is unit-tested without a browser; the page's runs and the key's
+destinations are decided in the store and the openai backend."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..backends import parse_spec, spec_addons
+from ..backends.openai import parse_openai_spec
+from ..config import resolve
 from ..criteria import CATALOGUE
 from ..errors import LLMJudgeError
 from .format import html_table, score_rows, verdict_parts
@@ -35,28 +42,85 @@ def check_spec_allowed(spec: str, *, public: bool, allowed_dirs: list[Path], con
                        allow_fake: bool = False, allow_downloads: bool = False) -> None:
     """On a server reachable beyond localhost, visitors may not open arbitrary files or URLs.
 
-    Local GGUF files must lie inside an allowed directory; server URLs must be names from the
-    operator's config file (so no visitor can make the server call an address of their choice);
-    the scripted ``fake:`` models (no real answers) and ``hf:`` downloads (gigabytes onto the
-    server's disk) need the operator's ``--allow-fake`` and ``--allow-downloads``.
+    Decided on the parsed spec (prefix, base, add-ons), never on its text: a model the operator
+    named in the config file is allowed; otherwise local GGUF files (a ``+lora:`` adapter among
+    them) must lie inside an allowed directory, server URLs must be models of the config file (so
+    no visitor can make the server call an address of their choice), the scripted ``fake:``
+    models (no real answers) and ``hf:`` downloads (gigabytes onto the server's disk) need the
+    operator's ``--allow-fake`` and ``--allow-downloads``, and any other kind of model is off.
     """
     if not public:
         return
-    spec, _, adapter = spec.partition("+lora:")  # a fine-tuned adapter is a local file like a model
-    if spec.startswith("fake:") and not allow_fake:
+    real = resolve(spec)[0]
+    if real in configured:
+        return  # the operator's own model
+    prefix, rest = parse_spec(real)  # an add-on its backend does not declare is refused here
+    base, addons = spec_addons(rest)
+    _check_kind(prefix, base, configured, allow_fake, allow_downloads)
+    files = ([base] if prefix == "gguf" else []) + [value for _name, value in addons]  # +lora:ADAPTER
+    _check_files(files, allowed_dirs)
+
+
+def _check_kind(prefix: str, base: str, configured: set[str], allow_fake: bool, allow_downloads: bool) -> None:
+    """What a public page allows of each kind of model, the files aside."""
+    if prefix not in {"embedded", "gguf", "hf", "openai", "fake"}:
+        raise LLMJudgeError(f"{prefix}: models are off on this server: use a model name the operator configured")
+    if prefix == "fake" and not allow_fake:
         raise LLMJudgeError("scripted fake: models are off on this server (the operator can allow them with --allow-fake)")
-    if spec.startswith("hf:") and not allow_downloads and not hf_cached(spec[3:]):
+    if prefix == "hf" and not allow_downloads and not hf_cached(base):
         raise LLMJudgeError("downloading models is off on this server: use a model it already has (the operator can "
                             "allow downloads with --allow-downloads)")
-    files = ([spec[5:]] if spec.startswith("gguf:") else []) + ([adapter] if adapter else [])
+    if prefix == "openai" and parse_openai_spec(base) not in _configured_servers(configured):
+        raise LLMJudgeError("server URLs are restricted on this server: use a model name the operator configured")
+
+
+def _configured_servers(configured: set[str]) -> set[tuple[str, str]]:
+    """(model, base URL) of each configured ``openai:`` spec."""
+    out = set()
+    for spec in configured:
+        try:
+            prefix, rest = parse_spec(spec)
+            if prefix == "openai":
+                out.add(parse_openai_spec(rest))
+        except LLMJudgeError:
+            continue
+    return out
+
+
+def _check_files(files: list[str], allowed_dirs: list[Path]) -> None:
     roots = [Path(os.path.realpath(d)) for d in allowed_dirs]
     for file in files:
         path = Path(os.path.realpath(Path(file).expanduser()))
         if not any(path == r or r in path.parents for r in roots):
             raise LLMJudgeError("local model files are restricted on this server: use a file inside "
                                 + (", ".join(map(str, roots)) if roots else "an allowed directory (none is allowed)"))
-    if spec.startswith("openai:") and spec not in configured:
-        raise LLMJudgeError("server URLs are restricted on this server: use a model name the operator configured")
+
+
+@dataclass(frozen=True)
+class StudyLimits:
+    """What one study started from the page may ask for: the bytes of an uploaded prompt file,
+    the prompts and the candidates. Each is refused in one line."""
+
+    upload_bytes: int = 1_000_000
+    prompts: int = 100
+    candidates: int = 4
+
+    def check_upload(self, path: str | None) -> None:
+        try:
+            size = os.path.getsize(path) if path else 0
+        except OSError:
+            return  # reading it says what is wrong
+        if size > self.upload_bytes:
+            raise LLMJudgeError(f"the uploaded file has {size:,} bytes: this page takes prompt files of up to "
+                                f"{self.upload_bytes:,} bytes")
+
+    def check_counts(self, prompts: int, candidates: int) -> None:
+        if prompts > self.prompts:
+            raise LLMJudgeError(f"this page runs up to {self.prompts} prompts per study ({prompts} given): "
+                                f"give at most {self.prompts} under “Only the first N prompts”")
+        if candidates > self.candidates:
+            raise LLMJudgeError(f"this page runs up to {self.candidates} candidates per study ({candidates} given): "
+                                "remove some")
 
 
 def hf_cached(rest: str) -> bool:
@@ -112,7 +176,8 @@ def agreement_markdown(result: dict) -> str:
     """The votes so far and the judge's agreement with them."""
     if not result["votes"]:
         return "No votes yet."
-    text = f"{result['votes']} votes, {result['judged_votes']} on pairs the judge rated."
+    text = (f"{result['votes']} votes (one per visitor and pair) on {result['voted_pairs']} pairs, "
+            f"{result['judged_votes']} of them rated by the judge.")
     ha = (result.get("analysis") or {}).get("human_agreement")
     if ha:
         b = ha["with_ties"]

@@ -4,27 +4,44 @@ tables that the terminal and the page show too, all from one ``study.Summary``."
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 
 from ..errors import LLMJudgeError
 from ..store import Store
 from ..study.summary import Summary, pair_rows, unit_id, unit_items
-from .format import fmt_estimate, fmt_p, fmt_rate, fmt_share, html_table
+from .format import fmt_estimate, fmt_interval, fmt_p, fmt_rate, fmt_share, html_table
 
 COLOURS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"]
+
+
+TITLE_PX = 14  # a chart title's font size
+TITLE_EM = 0.6  # a generous width of a character of bold sans-serif text, in em (it averages about 0.5)
+
+
+def title_width(title: str) -> int:
+    """The pixels a chart's title needs, generously: every chart is at least this wide (plus its
+    margins), so its title is never cut off at the edges."""
+    return math.ceil(TITLE_EM * TITLE_PX * len(title))
+
+
+def title_svg(title: str, x: float, anchor: str = "start") -> str:
+    """A chart's title, in the size and face ``title_width`` allows for."""
+    return (f'<text x="{x}" y="18" text-anchor="{anchor}" font-family="sans-serif" font-size="{TITLE_PX}" '
+            f'font-weight="bold">{html.escape(title)}</text>')
 
 
 def bar_chart_svg(title: str, groups: list[str], series: dict[str, list[float | None]], y_max: float,
                   errors: dict[str, list[tuple[float, float] | None]] | None = None) -> str:
     """A grouped bar chart as inline SVG: one group per x label, one bar per series."""
-    width, height, left, bottom, top = max(420, 70 * len(groups) * max(1, len(series)) // 2 + 120), 300, 50, 60, 40
+    width = max(420, 70 * len(groups) * max(1, len(series)) // 2 + 120, title_width(title) + 20)
+    height, left, bottom, top = 300, 50, 60, 40
     plot_w, plot_h = width - left - 20, height - top - bottom
     n = max(1, len(series))
     gw = plot_w / max(1, len(groups))
     bw = gw * 0.8 / n
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="{html.escape(title)}" class="chart">',
-             f'<text x="{width / 2}" y="18" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>']
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+             f'role="img" aria-label="{html.escape(title)}" class="chart">', title_svg(title, width / 2, "middle")]
     for k in range(5):
         v = y_max * k / 4
         y = top + plot_h - plot_h * k / 4
@@ -76,6 +93,24 @@ def bt_title(bt: dict) -> str:
             f"{bt['prior_ties_per_pair']:g} tie per pair of candidates)")
 
 
+def figure_cells(d: dict, digits: int, sign: str = "") -> list[str]:
+    """A fit's figure (``{rating or value, low, high, reason}``) as its two cells: the figure and
+    its interval, or ``-`` and why it cannot be estimated."""
+    value = d.get("value", d.get("rating"))
+    if value is None:
+        return ["-", f"not estimable: {d['reason']}" if d.get("reason") else "-"]
+    return [f"{value:{sign}.{digits}f}", fmt_interval(d, digits, sign)]
+
+
+def style_rows(sc: dict) -> list[list[str]]:
+    """The style-controlled fit's rows: ratings best first, then the coefficients; one row saying
+    why where the games give no such fit."""
+    if sc.get("reason"):
+        return [["every rating and coefficient", "-", f"not estimable: {sc['reason']}"]]
+    rows = [[lab, *figure_cells(v, 0)] for lab, v in sorted(sc["ratings"].items(), key=lambda kv: -kv[1]["rating"])]
+    return rows + [[f"style: {f}", *figure_cells(c, 3, "+")] for f, c in sc["coefficients"].items()]
+
+
 def tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
     """The report's tables as (title, header, rows): shared by HTML, Markdown, the terminal and the page."""
     out = []
@@ -92,11 +127,15 @@ def tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
             out.append((title + "; Wilson 95% intervals", PAIR_HEADER, pair_table_rows(block)))
     if pairwise and pairwise.bradley_terry:
         bt = pairwise.bradley_terry
-        rows = [[str(v.get("rank", "")), lab, f"{v['rating']:.0f}",
-                 f"[{v['low']:.0f}, {v['high']:.0f}]" if v["low"] is not None else "-",
+        rows = [[str(v.get("rank", "")), lab, *figure_cells(v, 0),
                  "{}-{}".format(*v["rank_range"]) if v.get("rank_range") else "-"]
                 for lab, v in sorted(bt["ratings"].items(), key=lambda kv: -kv[1]["rating"])]
         out.append((bt_title(bt), ["rank", "candidate", "rating", "95% interval", "rank range (95%)"], rows))
+    if pairwise and pairwise.style_control:  # beside the plain ratings: what style control changed
+        sc = pairwise.style_control
+        out.append((f"Bradley-Terry ratings with style control (length, headers, bold, list items held equal; "
+                    f"{sc['method']}, {sc['resamples']} resamples; style rows: the fitted coefficients)",
+                    ["candidate or style feature", "rating or coefficient", "95% interval"], style_rows(sc)))
     if summary.by_turn:
         turns = sorted(summary.by_turn)
         if any("single" in b for b in summary.by_turn.values()):
@@ -117,15 +156,6 @@ def tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
         cats = list(summary.categories)
         rows = [[lab, *(fmt_estimate(summary.categories[c][lab]) for c in cats)] for lab in summary.candidates]
         out.append((f"Per category: {summary.category_measure} (95% bootstrap interval)", ["candidate", *cats], rows))
-    if pairwise and pairwise.style_control:
-        sc = pairwise.style_control
-        rows = [[lab, f"{v['rating']:.0f}", f"[{v['low']:.0f}, {v['high']:.0f}]"]
-                for lab, v in sorted(sc["ratings"].items(), key=lambda kv: -kv[1]["rating"])]
-        rows += [[f"style: {f}", f"{c['value']:+.3f}", f"[{c['low']:+.3f}, {c['high']:+.3f}]"]
-                 for f, c in sc["coefficients"].items()]
-        out.append((f"Bradley-Terry ratings with style control (length, headers, bold, list items held equal; "
-                    f"{sc['method']}, {sc['resamples']} resamples; style rows: the fitted coefficients)",
-                    ["candidate or style feature", "rating or coefficient", "95% interval"], rows))
     if pairwise and pairwise.weighted:
         w = pairwise.weighted
         rows = [[pair, side, fmt_estimate(e)] for pair, sides in w.p_wins.items() for side, e in sides.items()]
@@ -146,7 +176,8 @@ def tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
                  f"{pc['agreeing']}/{pc['items']} ({pc['unscored']} with an unscored order)"],
                 ["share of decisive verdicts won by the answer shown first", fmt_rate(fp),
                  f"{fp['decisive']} decisive of {fp['verdicts']}"],
-                ["share of decisive verdicts won by the longer answer", fmt_share(la["rate"]), str(la["decisive"])],
+                ["share of decisive verdicts won by the longer answer", fmt_rate(la),
+                 f"{la['decisive']} decisive with answers of unequal length"],
                 ["unscored judgments", str(d.unscored_judgments), f"of {d.judgments}"]]
         out.append(("Judge diagnostics", ["measure", "value", "items"], rows))
     return out
@@ -159,11 +190,11 @@ MAX_DRILLDOWN = 100  # prompts shown one by one in a report
 def heatmap_svg(title: str, labels: list[str], rate: dict[tuple[str, str], float]) -> str:
     """A win-rate matrix: row's win rate against column (ties half); blank where not compared."""
     cell, left, top = 34, 120, 130
-    size = max(left + cell * len(labels) + 20, 8 * len(title) + 20)
+    size = max(left + cell * len(labels) + 20, title_width(title) + 20)
     e = html.escape
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{top + cell * len(labels) + 20}" '
              f'role="img" aria-label="{e(title)}" class="chart heatmap">',
-             f'<text x="10" y="18" font-weight="bold">{e(title)}</text>']
+             title_svg(title, 10)]
     for k, lab in enumerate(labels):
         y = top + k * cell
         parts.append(f'<text x="{left - 6}" y="{y + cell / 2 + 4:.0f}" text-anchor="end" font-size="11">{e(lab[:16])}</text>')
@@ -186,12 +217,10 @@ def heatmap_svg(title: str, labels: list[str], rate: dict[tuple[str, str], float
 
 def radar_svg(title: str, axes: list[str], series: dict[str, list[float | None]], max_value: float) -> str:
     """MT-Bench's per-category chart: one axis per category, one polygon per candidate."""
-    import math
-
     r, cx, cy = 150, 260, 200
     e = html.escape
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{560 + 160}" height="420" role="img" '
-             f'aria-label="{e(title)}" class="chart radar">', f'<text x="10" y="18" font-weight="bold">{e(title)}</text>']
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{max(720, title_width(title) + 20)}" height="420" '
+             f'role="img" aria-label="{e(title)}" class="chart radar">', title_svg(title, 10)]
     angle = [2 * math.pi * k / len(axes) - math.pi / 2 for k in range(len(axes))]
     for ring in (0.25, 0.5, 0.75, 1.0):
         pts = " ".join(f"{cx + r * ring * math.cos(t):.1f},{cy + r * ring * math.sin(t):.1f}" for t in angle)
@@ -214,8 +243,8 @@ def radar_svg(title: str, axes: list[str], series: dict[str, list[float | None]]
 def charts(store: Store, summary: Summary) -> list[str]:
     run_id = summary.run_id
     prompts = store.prompts(run_id)
-    singles = {(i["prompt_id"], i["labels"][0]): i["verdict"] for i in unit_items(store, run_id, "single")
-               if i["turn"] == 1}
+    singles = {(i["prompt_id"], i["labels"][0]): i["verdict"] for i in store.items(run_id, "single")
+               if i["turn"] == 1}  # first turns, by the prompt ids charted
     labels = list(summary.candidates)
     max_total = len(summary.criteria) * summary.scale[1]
     out = []

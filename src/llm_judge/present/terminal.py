@@ -9,7 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .format import CARDS_TITLE, card_header, card_rows, fmt_estimate, fmt_p, fmt_rate, score_rows, verdict_parts
+from .format import CARDS_TITLE, card_header, card_rows, fmt_estimate, fmt_interval, fmt_p, fmt_rate, score_rows, verdict_parts
 from .report import bt_title, tables
 
 STYLES = {"winner-none": "bold red", "winner-tie": "bold yellow", "winner": "bold green", "warning": "yellow"}
@@ -114,8 +114,8 @@ def analysis_lines(result: dict) -> list[str]:
     if bt:
         lines.append(f"leaderboard: {bt_title(bt)}")
         for lab, v in sorted(bt["ratings"].items(), key=lambda kv: -kv[1]["rating"]):
-            lines.append(f"  {v['rank']:>2}. {lab}: {v['rating']:.0f} [{v['low']:.0f}, {v['high']:.0f}], "
-                         "rank {}-{}".format(*v["rank_range"]))
+            rank = "rank {}-{}".format(*v["rank_range"]) if v.get("rank_range") else "rank range -"
+            lines.append(f"  {v['rank']:>2}. {lab}: {v['rating']:.0f} {fmt_interval(v, 0)}, {rank}")
     pc = result["position_consistency"]
     if pc["items"]:
         lines.append(f"position consistency: {fmt_rate(pc)} ({pc['agreeing']}/{pc['items']} agree; "

@@ -1,5 +1,6 @@
 """Exporting a stored run: CSV (one row per result), JSONL (items) or pairwise verdicts in the
-``analyze`` format, every pairwise item included, with the page's human votes (the latest per pair).
+``analyze`` format, every pairwise item included, with the page's human votes: one per voter and
+pair (a voter's latest), the majority as ``human`` and the counts as ``human_votes``.
 """
 
 from __future__ import annotations
@@ -10,19 +11,20 @@ from pathlib import Path
 
 from ..analyze import FLIP
 from ..errors import LLMJudgeError
+from ..judging import majority
 from ..store import Store
 from .run import orient
-from .summary import pair_rows, prompt_of, unit_items
+from .summary import pair_rows, split_unit, unit_items
 
 
 def verdict_records(store: Store, run_id: str) -> list[dict]:
     """A stored run's pairwise items in the analyze format, every one of them (an unscored order
-    is null in its own slot), with the page's human votes (the latest per pair) as ``human``."""
+    is null in its own slot), with the page's human label (``human_labels``) where people voted."""
     run = store.run(run_id)
     run_id = run["id"]
     baseline = json.loads(run["config"]).get("baseline")
     cats = {p["prompt_id"]: p["category"] for p in store.prompts(run_id)}
-    human = latest_votes(store, run_id, baseline)
+    human = human_labels(store, run_id, baseline)
     items = unit_items(store, run_id)
     texts = {(i["prompt_id"], i["labels"][0]): i["text"] for i in items if i["kind"] == "generation"}
     out = []
@@ -36,23 +38,41 @@ def verdict_records(store: Store, run_id: str) -> list[dict]:
     return out
 
 
-def annotate(record: dict, human: dict, categories: dict) -> dict:
-    """A verdict record with its pair's latest human vote and its prompt's category, where known."""
-    key = (record["id"], record["model_a"], record["model_b"])
-    if key in human:
-        record["human"] = human[key]
-    if categories.get(prompt_of(record["id"])):
-        record["category"] = categories[prompt_of(record["id"])]
+def annotate(record: dict, human: dict[tuple[str, str, str], dict[str, int]], categories: dict) -> dict:
+    """A verdict record with its pair's human label and vote counts, and its prompt's category, where known."""
+    pid, turn = split_unit(record["id"])  # votes are on a prompt's first turn
+    key = (pid, record["model_a"], record["model_b"])
+    if turn == 1 and key in human:
+        record["human"] = human_label(human[key])
+        record["human_votes"] = human[key]
+    if categories.get(pid):
+        record["category"] = categories[pid]
     return record
 
 
-def latest_votes(store: Store, run_id: str, baseline: str | None = None) -> dict[tuple[str, str, str], str]:
-    """(prompt_id, a, b) -> the latest human vote on that pair, in the pair's oriented labels."""
-    out = {}
-    for v in store.votes(run_id):  # oldest first: a later vote replaces an earlier one
+def human_labels(store: Store, run_id: str, baseline: str | None = None) -> dict[tuple[str, str, str], dict[str, int]]:
+    """(prompt_id, a, b) -> how many voters chose A, B and tie, in the pair's oriented labels: one
+    vote per voter and pair, a voter's latest (votes without a voter count as one unknown voter's)."""
+    latest = {}
+    for v in store.votes(run_id):  # oldest first: a voter's later vote replaces their earlier one
         a, b = orient(v["label_a"], v["label_b"], baseline)
-        out[(v["prompt_id"], a, b)] = v["choice"] if (a, b) == (v["label_a"], v["label_b"]) else FLIP[v["choice"]]
-    return out
+        choice = v["choice"] if (a, b) == (v["label_a"], v["label_b"]) else FLIP[v["choice"]]
+        latest[(v["prompt_id"], a, b, v["voter"])] = choice
+    counts: dict[tuple[str, str, str], dict[str, int]] = {}
+    for (pid, a, b, _voter), choice in latest.items():
+        pair = counts.setdefault((pid, a, b), {"A": 0, "B": 0, "tie": 0})
+        pair[choice] += 1
+    return counts
+
+
+def human_label(counts: dict[str, int]) -> str:
+    """The people's label of a pair: the choice of more than half its voters, else a tie (the
+    jury's rule, ``judging.majority``).
+
+    >>> human_label({"A": 2, "B": 1, "tie": 0}), human_label({"A": 1, "B": 1, "tie": 0})
+    ('A', 'tie')
+    """
+    return majority([choice for choice, n in counts.items() for _ in range(n)]) or "tie"
 
 
 def export_run(store: Store, run_id: str, path: str | Path, fmt: str) -> int:

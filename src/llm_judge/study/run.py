@@ -4,17 +4,24 @@ stored, resumable, concurrent. Reading a run back is ``study.summary``; exportin
 The run id is a hash of the configuration, so running the same command again continues the same
 run: every finished generation and judgment is found by its cache key and reused, failed ones are
 retried, and each result is linked to its run item once (primary key), so nothing is duplicated.
+A run has one writer at a time (a second process on it is refused), judgments are made of the
+answers as stored, and Ctrl-C stops a run at once: the calls in flight are dropped, what finished
+stays stored, and the run is ``interrupted``, to be continued by the same command.
 """
 
 from __future__ import annotations
 
 import itertools
 import platform
+import queue
+import threading
+from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
+from .. import cancel
 from .. import verdicts as V
 from ..backends import get_backend, parse_spec
 from ..compare import Candidate, check_judging, check_n_ctx
@@ -67,6 +74,9 @@ class StudyConfig:
         check_judging(self.judge_method, self.verdict_format, self.mode)
         if len(set(self.judges)) != len(self.judges):
             raise LLMJudgeError("a jury names the same judge twice: name each member once")
+        twice = next((pid for pid, n in Counter(p.id for p in self.prompts).items() if n > 1), None)
+        if twice is not None:  # a run keys answers and verdicts by prompt id
+            raise LLMJudgeError(f"prompt id {twice!r} is given twice: give every prompt its own id")
         for spec in [c.spec for c in self.candidates.values()] + self.judges:
             parse_spec(spec)
 
@@ -114,10 +124,18 @@ def orient(a: str, b: str, baseline: str | None = None) -> tuple[str, str]:
     return (a, b) if a <= b else (b, a)
 
 
-def manifest(config: StudyConfig, backends: dict) -> dict:
-    import llama_cpp
+def installed_version(distribution: str) -> str | None:
+    """A package's installed version, read without importing it; None where it is not installed
+    (llama-cpp-python is needed only by local models)."""
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
-    return {"llm_judge": version("llm-judge"), "llama_cpp_python": llama_cpp.__version__, "python": platform.python_version(),
+
+def manifest(config: StudyConfig, backends: dict) -> dict:
+    return {"llm_judge": version("llm-judge"), "llama_cpp_python": installed_version("llama-cpp-python"),
+            "python": platform.python_version(),
             "models": {spec: b.describe() for spec, b in backends.items()},
             "template_version": V.TEMPLATE_VERSION,
             "candidates": {lab: {"spec": c.spec, "sampling": c.sampling.model_dump()} for lab, c in config.candidates.items()},
@@ -137,13 +155,16 @@ def pool_size(backends: dict, concurrency: int | None) -> int:
 
 
 def run_study(config: StudyConfig, store: Store, progress: Progress | None = None,
-              concurrency: int | None = None, *, generate_only: bool = False) -> str:
+              concurrency: int | None = None, *, generate_only: bool = False,
+              load_options: dict | None = None) -> str:
     """Run (or continue) a study; returns its run id.
 
     Remote calls run concurrently up to each endpoint's limit (or ``concurrency``, which also
     overrides the endpoints' limits); results are written by this thread, one short transaction each.
     ``generate_only`` writes the answers and leaves the judging to a later run of the same study
-    (the run is then ``incomplete``).
+    (the run is then ``incomplete``). Raises ``LLMJudgeError`` at once when another process (or
+    thread) is writing the same run. ``load_options``: more load options for every model (the
+    page's ``key_configured_only``).
     """
     config.validate()
     tell = progress or (lambda *_: None)
@@ -151,27 +172,72 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
     if concurrency is not None and concurrency < 1:
         raise LLMJudgeError(f"concurrency {concurrency}: at least 1 request in flight")
     extra = {} if concurrency is None else {"concurrency": concurrency}
-    backends = {s: get_backend(s, n_ctx=config.n_ctx, **extra) for s in specs}
-    workers = pool_size(backends, concurrency)
+    backends = {s: get_backend(s, n_ctx=config.n_ctx, **extra, **(load_options or {})) for s in specs}
     run_id = config.run_id()
-    store.create_run(run_id, config.to_dict(), manifest(config, backends), config.prompts, config.candidates)
-    judge = None
-    if not generate_only:
-        judge = backends[config.judges[0]] if len(config.judges) == 1 else Jury([backends[s] for s in config.judges])
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-judge")
-    try:
-        failed = _Pipeline(config, store, run_id, backends, judge, pool, tell).run()
-    except BaseException:
-        # Ctrl-C, or an error no item can get past (a refused key): what finished is stored.
-        pool.shutdown(wait=False, cancel_futures=True)
-        store.finish_run(run_id, "interrupted")
-        raise
-    pool.shutdown()
+    with store.run_writer(run_id):  # one writer per run: another process on it is refused in one line
+        store.create_run(run_id, config.to_dict(), manifest(config, backends), config.prompts, config.candidates)
+        judge = None
+        if not generate_only:
+            judge = backends[config.judges[0]] if len(config.judges) == 1 else Jury([backends[s] for s in config.judges])
+        pool = _Workers(pool_size(backends, concurrency))
+        try:
+            failed = _Pipeline(config, store, run_id, backends, judge, pool, tell).run()
+        except BaseException:
+            # Ctrl-C, or an error no item can get past (a refused key): what finished is stored,
+            # the calls in flight are dropped unwaited and the run is left to be continued.
+            pool.stop()
+            store.finish_run(run_id, "interrupted")
+            raise
+        pool.close()
+        _finish(store, run_id, backends, failed, generate_only)
+    return run_id
+
+
+def _finish(store: Store, run_id: str, backends: dict, failed: int, generate_only: bool) -> None:
     warnings = [w for b in backends.values() for w in b.warnings]
     # what the calls settled (a server's structured-output mode is known only after the first)
     store.update_manifest(run_id, models={spec: b.describe() for spec, b in backends.items()}, warnings=warnings)
     store.finish_run(run_id, "done" if failed == 0 and not generate_only else "incomplete")
-    return run_id
+
+
+class _Workers:
+    """A run's worker threads. Unlike a ThreadPoolExecutor's, which the interpreter joins at exit
+    (waiting out every call in flight and its retries), they are daemons: ``stop`` drops the calls
+    not yet started, ends the retries' waits (``cancel.pause``) and returns at once, leaving the
+    calls in flight unwaited, so Ctrl-C ends a study within a moment whatever its endpoints do."""
+
+    def __init__(self, workers: int):
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.stopped = threading.Event()
+        self.threads = [threading.Thread(target=self._work, name=f"llm-judge-worker-{i}", daemon=True)
+                        for i in range(workers)]
+        for t in self.threads:
+            t.start()
+
+    def submit(self, fn: Callable, *args) -> Future:
+        fut: Future = Future()
+        self.jobs.put((fut, fn, args))
+        return fut
+
+    def _work(self) -> None:
+        cancel.carry(self.stopped)
+        while (job := self.jobs.get()) is not None:
+            fut, fn, args = job
+            if self.stopped.is_set() or not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+    def close(self) -> None:
+        """Let the threads end once their queue is empty (every call has returned by then)."""
+        for _ in self.threads:
+            self.jobs.put(None)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.close()
 
 
 class _Pipeline:
@@ -253,17 +319,18 @@ class _Pipeline:
     def _write_generation(self, items: list, result) -> None:
         _p, _label, _turn, cand, _backend, messages, key, _link = items[0]
         sampling = cand.sampling.model_dump()
-        ok = not isinstance(result, LLMJudgeError)
-        if ok:
-            self.store.put_generation(key, cand.spec, sampling, messages[-1]["content"], text=result.text,
-                                      prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                                      seconds=result.seconds, finish_reason=result.finish_reason)
+        if not isinstance(result, LLMJudgeError):
+            stored = self.store.put_generation(
+                key, cand.spec, sampling, messages[-1]["content"], text=result.text,
+                prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                seconds=result.seconds, finish_reason=result.finish_reason)
         else:
-            self.store.put_generation(key, cand.spec, sampling, messages[-1]["content"], error=str(result))
+            stored = self.store.put_generation(key, cand.spec, sampling, messages[-1]["content"], error=str(result))
+        # the answer stored under the key (another process's, written first, wins): it is the one judged
         for p, label, turn, *_rest, link in items:
-            if ok:
+            if stored is not None:
                 self.store.link(*link, result_key=key)
-            self._answered(p, label, turn, result.text if ok else None)
+            self._answered(p, label, turn, stored)
 
     def _answered(self, p: PromptItem, label: str, turn: int, text: str | None) -> None:
         """An answer is settled (None: failed): count it, then start what was waiting for it."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 from .. import stats as S
@@ -135,21 +136,46 @@ def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int
         pairwise=_pairwise(items, labels, gens, n_boot, seed, baseline),
         repeat_spread=repeat_spread(every_repeat),
         warnings=judge_warnings(config["judge"], [c["spec"] for c in config["candidates"].values()])
-        + json.loads(run["manifest"]).get("warnings", []))
+        + json.loads(run["manifest"]).get("warnings", []) + _bound_warning(every_repeat))
+
+
+def _bound_warning(items: list[dict]) -> list[str]:
+    """How many of the run's verdicts had their justification cut at the bound."""
+    judged = [i for i in items if i["kind"] != "generation" and i["verdict"]]
+    return V.bound_warning(sum(V.reached_bound(i["raw"]) for i in judged), len(judged))
+
+
+_LATER_TURN = re.compile(r"@t([0-9]+)\Z")  # what a unit id ends with when it names its turn
 
 
 def unit_id(prompt_id: str, turn: int) -> str:
     """How a turn of a conversation is named among a run's judged units: its prompt id, and
-    ``@t2`` for the second turn."""
-    return prompt_id if turn == 1 else f"{prompt_id}@t{turn}"
+    ``@t2`` for the second turn. A first turn whose id already ends like a later turn's is named
+    with ``@t1``, so that no two units share a name (``split_unit`` reads every one back).
+
+    >>> unit_id("q1", 1), unit_id("q1", 2), unit_id("q1@t2", 1)
+    ('q1', 'q1@t2', 'q1@t2@t1')
+    """
+    return prompt_id if turn == 1 and not _LATER_TURN.search(prompt_id) else f"{prompt_id}@t{turn}"
+
+
+def split_unit(unit: str) -> tuple[str, int]:
+    """The (prompt id, turn) a unit id names: the inverse of ``unit_id``.
+
+    >>> split_unit("q1"), split_unit("q1@t2"), split_unit("q1@t2@t1"), split_unit("a@tb")
+    (('q1', 1), ('q1', 2), ('q1@t2', 1), ('a@tb', 1))
+    """
+    m = _LATER_TURN.search(unit)
+    return (unit[:m.start()], int(m.group(1))) if m else (unit, 1)
 
 
 def prompt_of(unit: str) -> str:
-    return unit.split("@t")[0]
+    return split_unit(unit)[0]
 
 
 def _as_unit(item: dict) -> dict:
-    return {**item, "prompt_id": unit_id(item["prompt_id"], item["turn"])} if item["turn"] > 1 else item
+    unit = unit_id(item["prompt_id"], item["turn"])
+    return item if unit == item["prompt_id"] else {**item, "prompt_id": unit}
 
 
 def unit_items(store: Store, run_id: str, kind: str | None = None, repeat: int | None = 0) -> list[dict]:
@@ -277,7 +303,8 @@ def _pairwise(items, labels, gens, n_boot, seed, baseline=None) -> Pairwise | No
         position_consistency=S.position_consistency(consistency), first_position_wins=S.first_position_rate(first_won),
         longer_answer_wins=S.longer_answer_rate(longer),
         unscored_judgments=sum(w is None for pair in consistency for w in pair), judgments=2 * len(consistency))
-    bt = S.bradley_terry_ci(by_prompt, n_boot=n_boot, seed=seed) if len(labels) > 2 and by_prompt else None
+    # the plain ratings always, so that the style-controlled ones stand beside them
+    bt = S.bradley_terry_ci(by_prompt, n_boot=n_boot, seed=seed) if by_prompt else None
     weighted = None
     if biases:
         weighted = Weighted(

@@ -23,6 +23,7 @@ from ..sampling import SamplingParams
 
 PREFIXES = ("fake",)
 OPTIONS = frozenset()
+ADDONS = ()
 Responder = Callable[[Messages, SamplingParams, dict | None], str]
 # (messages, output text, offset) -> {token text: probability} at that offset of the output
 Probabilities = Callable[[Messages, str, int], dict[str, float]]

@@ -1,6 +1,6 @@
 """A small OpenAI-compatible server for tests and benchmarks, with fault injection.
 
-    python -m llm_judge.testserver --port 0 --fault-rate 0.3 --delay 0.2
+    python -m llm_judge.testing.server --port 0 --fault-rate 0.3 --delay 0.2
 
 It answers ``POST /v1/chat/completions`` deterministically: a candidate request (no
 ``response_format``) gets ``answer (T=<temperature>): <last user message>``; a judge request with a JSON schema
@@ -9,9 +9,12 @@ from a corrupted one. At ``--fault-rate`` it instead serves one of these faults,
 (seeded): ``429`` (with ``Retry-After``), ``500``, ``timeout`` (hangs for ``--hang`` seconds),
 ``drop`` (closes the connection without an answer), ``malformed`` (invalid JSON) and ``schema``
 (valid JSON that is not a chat completion), ``html`` (an HTML page where JSON belongs) and
-``empty`` (a completion with no choices), and ``echo`` (a 500 whose error message repeats the
-request's headers and URL, as some proxies do: a client must not store the key it carries).
-``--delay`` adds a fixed latency to every answer, with unlimited parallelism. ``GET /stats``
+``empty`` (a completion with no choices), ``echo`` (a 500 whose error message repeats the
+request's headers and URL, as some proxies do: a client must not store the key it carries), and
+three faults of one field in a correct reply, streamed or not: ``usage`` (``"n/a"``), ``content``
+(the number 42) and ``logprobs`` (of the wrong shape: a client ignores them, the answer stands).
+``--delay`` adds a fixed latency to every answer, with unlimited parallelism. ``--vary`` tags
+every answer afresh and has each verdict name the tags it was shown (``varied``). ``GET /stats``
 returns the counts of what was served.
 
 Written on raw asyncio streams so that faults such as a dropped connection are real.
@@ -24,10 +27,14 @@ import asyncio
 import hashlib
 import json
 import random
+import re
+import secrets
 import sys
 from collections import Counter
 
-FAULTS = ("429", "500", "timeout", "drop", "malformed", "schema", "html", "empty", "echo")
+# faults of one field in an otherwise correct reply (also in streamed chunks)
+FIELD_FAULTS = ("usage", "content", "logprobs")
+FAULTS = ("429", "500", "timeout", "drop", "malformed", "schema", "html", "empty", "echo", *FIELD_FAULTS)
 
 
 def expected_content(body: dict) -> str:
@@ -39,7 +46,17 @@ def expected_content(body: dict) -> str:
     if not schema:
         return f"answer (T={body.get('temperature')}): {last[-200:]}"
     digest = int(hashlib.sha256(last.encode()).hexdigest(), 16)
-    scores_schema = schema["properties"]["scores"]["properties"]
+    properties = schema["properties"]
+    verdict: dict = {"justification": "scripted verdict"} if "justification" in properties else {}
+    if "scores" in properties:  # a winner-only verdict has none
+        verdict["scores"] = scripted_scores(properties["scores"]["properties"], digest)
+    if "winner" in properties:
+        verdict["winner"] = ("A", "B", "tie")[digest % 3]
+    return json.dumps(verdict)
+
+
+def scripted_scores(scores_schema: dict, digest: int) -> dict:
+    """Scores within the schema's allowed values, picked by bits of ``digest``."""
     scores = {}
     for k, (name, sub) in enumerate(scores_schema.items()):
         if sub.get("type") == "object":
@@ -49,9 +66,22 @@ def expected_content(body: dict) -> str:
         else:
             values = sub["enum"]
             scores[name] = values[(digest >> k) % len(values)]
-    verdict = {"justification": "scripted verdict", "scores": scores}
-    if "winner" in schema["properties"]:
-        verdict["winner"] = ("A", "B", "tie")[digest % 3]
+    return scores
+
+
+VARY_TAG = re.compile(r"vary-[0-9a-f]{8}")
+
+
+def varied(body: dict, content: str) -> str:
+    """``--vary``: every candidate answer carries a fresh tag ``vary-<8 hex digits>`` (the same
+    request answered twice differs, as from a sampling model), and a verdict's justification names
+    the tags of the answers it was shown, in order, so a test can tell which answers it judged."""
+    if content.startswith("answer ("):
+        return f"answer vary-{secrets.token_hex(4)} {content[len('answer '):]}"
+    verdict = json.loads(content)
+    if "justification" in verdict:
+        last = str((body.get("messages") or [{}])[-1].get("content", ""))
+        verdict["justification"] = "saw " + " ".join(VARY_TAG.findall(last))
     return json.dumps(verdict)
 
 
@@ -75,7 +105,33 @@ def scripted_logprobs(content: str) -> list[dict]:
     return out
 
 
+def completion_body(data: dict, content: str, fault: str | None = None) -> dict:
+    """A chat completion carrying ``content``; one of ``FIELD_FAULTS`` gives one field the wrong type."""
+    words = len(content.split())
+    choice: dict = {"index": 0, "message": {"role": "assistant", "content": 42 if fault == "content" else content},
+                    "finish_reason": "stop"}
+    if fault == "logprobs":
+        choice["logprobs"] = {"content": "n/a"}
+    elif data.get("logprobs") and data.get("top_logprobs"):
+        choice["logprobs"] = {"content": scripted_logprobs(content)}
+    usage = "n/a" if fault == "usage" else {"prompt_tokens": 10, "completion_tokens": words, "total_tokens": 10 + words}
+    return {"object": "chat.completion", "model": data.get("model", "test"), "choices": [choice], "usage": usage}
+
+
+def stream_body(content: str, fault: str | None = None) -> bytes:
+    """The same as one streamed chunk and ``[DONE]``, with the same field faults."""
+    choice: dict = {"index": 0, "delta": {"content": 42 if fault == "content" else content}, "finish_reason": "stop"}
+    chunk: dict = {"object": "chat.completion.chunk", "choices": [choice]}
+    if fault == "usage":
+        chunk["usage"] = "n/a"
+    if fault == "logprobs":
+        choice["logprobs"] = {"content": "n/a"}
+    return f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
+
+
 class TestServer:
+    vary = False  # --vary (varied)
+
     def __init__(self, fault_rate=0.0, faults=FAULTS, delay=0.0, hang=5.0, retry_after="1", seed=0,
                  require_key: str | None = None, reject_fields=()):
         self.fault_rate, self.faults, self.delay, self.hang = fault_rate, tuple(faults), delay, hang
@@ -150,19 +206,10 @@ class TestServer:
             return await _send(writer, 200, {"object": "chat.completion", "choices": []})
         if self.delay:
             await asyncio.sleep(self.delay)
-        content = expected_content(data)
-        if data.get("stream"):
-            chunk = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": content},
-                                                                     "finish_reason": "stop"}]}
-            return await _send(writer, 200, f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode(),
-                               {"Content-Type": "text/event-stream"})
-        words = len(content.split())
-        choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-        if data.get("logprobs") and data.get("top_logprobs"):
-            choice["logprobs"] = {"content": scripted_logprobs(content)}
-        return await _send(writer, 200, {
-            "object": "chat.completion", "model": data.get("model", "test"), "choices": [choice],
-            "usage": {"prompt_tokens": 10, "completion_tokens": words, "total_tokens": 10 + words}})
+        content = varied(data, expected_content(data)) if self.vary else expected_content(data)
+        if data.get("stream"):  # here fault is None or one of FIELD_FAULTS
+            return await _send(writer, 200, stream_body(content, fault), {"Content-Type": "text/event-stream"})
+        return await _send(writer, 200, completion_body(data, content, fault))
 
 
 async def _read_request(reader: asyncio.StreamReader):
@@ -216,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--require-key", default=None, help="answer 401 unless this key is sent")
     ap.add_argument("--reject-fields", default="", help="answer 400 to requests carrying these body fields")
+    ap.add_argument("--vary", action="store_true", help="tag every answer afresh; verdicts name the tags they saw")
     args = ap.parse_args(argv)
     faults = [f for f in args.faults.split(",") if f]
     unknown = set(faults) - set(FAULTS)
@@ -223,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"unknown faults: {', '.join(sorted(unknown))}")
     server = TestServer(args.fault_rate, faults, args.delay, args.hang, args.retry_after, args.seed,
                         args.require_key, [f for f in args.reject_fields.split(",") if f])
+    server.vary = args.vary
     try:
         asyncio.run(serve(server, args.host, args.port))
     except KeyboardInterrupt:

@@ -1,0 +1,119 @@
+"""One llama.cpp build serves both engines (scripts/build-llama.sh), and a verdict's justification
+has a bound the grammar enforces on both engines, stated in the prompt and recorded when reached."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llm_judge import compare, engine, make_sampling
+from llm_judge import verdicts as V
+from llm_judge.backends.openai import strict_schema
+from llm_judge.criteria import Scale, parse_criteria
+from llm_judge.errors import LLMJudgeError
+
+CRITERIA = parse_criteria("Relevance,Coherence")
+
+
+def _binding_lib() -> Path:
+    return Path(importlib.util.find_spec("llama_cpp").origin).parent / "lib"
+
+
+def _layout(tmp_path: Path, server_stamp: str | None) -> Path:
+    """A server binary with its own lib/llama-cpp folder, as the set-up lays them out."""
+    binary = tmp_path / "venv" / "bin" / "llama-server"
+    binary.parent.mkdir(parents=True)
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    if server_stamp is not None:
+        lib = tmp_path / "venv" / "lib" / "llama-cpp"
+        lib.mkdir(parents=True)
+        (lib / engine.STAMP).write_text(server_stamp + "\n")
+    return binary
+
+
+def test_a_server_from_another_build_than_the_binding_is_refused_in_one_line(tmp_path, monkeypatch):
+    binding = tmp_path / "binding" / "llama_cpp"
+    (binding / "lib").mkdir(parents=True)
+    (binding / "__init__.py").write_text("")
+    (binding / "lib" / engine.STAMP).write_text("llama-cpp-python 0.3.36 x86_64-avx2 sha256:aaa\n")
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: importlib.machinery.ModuleSpec(name, None, origin=str(binding / "__init__.py"))
+                        if name == "llama_cpp" else found(name, *a))
+    engine.check_same_build.cache_clear()
+    same = _layout(tmp_path / "same", "llama-cpp-python 0.3.36 x86_64-avx2 sha256:aaa")
+    engine.check_same_build(same)  # one build: nothing to say
+    other = _layout(tmp_path / "other", "llama-cpp-python 0.3.35 x86_64-avx2 sha256:bbb")
+    with pytest.raises(LLMJudgeError, match="built from .*0.3.35.* but the Python binding from .*0.3.36.*setup.sh"):
+        engine.check_same_build(other)
+    engine.check_same_build(_layout(tmp_path / "unstamped", None))  # a server of the user's own: not compared
+    engine.check_same_build.cache_clear()
+
+
+@pytest.mark.skipif(not (_binding_lib() / engine.STAMP).exists(), reason="the binding was not installed by build-llama.sh")
+def test_the_set_up_installs_one_build_for_both_engines_and_the_binding_needs_no_environment_variable():
+    binary = engine.find_binary()
+    assert binary is not None
+    server, binding = engine.build_stamps(binary)
+    assert server and server == binding and server.startswith("llama-cpp-python ")
+    env = {k: v for k, v in os.environ.items() if k != "LLAMA_CPP_LIB_PATH"}
+    out = subprocess.run([sys.executable, "-c", "import llama_cpp, llama_cpp.llama_cpp as l; print(l._lib._name)"],
+                         capture_output=True, text=True, env=env, check=True).stdout.strip()
+    assert Path(out).parent == _binding_lib()  # the library it loads is the one in its own lib/
+    # the server links the same files (by its RPATH), not a copy of its own compiled apart
+    linked = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+    assert f"{binary.resolve().parent}/../lib/llama-cpp/libllama.so" in linked, linked
+
+
+def test_the_bound_is_in_the_prompt_and_in_the_schema_of_both_modes():
+    pair = V.pairwise_messages("q", "a", "b", CRITERIA, Scale())[1]["content"]
+    single = V.single_messages("q", "a", CRITERIA, Scale())[1]["content"]
+    assert f"at most {V.JUSTIFICATION_CHARS} characters" in pair and f"at most {V.JUSTIFICATION_CHARS} characters" in single
+    for schema in (V.pairwise_schema(CRITERIA, Scale()), V.single_schema(CRITERIA, Scale())):
+        assert schema["properties"]["justification"]["maxLength"] == V.JUSTIFICATION_CHARS
+
+
+def test_openais_strict_schema_drops_only_string_bounds_a_criterion_named_like_one_stays():
+    schema = V.pairwise_schema(parse_criteria("maxLength=How long it may be"), Scale())
+    strict = strict_schema(schema)
+    assert "maxLength" not in strict["properties"]["justification"]
+    assert "maxLength" in strict["properties"]["scores"]["properties"]  # the criterion, not a bound
+
+
+LONG = [{"role": "user", "content": "Write a JSON object whose \"justification\" is a long essay of at least 300 "
+                                    "words about baking bread, then scores and a winner."}]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("engine_name", ["inprocess", "server"])
+def test_the_grammar_holds_a_judge_to_the_bound_on_both_engines(engine_name, monkeypatch):
+    """Asked for an essay, the built-in model writes hundreds of characters of justification (329
+    here without the bound); the verdict grammar stops it at the bound and the verdict still closes."""
+    if engine_name == "server" and engine.find_binary() is None:
+        pytest.skip("llama-server is not built here")
+    monkeypatch.setattr(V, "JUSTIFICATION_CHARS", 40)
+    from llm_judge.backends import get_backend
+
+    backend = get_backend("embedded", engine=engine_name, parallel=1)
+    out = backend.generate(LONG, make_sampling(None, max_tokens=200, temperature=0.0),
+                           schema=V.pairwise_schema(CRITERIA, Scale()))
+    verdict = V.parse_verdict(out.text, CRITERIA, Scale()).to_dict()  # it closes: a verdict that validates
+    assert len(verdict["justification"]) <= 40 and V.reached_bound(out.text), out.text
+
+
+def test_a_verdict_cut_at_the_bound_is_said_beside_the_comparison():
+    from llm_judge.testing import fake
+
+    cut = {"justification": "x" * V.JUSTIFICATION_CHARS, "winner": "A",
+           "scores": {"Relevance": {"A": 4, "B": 2}}}
+    fake.named("a").queue("one answer")
+    fake.named("b").queue("another answer")
+    fake.named("judge-cut").queue(json.dumps(cut), json.dumps({**cut, "justification": "short"}))
+    result = compare("q", model_a="fake:a", model_b="fake:b", judge="fake:judge-cut", criteria=["Relevance"])
+    assert any(f"1 of 2 verdicts' justifications reached the {V.JUSTIFICATION_CHARS}-character bound" in w
+               for w in result.warnings), result.warnings
