@@ -185,12 +185,17 @@ def test_unit_ids_of_ordinary_prompts_are_unchanged():
     assert [unit_id("81", 1), unit_id("81", 2), unit_id("a@b", 1)] == ["81", "81@t2", "a@b"]
 
 
-def test_a_prompt_id_ending_like_a_second_turn_is_its_own_unit(tmp_path):
-    prompts = [PromptItem("x", "first?", category="math", followups=("and then?",)),
-               PromptItem("x@t2", "other?", category="writing")]
+def _x_and_x_at_t2() -> list:
+    """Prompt x with a second turn, and a prompt whose id is x@t2; a judge that prefers GOOD."""
     fake.named("good").responder = lambda m, s, sch: "GOOD answer"
     fake.named("bad").responder = lambda m, s, sch: "meh answer"
     fake.named("judge").responder = prefers("GOOD")
+    return [PromptItem("x", "first?", category="math", followups=("and then?",)),
+            PromptItem("x@t2", "other?", category="writing")]
+
+
+def test_a_prompt_id_ending_like_a_second_turn_is_its_own_unit(tmp_path):
+    prompts = _x_and_x_at_t2()
     store = Store(tmp_path / "s.db")
     run_id = run_study(config(prompts), store)
     s = summarize(store, run_id, n_boot=50)
@@ -212,11 +217,7 @@ def test_a_prompt_id_ending_like_a_second_turn_is_its_own_unit(tmp_path):
 def test_a_vote_on_a_prompt_whose_id_ends_like_a_second_turn_counts_for_that_prompt(tmp_path):
     from llm_judge.votes import judge_verdicts
 
-    prompts = [PromptItem("x", "first?", category="math", followups=("and then?",)),
-               PromptItem("x@t2", "other?", category="writing")]
-    fake.named("good").responder = lambda m, s, sch: "GOOD answer"
-    fake.named("bad").responder = lambda m, s, sch: "meh answer"
-    fake.named("judge").responder = prefers("GOOD")
+    prompts = _x_and_x_at_t2()
     store = Store(tmp_path / "s.db")
     run_id = run_study(config(prompts, mode="single"), store)
     store.add_vote(run_id, "x@t2", "bad", "good", "bad", "B")

@@ -58,12 +58,17 @@ class Candidate:
         return cls(spec.strip(), sampling, label.strip() or body.strip())
 
 
+# What a name ends with when it names a later turn of a conversation (``x@t2``): a study names its
+# units and their answers so (``study.summary.unit_id``), so no candidate label may end so.
+LATER_TURN = re.compile(r"@t([0-9]+)\Z")
+
+
 def candidates_by_label(candidates: Iterable[Candidate]) -> dict[str, Candidate]:
     """Candidates keyed by their labels; two with one label, or a label that ends like a later turn's
     name (``x@t2``: a study names an answer's turn that way), is an error that says how to fix it."""
     out: dict[str, Candidate] = {}
     for c in candidates:
-        if re.search(r"@t[0-9]+\Z", c.name):
+        if LATER_TURN.search(c.name):
             raise LLMJudgeError(f"candidate label {c.name!r} ends like a conversation's turn (@tN): add #LABEL to name it")
         if c.name in out:
             raise LLMJudgeError(f"two candidates are labelled {c.name!r}: add #LABEL to tell them apart")

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from dataclasses import asdict, dataclass, field
 
 from .. import stats as S
 from .. import verdicts as V
-from ..compare import judge_warnings
+from ..compare import LATER_TURN, judge_warnings
 from ..judges import known_figures
 from ..judging import jury_name
 from ..store import Store
@@ -145,7 +144,6 @@ def _bound_warning(items: list[dict]) -> list[str]:
     return V.bound_warning(sum(V.reached_bound(i["raw"]) for i in judged), len(judged))
 
 
-_LATER_TURN = re.compile(r"@t([0-9]+)\Z")  # what a unit id ends with when it names its turn
 
 
 def unit_id(prompt_id: str, turn: int) -> str:
@@ -156,7 +154,7 @@ def unit_id(prompt_id: str, turn: int) -> str:
     >>> unit_id("q1", 1), unit_id("q1", 2), unit_id("q1@t2", 1)
     ('q1', 'q1@t2', 'q1@t2@t1')
     """
-    return prompt_id if turn == 1 and not _LATER_TURN.search(prompt_id) else f"{prompt_id}@t{turn}"
+    return prompt_id if turn == 1 and not LATER_TURN.search(prompt_id) else f"{prompt_id}@t{turn}"
 
 
 def split_unit(unit: str) -> tuple[str, int]:
@@ -165,7 +163,7 @@ def split_unit(unit: str) -> tuple[str, int]:
     >>> split_unit("q1"), split_unit("q1@t2"), split_unit("q1@t2@t1"), split_unit("a@tb")
     (('q1', 1), ('q1', 2), ('q1@t2', 1), ('a@tb', 1))
     """
-    m = _LATER_TURN.search(unit)
+    m = LATER_TURN.search(unit)
     return (unit[:m.start()], int(m.group(1))) if m else (unit, 1)
 
 
