@@ -4,7 +4,11 @@
 # (`llama-server`, `llama-batched-bench`, `llama-export-lora`, `llama-quantize`), all from the
 # llama.cpp source that llama-cpp-python VERSION vendors, with the same flags.
 #
-# Usage: build-llama.sh VERSION CACHE_KEY "CMAKE FLAGS" VENV
+# Usage: build-llama.sh VERSION CACHE_KEY "CMAKE FLAGS" VENV [build|install|all]
+#
+# PHASE (default all): `build` fills the cache and touches nothing in VENV but uses its pip to fetch
+# the source (so the set-up can install the other dependencies meanwhile); `install` installs from a
+# filled cache; `all` does both.
 #
 # The build is cached under ~/.cache/llm-judge/llama/VERSION-KEY (bin/, lib/, the binding's
 # Python-only wheel in wheel/, and a stamp naming the source), so a second set-up copies files and
@@ -15,7 +19,8 @@
 # so a copy of them lives in VENV/lib/llama-cpp too. The stamp goes beside both copies: llm-judge
 # compares them when it starts a server, and this script compares them after installing.
 set -euo pipefail
-VERSION=$1; KEY=$2; FLAGS=$3; VENV=$4
+VERSION=$1; KEY=$2; FLAGS=$3; VENV=$4; PHASE=${5:-all}
+case "$PHASE" in build|install|all) ;; *) echo "build-llama.sh: phase $PHASE is not build, install or all" >&2; exit 2 ;; esac
 CACHE=${LLM_JUDGE_LLAMA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llm-judge/llama}/$VERSION-$KEY
 BINS=(llama-server llama-batched-bench llama-export-lora llama-quantize)
 LIBS=(llama ggml ggml-base ggml-cpu)
@@ -28,6 +33,9 @@ for l in "${LIBS[@]}"; do [ -f "$CACHE/lib/lib$l.so" ] || complete=0; done
 ls "$CACHE"/wheel/llama_cpp_python-"$VERSION"-*.whl >/dev/null 2>&1 || complete=0
 [ -f "$CACHE/$STAMP" ] || complete=0
 
+if [ $complete = 0 ] && [ "$PHASE" = install ]; then
+  echo "the llama.cpp build in $CACHE is missing or incomplete: rerun scripts/setup.sh" >&2; exit 1
+fi
 if [ $complete = 0 ]; then
   echo "==> building llama.cpp from llama-cpp-python $VERSION ($KEY; once, several minutes)"
   WORK=$(mktemp -d)
@@ -62,6 +70,7 @@ if [ $complete = 0 ]; then
   rm -rf "$CACHE" && mkdir -p "$(dirname "$CACHE")" && mv "$CACHE.part" "$CACHE"
 fi
 
+[ "$PHASE" = build ] && exit 0
 "$PY" -m pip install -q --force-reinstall --no-deps "$CACHE"/wheel/llama_cpp_python-"$VERSION"-*.whl
 "$PY" -m pip install -q "$CACHE"/wheel/llama_cpp_python-"$VERSION"-*.whl  # its dependencies
 PKG=$("$PY" -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("llama_cpp").origin).parent)')

@@ -52,8 +52,14 @@ case "$(uname -m)" in
   *)
     FLAGS=""; KEY="$(uname -m)-default" ;;
 esac
-bash scripts/build-llama.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV"
 EXTRAS="ui,dev"
+[ $FINETUNE = 1 ] && EXTRAS="$EXTRAS,finetune"
+# llama.cpp compiles (both cores) while pip installs everything else (mostly downloads and unpacking)
+BUILD_LOG=$(mktemp)
+bash scripts/build-llama.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV" build >"$BUILD_LOG" 2>&1 &
+BUILD=$!
+echo "==> building llama.cpp in the background (once, then cached; log: $BUILD_LOG)"
+trap 'kill $BUILD 2>/dev/null || true; rm -f "$BUILD_LOG"' EXIT
 if [ $FINETUNE = 1 ]; then
   # PyTorch's CPU build (0.9 GB) rather than PyPI's default CUDA build (5 GB); a GPU machine can
   # install its own torch first, which this keeps.
@@ -62,9 +68,22 @@ if [ $FINETUNE = 1 ]; then
     $PIP install -q "torch==2.13.0+cpu" 2>/dev/null \
       || $PIP install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
   fi
-  EXTRAS="$EXTRAS,finetune"
 fi
-echo "==> installing llm-judge and its dependencies"
-$PIP install -q -e ".[$EXTRAS]"
+echo "==> installing llm-judge's dependencies"
+# every requirement of llm-judge and the chosen extras but llama-cpp-python, built above
+mapfile -t REQS < <("$VENV/bin/python" - "$EXTRAS" <<'PY'
+import re, sys, tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+reqs = project["dependencies"] + [r for e in sys.argv[1].split(",") for r in project["optional-dependencies"][e]]
+print("\n".join(r for r in reqs if re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0] != "llama-cpp-python"))
+PY
+)
+$PIP install -q "${REQS[@]}"
+wait $BUILD || { cat "$BUILD_LOG" >&2; exit 1; }
+cat "$BUILD_LOG"
+bash scripts/build-llama.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV" install
+echo "==> installing llm-judge"
+$PIP install -q --no-deps -e .
+$PIP install -q -e ".[$EXTRAS]"  # every requirement is there by now: this only checks
 "$VENV/bin/llm-judge" --version
 echo "ready: source $VENV/bin/activate"

@@ -40,10 +40,6 @@ def _fresh_fakes():
     fake.reset()
     yield
     fake.reset()
-    # a command's --engine/--parallel hold for its process; each test starts from the defaults
-    from llm_judge import engine
-
-    engine.set_defaults()
     # keep real models loaded across tests (loading is the slow part); drop only fakes
     from llm_judge import backends
     for key in [k for k in backends._loaded if k[0].startswith("fake:")]:

@@ -246,11 +246,12 @@ def test_without_the_server_binary_local_models_run_in_process_with_one_notice(m
         forget_backends()
 
 
-def test_the_engine_and_slots_are_chosen_once_for_the_process(monkeypatch):
-    monkeypatch.setattr(engine, "_defaults", {"engine": None, "parallel": None})
+def test_the_engine_and_slots_are_chosen_by_the_settings_passed():
+    from llm_judge.config import Settings
+
     assert engine.choose_engine("inprocess") == ("inprocess", None)
-    engine.set_defaults(engine="inprocess", parallel=3)
-    assert engine.choose_engine(None) == ("inprocess", None) and engine.default_parallel() == 3
+    settings = Settings.from_env({}, engine="inprocess", parallel=3)
+    assert engine.choose_engine(settings.engine) == ("inprocess", None) and settings.parallel == 3
     with pytest.raises(Exception, match="unknown engine 'gpu'"):
         engine.choose_engine("gpu")
     spec = engine.ServerSpec("/m.gguf", "/a.gguf", 2048, 4, 2)

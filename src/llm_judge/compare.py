@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 from . import verdicts as V
 from .backends import Completion, get_backend, parse_spec
+from .config import Settings
 from .criteria import Criterion, Scale, parse_criteria
+from .defaults import N_CTX
 from .errors import LLMJudgeError
 from .judging import JudgeCall, judge_pairwise, judge_single, jury_name, load_judge
 from .prompts import check_prompt
@@ -79,7 +81,7 @@ def candidates_by_label(candidates: Iterable[Candidate]) -> dict[str, Candidate]
 def check_n_ctx(n_ctx: int) -> int:
     """The context size of local models, or the error (the rule of every entry point)."""
     if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < MIN_N_CTX:
-        raise LLMJudgeError(f"a context of {n_ctx} tokens is too small: use at least {MIN_N_CTX} (default 2048)")
+        raise LLMJudgeError(f"a context of {n_ctx} tokens is too small: use at least {MIN_N_CTX} (default {N_CTX})")
     return n_ctx
 
 
@@ -138,10 +140,11 @@ def _round(x: float | None) -> float | None:
 def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded", judge: str | list[str] = "embedded",
             sampling_a: SamplingParams | None = None, sampling_b: SamplingParams | None = None,
             criteria: list[str] | str | None = None, scale: Scale | None = None, mode: str = "pairwise",
-            judge_sampling: SamplingParams | None = None, n_ctx: int = 2048, reference: str | None = None,
+            judge_sampling: SamplingParams | None = None, n_ctx: int = N_CTX, reference: str | None = None,
             judge_method: str = "plain", verdict_format: str = "full",
             on_token: Callable[[str, str], None] | None = None,
-            on_stage: Callable[[str], None] | None = None, load_options: dict | None = None) -> ComparisonResult:
+            on_stage: Callable[[str], None] | None = None, load_options: dict | None = None,
+            settings: Settings | None = None) -> ComparisonResult:
     """Generate both answers, judge them and return everything, ready to show or store.
 
     ``judge``: one spec, or several for a jury. ``judge_method="weighted"``: read the judge's
@@ -149,7 +152,8 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
     kept). ``verdict_format="winner"``: the judge names the winner without reasons or scores.
     ``on_token(label, piece)`` receives the answers as they are written; ``on_stage(text)``
     is told what is happening ("answer A", "answer B", "judge: both orders", ...).
-    ``load_options``: more load options for every model (the page's ``key_configured_only``).
+    ``load_options``: more load options for every model (the page's ``key_configured_only``);
+    ``settings``: the engine and config file the models load under (by default the environment's).
     """
     prompt = check_prompt(prompt)
     if mode not in {"pairwise", "single"}:
@@ -163,10 +167,10 @@ def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded"
     judges = [judge] if isinstance(judge, str) else list(judge)
     check_judging(judge_method, verdict_format, mode)
     for spec in (model_a, model_b, *judges):
-        parse_spec(spec)  # an unknown prefix fails before any model loads
+        parse_spec(spec, settings)  # an unknown prefix fails before any model loads
     stage = on_stage or (lambda _text: None)
-    backends = {label: get_backend(c.spec, n_ctx=n_ctx, **(load_options or {})) for label, c in cands.items()}
-    judge_backend = load_judge(judges, n_ctx=n_ctx, **(load_options or {}))
+    backends = {label: get_backend(c.spec, settings, n_ctx=n_ctx, **(load_options or {})) for label, c in cands.items()}
+    judge_backend = load_judge(judges, n_ctx=n_ctx, settings=settings, **(load_options or {}))
 
     messages = [{"role": "user", "content": prompt}]
     answers = {}

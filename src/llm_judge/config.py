@@ -1,4 +1,5 @@
-"""Named models from a TOML file, so that a study's command line stays short.
+"""The settings a process runs under (``Settings``) and named models from a TOML file, so that a
+study's command line stays short.
 
     # ~/.config/llm-judge/config.toml (or $LLM_JUDGE_CONFIG, or --config)
     [models.judge]
@@ -13,41 +14,133 @@
     parallel = 4                 # a local model: slots on the server engine (engine = "inprocess" to opt out)
 
 A configured name is used wherever a spec is: ``--judge judge``.
+
+The environment (``LLM_JUDGE_ENGINE``, ``LLM_JUDGE_PARALLEL``, ``LLM_JUDGE_CONFIG``) is read in one
+place, :meth:`Settings.from_env`; nothing here keeps process-wide state but the parsed files, keyed
+by path, size and time. This module knows no backend: a table's option keys are checked against
+the names and types the backends declare (``known``, given by ``backends``), and each entry's
+options against its own backend's ``Options`` where the model is loaded.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal, cast, get_args
 
-from .backends import check_names
 from .errors import LLMJudgeError
 
-OPTION_TYPES = {"key_env": str, "concurrency": int, "timeout": (int, float), "max_attempts": int,
-                "schema_mode": str, "engine": str, "parallel": int}
-KEYS = {"spec", "description", *OPTION_TYPES}
+Engine = Literal["auto", "server", "inprocess"]
+ENGINES: tuple[str, ...] = get_args(Engine)
+ENV_ENGINE, ENV_PARALLEL, ENV_CONFIG = "LLM_JUDGE_ENGINE", "LLM_JUDGE_PARALLEL", "LLM_JUDGE_CONFIG"
+TABLE_KEYS = ("spec", "description")  # a [models.NAME] table's own keys; the rest are load options
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a process runs local models on and where it finds its named models: built once (by
+    the CLI from its options, by the page, or from the environment) and passed down; part of
+    what a loaded model is (the model cache's key).
+
+    >>> Settings.from_env(engine="inprocess", parallel=2).engine
+    'inprocess'
+    """
+
+    engine: Engine | None = None  # None: auto (the server where it is built, else in-process)
+    parallel: int | None = None  # slots of a local server; None: engine.DEFAULT_PARALLEL
+    config: Path | None = None  # the config file; None: the user's (platformdirs)
+
+    def __post_init__(self) -> None:
+        check_engine(self.engine)
+        if self.parallel is not None and (isinstance(self.parallel, bool) or self.parallel < 1):
+            raise LLMJudgeError(f"parallel {self.parallel}: a local server needs at least 1 slot")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """The environment's settings, with the ``overrides`` that are not None (engine,
+        parallel, config) taking their place: the one place these variables are read."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {"engine": env.get(ENV_ENGINE) or None, "parallel": _int_env(env, ENV_PARALLEL),
+                                  "config": Path(env[ENV_CONFIG]) if env.get(ENV_CONFIG) else None}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["config"] is not None:
+            values["config"] = Path(values["config"])
+        return cls(**values)
+
+    @property
+    def config_file(self) -> Path:
+        """The config file these settings read (it need not exist)."""
+        if self.config is not None:
+            return self.config
+        from platformdirs import user_config_dir
+
+        return Path(user_config_dir("llm-judge")) / "config.toml"
+
+
+def check_engine(engine: str | None) -> Engine | None:
+    """``engine`` where it is one of ``ENGINES`` (or None), else the one-line error."""
+    if engine is not None and engine not in ENGINES:
+        raise LLMJudgeError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    return cast("Engine | None", engine)
+
+
+def _int_env(env: Mapping[str, str], name: str) -> int | None:
+    text = (env.get(name) or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise LLMJudgeError(f"{name}={text!r} is not a whole number: set it to the slots a local server has") from None
+
+
+def settings_or_env(settings: Settings | None) -> Settings:
+    """The settings a library caller passed, or else the environment's."""
+    return settings if settings is not None else Settings.from_env()
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
     spec: str
-    options: dict = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
 
-def config_path() -> Path:
-    env = os.environ.get("LLM_JUDGE_CONFIG")
-    if env:
-        return Path(env)
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir("llm-judge")) / "config.toml"
+# option name -> whether a value is of a type some backend takes for it (given by ``backends``)
+KnownOptions = Mapping[str, Callable[[object], bool]]
 
 
-def parse_config(text: str, where: str) -> dict[str, ModelEntry]:
+def check_names(given: Iterable[str], known: Iterable[str], where: str, noun: str = "option") -> None:
+    """The one rule for option names (load options, the config file's keys): a name not known is
+    an error that names the known ones.
+
+    >>> check_names(["timout"], ["timeout", "key_env"], "model openai:m@http://h/v1")
+    Traceback (most recent call last):
+    llm_judge.errors.LLMJudgeError: model openai:m@http://h/v1 has unknown option 'timout' (did you mean 'timeout'? \
+known: key_env, timeout)
+    """
+    known = sorted(known)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, 1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise LLMJudgeError(f"{where} has unknown {noun} {unknown[0]!r} ({hint}known: {', '.join(known) or 'none'})")
+
+
+def _known_options() -> KnownOptions:
+    from .backends.registry import option_types  # the names and types the backends declare
+
+    return option_types()
+
+
+def parse_config(text: str, where: str, known: KnownOptions | None = None) -> dict[str, ModelEntry]:
+    """The ``[models.NAME]`` tables of a config file's text; ``known``: the option names and their
+    type checks (by default every registered backend's ``Options``)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -55,31 +148,33 @@ def parse_config(text: str, where: str) -> dict[str, ModelEntry]:
     unknown_top = set(data) - {"models"}
     if unknown_top:
         raise LLMJudgeError(f"{where}: unknown section {sorted(unknown_top)[0]!r} (only [models.NAME] is read)")
-    entries = {}
-    for name, table in (data.get("models") or {}).items():
-        if not isinstance(table, dict):
-            raise LLMJudgeError(f"{where}: models.{name} must be a table with spec = \"...\"")
-        check_names(table, KEYS, f"{where}: models.{name}", "key")  # the rule get_backend applies to options
-        if not isinstance(table.get("spec"), str) or not table["spec"].strip():
-            raise LLMJudgeError(f"{where}: models.{name} needs spec = \"PREFIX:...\"")
-        if ":" in name or name == "embedded":
-            raise LLMJudgeError(f"{where}: model name {name!r} would shadow a spec; choose a plain name")
-        options = {}
-        for key, typ in OPTION_TYPES.items():
-            if key in table:
-                if isinstance(table[key], bool) or not isinstance(table[key], typ):
-                    raise LLMJudgeError(f"{where}: models.{name}.{key} has the wrong type ({table[key]!r})")
-                options[key] = table[key]
-        entries[name] = ModelEntry(name, table["spec"].strip(), options, str(table.get("description", "")))
-    return entries
+    known = _known_options() if known is None else known
+    return {name: _entry(name, table, where, known) for name, table in (data.get("models") or {}).items()}
 
 
-_cache: dict[tuple, dict[str, ModelEntry]] = {}
+def _entry(name: str, table: object, where: str, known: KnownOptions) -> ModelEntry:
+    """One ``[models.NAME]`` table, its keys and their types checked."""
+    if not isinstance(table, dict):
+        raise LLMJudgeError(f"{where}: models.{name} must be a table with spec = \"...\"")
+    check_names(table, [*TABLE_KEYS, *known], f"{where}: models.{name}", "key")  # the rule get_backend applies
+    if not isinstance(table.get("spec"), str) or not table["spec"].strip():
+        raise LLMJudgeError(f"{where}: models.{name} needs spec = \"PREFIX:...\"")
+    if ":" in name or name == "embedded":
+        raise LLMJudgeError(f"{where}: model name {name!r} would shadow a spec; choose a plain name")
+    options = {k: v for k, v in table.items() if k not in TABLE_KEYS}
+    for key, value in options.items():
+        if not known[key](value):
+            raise LLMJudgeError(f"{where}: models.{name}.{key} has the wrong type ({value!r})")
+    return ModelEntry(name, table["spec"].strip(), options, str(table.get("description", "")))
 
 
-def load_config(path: Path | None = None) -> dict[str, ModelEntry]:
-    """The configured models ({} when there is no file); re-read when the file changes."""
-    path = path or config_path()
+_cache: dict[tuple[str, int, int], dict[str, ModelEntry]] = {}
+
+
+def load_config(path: Path | None = None, settings: Settings | None = None) -> dict[str, ModelEntry]:
+    """The configured models ({} when there is no file); re-read when the file changes. ``path``
+    by default: the settings' config file (the environment's settings where none are given)."""
+    path = path or settings_or_env(settings).config_file
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -94,7 +189,12 @@ def load_config(path: Path | None = None) -> dict[str, ModelEntry]:
     return _cache[key]
 
 
-def resolve(spec: str) -> tuple[str, dict]:
+def config_path(settings: Settings | None = None) -> Path:
+    """The config file the settings (by default the environment's) read."""
+    return settings_or_env(settings).config_file
+
+
+def resolve(spec: str, settings: Settings | None = None) -> tuple[str, dict[str, Any]]:
     """A configured name -> (its spec, its options); any other spec is returned as it is."""
-    entry = load_config().get(spec.strip()) if spec and ":" not in spec else None
+    entry = load_config(settings=settings).get(spec.strip()) if spec and ":" not in spec else None
     return (entry.spec, dict(entry.options)) if entry else (spec, {})

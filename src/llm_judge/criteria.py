@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import defaults
 from .errors import LLMJudgeError
 
 
@@ -24,7 +25,7 @@ CATALOGUE: dict[str, str] = {
     "Creativity": "Is the answer original and inventive where the prompt allows it?",
 }
 
-DEFAULT_CRITERIA = ("Relevance", "Coherence", "Completeness")
+DEFAULT_CRITERIA = defaults.CRITERIA
 MAX_CRITERIA = 10  # more makes the judge's prompt and output long and its scores unreliable
 
 

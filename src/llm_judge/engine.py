@@ -40,11 +40,11 @@ from pathlib import Path
 
 import httpx
 
+from .config import check_engine
 from .errors import LLMJudgeError
 
 BINARY = "llama-server"
 ENV_BINARY = "LLM_JUDGE_LLAMA_SERVER"
-ENGINES = ("auto", "server", "inprocess")
 DEFAULT_PARALLEL = 8  # slots: the gain on this project's 2-core reference machine levels off at 8-16
 STARTUP_SECONDS = 180.0
 LISTENING = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")  # what the server logs once it serves
@@ -93,30 +93,12 @@ def check_same_build(binary: Path) -> None:
                             "run scripts/setup.sh again so both come from one build")
 
 
-_defaults: dict = {"engine": None, "parallel": None}
-
-
-def set_defaults(*, engine: str | None = None, parallel: int | None = None) -> None:
-    """The engine and slots local models get where their options do not say (the CLI's
-    ``--engine``/``--parallel``, or ``LLM_JUDGE_ENGINE``/``LLM_JUDGE_PARALLEL``)."""
-    _defaults.update(engine=engine, parallel=parallel)
-
-
-def defaults_key() -> tuple:
-    """What the process-wide defaults are now (part of a loaded backend's identity)."""
-    return (_defaults["engine"] or os.environ.get("LLM_JUDGE_ENGINE"), default_parallel())
-
-
-def default_parallel() -> int:
-    return _defaults["parallel"] or int(os.environ.get("LLM_JUDGE_PARALLEL") or DEFAULT_PARALLEL)
-
-
 def choose_engine(engine: str | None) -> tuple[str, str | None]:
-    """(engine to use, notice or None). ``auto`` is the server where its binary is found, else
-    in-process with a one-line notice; ``server`` without a binary is an error."""
-    engine = engine or _defaults["engine"] or os.environ.get("LLM_JUDGE_ENGINE") or "auto"
-    if engine not in ENGINES:
-        raise LLMJudgeError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    """(engine to use, notice or None) for ``engine`` (one of ``ENGINES``; None: auto). ``auto`` is
+    the server where its binary is found, else in-process with a one-line notice; ``server``
+    without a binary is an error. The choice is the caller's (a model's options, then its
+    ``Settings``): nothing here holds a default for the process."""
+    engine = check_engine(engine) or "auto"
     if engine == "inprocess":
         return engine, None
     if find_binary() is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .defaults import ANSWER_MAX_TOKENS, JUDGE_MAX_TOKENS
 from .errors import LLMJudgeError
 
 
@@ -22,7 +23,7 @@ class SamplingParams(BaseModel):
     min_p: float = Field(0.0, ge=0.0, le=1.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0, description="0 turns top-k off")
-    max_tokens: int = Field(512, ge=1, le=32768)
+    max_tokens: int = Field(ANSWER_MAX_TOKENS, ge=1, le=32768)
     seed: int | None = Field(0, ge=0, le=2**31 - 1)
     repeat_penalty: float = Field(1.0, gt=0.0, le=5.0)
 
@@ -35,7 +36,7 @@ PRESETS: dict[str, dict] = {
     "greedy": {"temperature": 0.0},
 }
 
-JUDGE_DEFAULT = {"temperature": 0.0, "max_tokens": 512}
+JUDGE_DEFAULT = {"temperature": 0.0, "max_tokens": JUDGE_MAX_TOKENS}
 
 
 def make_sampling(preset: str | None = None, **overrides) -> SamplingParams:

@@ -15,18 +15,21 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, cast
 
 import numpy as np
 
+from .defaults import BOOTSTRAP
 from .errors import LLMJudgeError
 
-DEFAULT_BOOT = 1000
+DEFAULT_BOOT = BOOTSTRAP
 Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
 BT_PRIOR_TIES = 1.0  # pseudo-games added to every pair of a Bradley-Terry fit, half won by each side
 
 
-def check_resamples(n_boot) -> int:
+def check_resamples(n_boot: object) -> int:
     """A usable number of bootstrap resamples, or the one-line error."""
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
         raise LLMJudgeError(f"bootstrap resamples must be a whole number of at least 1 (got {n_boot!r}); 1000 is usual")
@@ -44,14 +47,15 @@ class Estimate:
     n: int
     reason: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"value": self.value, "low": self.low, "high": self.high, "n": self.n, "reason": self.reason}
 
 
 ALIKE = "every resample alike: the {unit}s' results do not vary"
 
 
-def bootstrap_estimate(point: float, draws, units: int, level: float = 0.95, unit: str = "prompt") -> Estimate:
+def bootstrap_estimate(point: float, draws: Sequence[float] | np.ndarray, units: int, level: float = 0.95,
+                       unit: str = "prompt") -> Estimate:
     """A bootstrap figure under the three interval rules of this module, kept here alone: fewer
     than two units (prompts) give no interval; nor does a percentile interval of no width (every
     resample alike); an interval that misses its own point estimate is stretched to reach it.
@@ -70,7 +74,7 @@ def bootstrap_estimate(point: float, draws, units: int, level: float = 0.95, uni
     return Estimate(point, min(low, point), max(high, point), units)
 
 
-def mean_ci(values, n_boot: int = DEFAULT_BOOT, seed: int = 0, level: float = 0.95) -> Estimate:
+def mean_ci(values: Iterable[float | None], n_boot: int = DEFAULT_BOOT, seed: int = 0, level: float = 0.95) -> Estimate:
     """Mean with a percentile-bootstrap interval (resampling the values: one per prompt), under
     the rules of ``bootstrap_estimate``.
 
@@ -134,7 +138,7 @@ def sign_test(wins: int, losses: int) -> float | None:
         return None
     k = min(wins, losses)
     if n <= 1000:  # exact
-        tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+        tail: float = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
     else:  # the same sum in log space (big integers get slow)
         logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2) for i in range(k + 1)]
         top = max(logs)
@@ -161,7 +165,7 @@ class PairStats:
     def scored(self) -> int:
         return sum(self.wins.values()) + self.ties
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -184,7 +188,8 @@ def pairwise_summary(outcomes: list[str | None], sides: tuple[str, str] = ("A", 
         length_controlled=_pair_lc(outcomes, lengths, sides, n_boot, seed, level) if lengths else None)
 
 
-def _pair_lc(outcomes, lengths, sides, n_boot, seed, level) -> dict[str, Estimate] | None:
+def _pair_lc(outcomes: list[str | None], lengths: list[tuple[int, int] | None], sides: tuple[str, str], n_boot: int,
+             seed: int, level: float) -> dict[str, Estimate] | None:
     """Each side's length-controlled win rate; the second side is the "model", the first the
     "baseline" (the fit is symmetric: the first side's is one minus the second's)."""
     rows = [({"win": 0.0, "tie": 0.5, "loss": 1.0}[o], ln) for o, ln in zip(outcomes, lengths) if o is not None and ln]
@@ -228,8 +233,8 @@ def _bt_fit(wins: np.ndarray, games: np.ndarray, prior: float, iters: int = 1000
         p = new
         if done:
             break
-    r = 400 * np.log10(p)
-    return r - r.mean()
+    r: np.ndarray = 400 * np.log10(p)
+    return cast(np.ndarray, r - r.mean())
 
 
 def _tables(games: list[tuple[str, str, float]], players: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -260,7 +265,7 @@ def bradley_terry(games: list[tuple[str, str, float]], prior: float = BT_PRIOR_T
 
 
 def bradley_terry_ci(games_by_prompt: dict[str, list[tuple[str, str, float]]], n_boot: int = DEFAULT_BOOT,
-                     seed: int = 0, level: float = 0.95, prior: float = BT_PRIOR_TIES) -> dict:
+                     seed: int = 0, level: float = 0.95, prior: float = BT_PRIOR_TIES) -> dict[str, Any]:
     """Ratings with percentile-bootstrap intervals, resampling prompts (all games of a drawn
     prompt go in together), ``n_boot`` resamples; the method, resamples and prior are returned."""
     n_boot = check_resamples(n_boot)
@@ -269,8 +274,8 @@ def bradley_terry_ci(games_by_prompt: dict[str, list[tuple[str, str, float]]], n
     all_games = [g for gs in games_by_prompt.values() for g in gs]
     point = bradley_terry(all_games, prior)
     rank = {pl: 1 + sum(point[o] > point[pl] + 1e-6 for o in players) for pl in players}
-    out = {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed,
-           "prior_ties_per_pair": prior, "ratings": {}}
+    out: dict[str, Any] = {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed,
+                           "prior_ties_per_pair": prior, "ratings": {}}
     if len(players) < 2 or len(prompts) < 2:
         out["ratings"] = {pl: _rating(bootstrap_estimate(r, [], len(prompts), level), rank[pl], None)
                           for pl, r in point.items()}
@@ -300,14 +305,14 @@ def bradley_terry_ci(games_by_prompt: dict[str, list[tuple[str, str, float]]], n
     return out
 
 
-def _rating(e: Estimate, rank: int, rank_range: tuple[int, int] | None) -> dict:
+def _rating(e: Estimate, rank: int, rank_range: tuple[int, int] | None) -> dict[str, Any]:
     """A Bradley-Terry rating's entry: a rank range only where the rating has an interval (the
     same resamples make both), stretched like the interval to hold the rank itself."""
     span = None if e.low is None or rank_range is None else [min(rank_range[0], rank), max(rank_range[1], rank)]
     return {"rating": e.value, "low": e.low, "high": e.high, "reason": e.reason, "rank": rank, "rank_range": span}
 
 
-def position_consistency(pairs: list[tuple[str | None, str | None]], level: float = 0.95) -> dict:
+def position_consistency(pairs: list[tuple[str | None, str | None]], level: float = 0.95) -> dict[str, Any]:
     """Share of items whose two verdicts (in the original labels) agree, over *all* items: an item
     with an unscored order counts as not agreeing (LLMBar's and Auto-J's convention)."""
     agree = sum(a is not None and a == b for a, b in pairs)
@@ -317,7 +322,7 @@ def position_consistency(pairs: list[tuple[str | None, str | None]], level: floa
             "low": est["low"], "high": est["high"]}
 
 
-def first_position_rate(shown_first_won: list[bool | None], level: float = 0.95) -> dict:
+def first_position_rate(shown_first_won: list[bool | None], level: float = 0.95) -> dict[str, Any]:
     """Share of decisive verdicts that went to the answer shown first (0.5 = no position bias);
     None marks a tie or an unscored verdict, counted apart."""
     decisive = [x for x in shown_first_won if x is not None]
@@ -326,7 +331,7 @@ def first_position_rate(shown_first_won: list[bool | None], level: float = 0.95)
             "low": est["low"], "high": est["high"]}
 
 
-def longer_answer_rate(items: list[tuple[str | None, int, int]], level: float = 0.95) -> dict:
+def longer_answer_rate(items: list[tuple[str | None, int, int]], level: float = 0.95) -> dict[str, Any]:
     """Share of decisive verdicts (answers of unequal length) won by the longer answer, with its
     Wilson interval like the other diagnostics: items are (winner, len_a, len_b)."""
     decisive = [(w, la, lb) for w, la, lb in items if w in ("A", "B") and la != lb]
@@ -368,7 +373,7 @@ def kappa_ci(x: list[str], y: list[str], n_boot: int = DEFAULT_BOOT, seed: int =
     return bootstrap_estimate(point, draws, len(x), level, unit="item")
 
 
-def agreement(items: list[dict], level: float = 0.95) -> dict:
+def agreement(items: list[dict[str, Any]], level: float = 0.95) -> dict[str, Any]:
     """Agreement of verdicts with human labels; items hold verdict, verdict_swapped, human.
 
     Accuracies divide by every labelled item (an unscored verdict counts as wrong) and carry
@@ -376,8 +381,8 @@ def agreement(items: list[dict], level: float = 0.95) -> dict:
     """
     labelled = [it for it in items if it.get("human") is not None]
 
-    def block(rows: list[dict]) -> dict:
-        out = {"items": len(rows)}
+    def block(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {"items": len(rows)}
         for key in ("verdict", "verdict_swapped"):
             have = [r for r in rows if r.get(key) is not None]
             acc = proportion(sum(r[key] == r["human"] for r in have), len(rows), level).to_dict()
@@ -390,7 +395,7 @@ def agreement(items: list[dict], level: float = 0.95) -> dict:
                                       "low": est["low"], "high": est["high"]}
         return out
 
-    result = {"with_ties": block(labelled), "without_ties": block([r for r in labelled if r["human"] != "tie"])}
+    result: dict[str, Any] = {"with_ties": block(labelled), "without_ties": block([r for r in labelled if r["human"] != "tie"])}
     cats = sorted({r["category"] for r in labelled if r.get("category")})
     result["by_category"] = {c: block([r for r in labelled if r.get("category") == c]) for c in cats}
     return result
@@ -415,7 +420,7 @@ def fleiss_kappa(ratings: list[list[str]]) -> float | None:
     return None if pe == 1 else (p_bar - pe) / (1 - pe)
 
 
-def juror_agreement(ratings: list[list[str | None]]) -> dict:
+def juror_agreement(ratings: list[list[str | None]]) -> dict[str, Any]:
     """How a jury's members agreed: per judgment (an item in one order) the members' verdicts
     (None = unscored). Unanimity over all judgments (an unscored member breaks it), the mean
     agreement of each pair of members (likewise), and Fleiss' kappa on the fully scored ones."""
@@ -425,7 +430,7 @@ def juror_agreement(ratings: list[list[str | None]]) -> dict:
     pairwise = (sum(r[i] is not None and r[i] == r[j] for r in ratings for i, j in pairs) / (n * len(pairs))
                 if n and pairs else None)
     return {"judgments": n, "unanimous": unanimous / n if n else None, "pairwise": pairwise,
-            "fleiss_kappa": fleiss_kappa([r for r in ratings if all(x is not None for x in r)])}
+            "fleiss_kappa": fleiss_kappa(cast(list[list[str]], [r for r in ratings if all(x is not None for x in r)]))}
 
 
 def _logistic_fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-6, iters: int = 50,
@@ -448,7 +453,7 @@ def _basis(X: np.ndarray, tol: float = 1e-9) -> np.ndarray:
     """An orthonormal basis of the span of ``X``'s columns (each scaled to unit length first, so
     that a column's units do not decide whether it counts; all-zero columns dropped)."""
     norms = np.linalg.norm(X, axis=0)
-    cols = X[:, norms > 0] / norms[norms > 0]
+    cols: np.ndarray = X[:, norms > 0] / norms[norms > 0]
     if cols.shape[1] == 0:
         return cols
     u, sv, _ = np.linalg.svd(cols, full_matrices=False)
@@ -473,7 +478,7 @@ def _separated(X: np.ndarray, y: np.ndarray) -> bool:
     return float(np.max(np.abs(Q @ (looser - loose)))) > 1.0
 
 
-def _lc_design(len_model, len_baseline) -> np.ndarray:
+def _lc_design(len_model: Sequence[int], len_baseline: Sequence[int]) -> np.ndarray:
     delta = np.asarray(len_baseline, dtype=float) - np.asarray(len_model, dtype=float)
     sd = delta.std(ddof=1) if delta.size > 1 else 0.0
     x = np.tanh(delta / sd) if sd > 0 else np.zeros_like(delta)
@@ -511,7 +516,8 @@ def length_controlled(preference: list[float], len_model: list[int], len_baselin
     return None if beta is None else float(1 / (1 + np.exp(-beta[1])))
 
 
-def _lc_beta(preference, len_model, len_baseline) -> tuple[np.ndarray | None, str | None]:
+def _lc_beta(preference: Sequence[float], len_model: Sequence[int],
+             len_baseline: Sequence[int]) -> tuple[np.ndarray | None, str | None]:
     """The fit's coefficients, or None and why it has none: one item, or complete separation."""
     p = np.asarray(preference, dtype=float)
     if p.size < 2:
@@ -524,7 +530,8 @@ def _lc_beta(preference, len_model, len_baseline) -> tuple[np.ndarray | None, st
     return _lc_fit_many(X, p, np.ones((1, p.size)))[0], None
 
 
-def length_controlled_ci(preference, len_model, len_baseline, n_boot: int = DEFAULT_BOOT, seed: int = 0,
+def length_controlled_ci(preference: Sequence[float], len_model: Sequence[int], len_baseline: Sequence[int],
+                         n_boot: int = DEFAULT_BOOT, seed: int = 0,
                          level: float = 0.95) -> Estimate:
     """The length-controlled win rate with a percentile-bootstrap interval over prompts (the
     standardisation fixed by the whole sample; every resample refitted), or why it has none."""
@@ -544,6 +551,8 @@ STYLE_FEATURES = ("length", "headers", "bold", "list_items")
 _HEADER = re.compile(r"^#{1,6}\s", re.M)
 _BOLD = re.compile(r"\*\*[^*\n]+\*\*|__[^_\n]+__")
 _LIST = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s", re.M)
+# a style-controlled game: (i, j, s, style_i, style_j), s = 1 (i won), 0.5 (tie) or 0
+StyleGame = tuple[str, str, float, dict[str, int], dict[str, int]]
 
 
 def style_features(text: str) -> dict[str, int]:
@@ -557,7 +566,8 @@ def style_features(text: str) -> dict[str, int]:
             "list_items": len(_LIST.findall(text))}
 
 
-def _style_design(games, players, styles):
+def _style_design(games: Sequence[StyleGame], players: list[str],
+                  styles: list[tuple[dict[str, int], dict[str, int]]]) -> np.ndarray:
     """Rows of a Bradley-Terry logistic regression with style covariates: +ln10/400 for the
     first player, -ln10/400 for the second (so coefficients are Elo points), then each style
     feature's normalised difference (a - b) / (a + b), scaled by its root mean square over the
@@ -576,7 +586,8 @@ def _style_design(games, players, styles):
     return X
 
 
-def _style_fit(X, s, n_players, weights=None, start=None):
+def _style_fit(X: np.ndarray, s: np.ndarray, n_players: int, weights: np.ndarray | None = None,
+               start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ratings (mean 1000) and style coefficients; a tie counts half a win each, as in FastChat
     (a soft target: the same fit as each game twice with weights s and 1 - s)."""
     w = np.ones(len(s)) if weights is None else weights
@@ -588,7 +599,8 @@ def _style_fit(X, s, n_players, weights=None, start=None):
 STYLE_EXACT_LIMIT = 2_000_000  # games x resamples up to which every resample is refitted exactly
 
 
-def _one_step(X, s, beta, prompt_of_row, counts, n_prompts, l2=1e-4) -> np.ndarray:
+def _one_step(X: np.ndarray, s: np.ndarray, beta: np.ndarray, prompt_of_row: np.ndarray, counts: np.ndarray,
+              n_prompts: int, l2: float = 1e-4) -> np.ndarray:
     """Every resample's one-step Newton estimate from ``beta``: its gradient and Hessian at beta
     are sums of per-prompt contributions weighted by the resample's prompt counts."""
     p = 1 / (1 + np.exp(-(X @ beta)))
@@ -602,11 +614,11 @@ def _one_step(X, s, beta, prompt_of_row, counts, n_prompts, l2=1e-4) -> np.ndarr
     np.add.at(h_prompt, prompt_of_row, outer)
     g = counts @ g_prompt + l2 * beta
     h = (counts @ h_prompt.reshape(n_prompts, k * k)).reshape(-1, k, k) + l2 * np.eye(k)
-    return beta - np.linalg.solve(h, g[:, :, None])[:, :, 0]
+    return cast(np.ndarray, beta - np.linalg.solve(h, g[:, :, None])[:, :, 0])
 
 
-def bradley_terry_style(games_by_prompt: dict[str, list[tuple]], n_boot: int = DEFAULT_BOOT, seed: int = 0,
-                        level: float = 0.95) -> dict | None:
+def bradley_terry_style(games_by_prompt: dict[str, list[StyleGame]], n_boot: int = DEFAULT_BOOT, seed: int = 0,
+                        level: float = 0.95) -> dict[str, Any] | None:
     """Bradley-Terry ratings with style control (Chatbot Arena, Arena-Hard): the same logistic
     fit with each battle's style differences as covariates, so a rating is what a candidate wins
     with its style held equal; the coefficients say how much each style feature sways the judge.
@@ -621,8 +633,8 @@ def bradley_terry_style(games_by_prompt: dict[str, list[tuple]], n_boot: int = D
         return None
     X = _style_design(games, players, [(g[3], g[4]) for g in games])
     s = np.array([g[2] for g in games], dtype=float)
-    out = {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed,
-           "features": "normalised differences (a - b) / (a + b), scaled by their root mean square",
+    out: dict[str, Any] = {"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed,
+                           "features": "normalised differences (a - b) / (a + b), scaled by their root mean square",
            "reason": _style_unfit(X, s, len(players))}
     if out["reason"]:
         none = Estimate(None, None, None, len(prompts), out["reason"])
@@ -631,7 +643,7 @@ def bradley_terry_style(games_by_prompt: dict[str, list[tuple]], n_boot: int = D
     ratings, coef, beta = _style_fit(X, s, len(players))
     prompt_of_row = np.repeat(np.arange(len(prompts)), [len(games_by_prompt[p]) for p in prompts])
     draws_r, draws_c, exact = _style_draws(X, s, beta, prompt_of_row, len(prompts), len(players), n_boot, seed)
-    flat = ~X[:, len(players):].any(axis=0)  # features in which the two answers of a game never differ
+    flat = cast(np.ndarray, ~X[:, len(players):].any(axis=0))  # features in which the two answers of a game never differ
     n = len(prompts)
     return {**out, "method": out["method"] + ("" if exact else " (one Newton step per resample)"),
             "ratings": {p: _entry(bootstrap_estimate(float(ratings[k]), draws_r[:, k], n, level), "rating")
@@ -641,12 +653,13 @@ def bradley_terry_style(games_by_prompt: dict[str, list[tuple]], n_boot: int = D
                              for k, f in enumerate(STYLE_FEATURES)}}
 
 
-def _entry(e: Estimate, key: str) -> dict:
+def _entry(e: Estimate, key: str) -> dict[str, Any]:
     """An estimate as the entries of a fit's result hold it: ``{key, low, high, reason}``."""
     return {key: e.value, "low": e.low, "high": e.high, "reason": e.reason}
 
 
-def _style_draws(X, s, beta, prompt_of_row, n_prompts, n_players, n_boot, seed):
+def _style_draws(X: np.ndarray, s: np.ndarray, beta: np.ndarray, prompt_of_row: np.ndarray, n_prompts: int,
+                 n_players: int, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """The bootstrap resamples of a style-controlled fit: ratings, coefficients, and whether each
     resample was refitted exactly (else the one-step bootstrap)."""
     rng = np.random.default_rng(seed)

@@ -30,8 +30,9 @@ import gradio as gr
 
 from .cancel import Cancelled, carry
 from .compare import Candidate, candidates_by_label, compare
-from .config import load_config
+from .config import Settings, load_config
 from .criteria import DEFAULT_CRITERIA, parse_criteria
+from .defaults import N_CTX, PAGE_CONCURRENCY
 from .errors import LLMJudgeError
 from .present import page as views
 from .present.format import CARDS_TITLE, card_header, card_rows, html_table
@@ -74,9 +75,11 @@ def voter(request: gr.Request | None) -> str | None:
 
 class App:
     def __init__(self, store: Store, *, public: bool = False, allowed_dirs: list[Path] | None = None,
-                 max_criteria: int = 3, n_ctx: int = 2048, allow_fake: bool = False, allow_downloads: bool = False,
-                 show_all_runs: bool = False, limits: views.StudyLimits | None = None, concurrency: int = 8):
+                 max_criteria: int = 3, n_ctx: int = N_CTX, allow_fake: bool = False, allow_downloads: bool = False,
+                 show_all_runs: bool = False, limits: views.StudyLimits | None = None, concurrency: int = PAGE_CONCURRENCY,
+                 settings: Settings | None = None):
         self.store, self.public, self.allowed_dirs = store, public, list(allowed_dirs or [])
+        self.settings = settings  # the engine and config file models load under (None: the environment's)
         self.allow_fake, self.allow_downloads = allow_fake, allow_downloads
         self.max_criteria, self.n_ctx = max_criteria, n_ctx
         self.own_runs_only = public and not show_all_runs
@@ -88,8 +91,8 @@ class App:
     def spec(self, text: str) -> str:
         spec = views.normalise_spec(text)
         views.check_spec_allowed(spec, public=self.public, allowed_dirs=self.allowed_dirs,
-                                 configured={e.spec for e in load_config().values()},
-                                 allow_fake=self.allow_fake, allow_downloads=self.allow_downloads)
+                                 configured={e.spec for e in load_config(settings=self.settings).values()},
+                                 allow_fake=self.allow_fake, allow_downloads=self.allow_downloads, settings=self.settings)
         return spec
 
     # --- Compare -------------------------------------------------------------------------------
@@ -110,7 +113,8 @@ class App:
             raise gr.Error(str(exc), print_exception=False) from None
         run = functools.partial(compare, prompt, model_a=specs[0], model_b=specs[1], judge=specs[2], sampling_a=sa,
                                 sampling_b=sb, criteria=criteria, n_ctx=self.n_ctx,
-                                judge_sampling=make_sampling(None, **JUDGE_DEFAULT), load_options=PAGE_LOAD)
+                                judge_sampling=make_sampling(None, **JUDGE_DEFAULT), load_options=PAGE_LOAD,
+                                settings=self.settings)
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         self.slots.acquire()  # released by the worker when it has stopped, not when the visitor left
@@ -210,7 +214,7 @@ class App:
                      desc=", ".join(f"{name} {d}/{t}" for name, (d, t) in stages.items()))
 
         try:
-            run_id = run_study(config, self.store, tell, load_options=PAGE_LOAD)
+            run_id = run_study(config, self.store, tell, load_options=PAGE_LOAD, settings=self.settings)
         finally:
             self.store.mark_page_run(config.run_id())  # also a run stopped half-way: it can be continued
         return self.open_run(run_id) + (gr.update(choices=self.run_choices(), value=run_id),)
@@ -358,14 +362,15 @@ def vote_handler(app: App, side: str):
 
 def launch(*, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
            allowed_dirs: list[Path] | None = None, max_criteria: int = 3, db: str | None = None,
-           n_ctx: int = 2048, concurrency: int = 8, block: bool = True, allow_fake: bool = False,
-           allow_downloads: bool = False, show_all_runs: bool = False, limits: views.StudyLimits | None = None):
+           n_ctx: int = N_CTX, concurrency: int = PAGE_CONCURRENCY, block: bool = True, allow_fake: bool = False,
+           allow_downloads: bool = False, show_all_runs: bool = False, limits: views.StudyLimits | None = None,
+           settings: Settings | None = None):
     """Start the page; returns the Gradio app (``block=False`` for tests and benchmarks)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     public = host not in {"127.0.0.1", "localhost", "::1"}
     app = App(Store(db), public=public, allowed_dirs=allowed_dirs, max_criteria=max_criteria, n_ctx=n_ctx,
               allow_fake=allow_fake, allow_downloads=allow_downloads, show_all_runs=show_all_runs, limits=limits,
-              concurrency=concurrency)
+              concurrency=concurrency, settings=settings)
     demo = build(app).queue(default_concurrency_limit=concurrency, max_size=64)
     demo.launch(server_name=host, server_port=port, auth=auth, show_error=False, ssr_mode=False, quiet=True,
                 prevent_thread_lock=not block, allowed_paths=[str(app.files)], max_file_size=app.limits.upload_bytes)

@@ -1,13 +1,31 @@
-"""One small protocol every model backend implements, and the registry that resolves specs.
+"""One small protocol every model backend implements, and resolving specs to loaded models.
 
 A model is named by one string, ``PREFIX:REST`` (or a bare word such as ``embedded``). A backend is
-one module declaring ``PREFIXES`` (what it serves), ``OPTIONS`` (the load options it takes: any
-other is refused, except the ``COMMON`` ones every caller passes),
-``from_spec(prefix, rest, **options)`` (a loaded ``Backend``) and ``check(prefix, rest, **options)``
-(a health check that loads nothing). The modules of this package are found by looking, and other
-packages' through the entry-point group ``llm_judge.backends`` (llm-judge's own scripted ``fake:``
-backend in ``llm_judge.testing`` is registered that way, like any plugin). Adding a backend is
-adding one module; nothing outside ``backends`` asks which backend it has.
+one module declaring
+
+- ``PREFIXES``: what it serves;
+- ``Options``: a pydantic model of the load options it takes, extending :class:`base.Options`;
+- ``from_spec(prefix, rest, options, settings)``: a loaded ``Backend`` (``options``: its validated
+  ``Options``; ``settings``: the :class:`~llm_judge.config.Settings` the caller runs under);
+- ``check(prefix, rest, options, settings)``: a health check that loads nothing (``'ok: ...'`` or why not);
+- ``ADDONS`` (optional): the add-ons ``+NAME:VALUE`` its specs take; any other is refused here;
+- ``public_check(parsed, policy)`` (optional): why a public page refuses a visitor's spec, or None;
+  a backend without it is off on a public page.
+
+**The rule for options.** The base ``Options`` holds the ones every caller may pass to any model
+(``n_ctx``, ``concurrency``, ``key_configured_only``). A backend takes one of those by declaring it
+again in its own ``Options`` (with its own default) and ignores the others; any option that neither
+its ``Options`` nor the base declares is an error in one line naming it, the model and the options
+the backend takes (with a "did you mean" where one is close), and so is a value of the wrong type.
+The config file's ``[models.NAME]`` tables are checked against the options some backend declares
+when the file is read, and each entry against its own backend's ``Options`` where it is loaded.
+
+The modules of this package are found by looking (``registry``), other packages' through the
+entry-point group ``llm_judge.backends`` (llm-judge's own scripted ``fake:`` backend in
+``llm_judge.testing`` is registered that way, like any plugin). Adding a backend is adding one
+module; nothing outside ``backends`` asks which backend it has. Not every module here is a
+backend: ``base`` (the protocol), ``registry``, ``gguf`` (what a local GGUF file says) and the two
+local engines ``llamacpp`` and ``llamaserver`` declare no ``PREFIXES``; ``local`` serves them.
 
     >>> from llm_judge.backends import parse_spec
     >>> parse_spec("gguf:/models/a.gguf")
@@ -15,142 +33,60 @@ adding one module; nothing outside ``backends`` asks which backend it has.
     >>> parse_spec("embedded+lora:/runs/step-20.gguf")
     ('embedded', '+lora:/runs/step-20.gguf')
 
-An add-on (``+NAME:VALUE``, after the prefix or after the rest's base) is taken only where the
-backend module declares it in ``ADDONS`` (the llama.cpp ones: ``("lora",)``); any other is refused
-here, for every caller.
+A loaded model is kept per (spec, the options its backend takes, settings): no process-wide default
+decides what a call gets.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import importlib.metadata
 import os
-import pkgutil
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from ..config import Settings, check_names, resolve, settings_or_env
 from ..errors import LLMJudgeError
-from ..sampling import SamplingParams
+from .base import TOP_TOKENS, Backend, Completion, Messages, Options, Parsed, PublicPolicy, ReadAt, TokenCallback
+from .registry import ENTRY_POINTS, options_of, registry
 
-Messages = list[dict[str, str]]
-TokenCallback = Callable[[str], None]
-ReadAt = Callable[[str], list[int]]
-TOP_TOKENS = 40  # tokens reported at each decision
-
-
-@dataclass
-class Completion:
-    """What one generation produced, with its cost."""
-
-    text: str
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    seconds: float = 0.0
-    finish_reason: str | None = None
-    logprobs: Any = None  # the server's per-token log probabilities, where it gives them
-    # what the model's next-token distribution was where ``read_at`` pointed: for each offset,
-    # {"offset", "start" (of the generated token there), "token", "top": {token text: probability}};
-    # None where the backend cannot say (see weighting.py)
-    decisions: list[dict] | None = None
-
-    @property
-    def tokens_per_second(self) -> float | None:
-        if not self.completion_tokens or self.seconds <= 0:
-            return None
-        return self.completion_tokens / self.seconds
-
-
-class Backend(Protocol):
-    """A loaded model. ``generate`` streams through ``on_token`` when it is given."""
-
-    spec: str
-    concurrency: int  # calls it serves at once (an in-process model: 1, behind its lock)
-    warnings: list[str]  # what it noticed while serving (a refused sampling field, plain-text verdicts)
-
-    def generate(
-        self,
-        messages: Messages,
-        sampling: SamplingParams,
-        *,
-        schema: dict | None = None,
-        on_token: TokenCallback | None = None,
-        read_at: ReadAt | None = None,
-    ) -> Completion:
-        """``read_at(text)`` names the offsets in the output where to report the next-token
-        distribution (``Completion.decisions``)."""
-        ...
-
-    def describe(self) -> dict[str, Any]:
-        """Facts that identify the model (file hash, quantisation, server URL) for the store."""
-        ...
-
-    def special_tokens(self) -> frozenset[str]:
-        """The texts of the model's own control tokens where known (empty where not)."""
-        ...
-
+__all__ = ["ENTRY_POINTS", "TOP_TOKENS", "Backend", "Completion", "Messages", "Options", "Parsed", "PublicPolicy",
+           "ReadAt", "Settings", "TokenCallback", "check_addons", "check_model", "check_names", "forget_backends",
+           "get_backend", "load_options", "parse_spec", "registry", "spec_addons"]
 
 MAX_LOADED = 4  # models kept loaded at once; the least recently used goes first
-_loaded: OrderedDict[tuple, Backend] = OrderedDict()
+_loaded: OrderedDict[tuple[Any, ...], Backend] = OrderedDict()
 _load_lock = threading.Lock()
-_registry: dict[str, ModuleType] = {}
-ENTRY_POINTS = "llm_judge.backends"
-# Options callers pass to every backend alike (compare, studies and judges: n_ctx, concurrency; the
-# page: key_configured_only): a backend that does not take one ignores it. Any other option a
-# backend does not declare in OPTIONS is an error.
-COMMON = frozenset({"n_ctx", "concurrency", "key_configured_only"})
-
-
-def registry() -> dict[str, ModuleType]:
-    """prefix -> backend module: this package's modules, then the entry-point group's."""
-    if not _registry:
-        modules = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)]
-        modules += [importlib.import_module(ep.value.split(":")[0])
-                    for ep in importlib.metadata.entry_points(group=ENTRY_POINTS)]
-        for module in modules:
-            for prefix in getattr(module, "PREFIXES", ()):
-                _registry.setdefault(prefix, module)
-    return _registry
 
 
 def _module(prefix: str) -> ModuleType:
     return registry()[prefix]
 
 
-def check_names(given: Iterable[str], known: Iterable[str], where: str, noun: str = "option") -> None:
-    """The one rule for option names (load options here, the config file's keys there): a name not
-    known is an error that names the known ones.
-
-    >>> check_names(["timout"], ["timeout", "key_env"], "model openai:m@http://h/v1")
-    Traceback (most recent call last):
-    llm_judge.errors.LLMJudgeError: model openai:m@http://h/v1 has unknown option 'timout' (did you mean 'timeout'? \
-known: key_env, timeout)
-    """
-    known = sorted(known)
-    unknown = sorted(set(given) - set(known))
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], known, 1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise LLMJudgeError(f"{where} has unknown {noun} {unknown[0]!r} ({hint}known: {', '.join(known) or 'none'})")
+def load_options(module: ModuleType, given: dict[str, Any], where: str) -> Options:
+    """The backend's ``Options`` of ``given``: an option it does not know, or a value of the wrong
+    type, is one line naming it, ``where`` (the model) and the options the backend takes."""
+    model = options_of(module)
+    check_names(set(given) - set(Options.model_fields), model.taken(), where)
+    try:
+        return model.model_validate(given)
+    except ValidationError as exc:
+        raise LLMJudgeError(_wrong_type(exc.errors()[0], where, model.taken())) from None
 
 
-def _options(module: ModuleType, options: dict, spec: str) -> dict:
-    """The options this backend takes; one in ``COMMON`` that it does not take is dropped, any
-    other it does not take is an error."""
-    check_names(set(options) - COMMON, module.OPTIONS, f"model {spec}")
-    return {k: v for k, v in options.items() if k in module.OPTIONS}
+def _wrong_type(error: ErrorDetails, where: str, taken: list[str]) -> str:
+    name = ".".join(map(str, error["loc"])) or "?"
+    return (f"{where} has option {name}={error['input']!r} of the wrong type ({error['msg'].lower()}; "
+            f"it takes: {', '.join(taken) or 'none'})")
 
 
-def parse_spec(spec: str) -> tuple[str, str]:
+def parse_spec(spec: str, settings: Settings | None = None) -> tuple[str, str]:
     """(prefix, rest) of a spec, after resolving a name from the config file."""
-    from ..config import resolve
-
-    spec = resolve((spec or "").strip())[0]
+    spec = resolve((spec or "").strip(), settings)[0]
     if not spec:
         raise LLMJudgeError("empty model spec: use embedded, gguf:PATH, hf:REPO/FILE or openai:MODEL@URL")
     prefix, sep, rest = spec.partition(":")
@@ -192,28 +128,25 @@ def check_addons(prefix: str, rest: str) -> None:
             raise LLMJudgeError(f"{prefix} models take {takes}, not +{name}: remove it from the spec")
 
 
-def get_backend(spec: str, **options: Any) -> Backend:
-    """Resolve a spec (or configured name) to a loaded backend, once per (spec, options) per process.
-
-    Options given here win over those of the config file; each backend gets the ones it takes
-    (``n_ctx`` for local models, ``concurrency`` for servers, ...). One it does not take is an
-    error naming those it does, unless it is one of ``COMMON``, which every caller may pass.
-    """
-    from ..config import resolve
-
-    real, configured = resolve(spec.strip())
-    prefix, rest = parse_spec(real)
+def _prepared(spec: str, settings: Settings, given: dict[str, Any]) -> tuple[str, str, str, ModuleType, Options]:
+    """(spec, prefix, rest, backend module, its options): options given win over the config file's."""
+    real, configured = resolve(spec.strip(), settings)
+    prefix, rest = parse_spec(real, settings)
     module = _module(prefix)
-    options = _options(module, {**configured, **options}, spec.strip())
-    from ..engine import defaults_key
+    return real.strip(), prefix, rest, module, load_options(module, {**configured, **given}, f"model {spec.strip()}")
 
-    # the process-wide engine choice (--engine/--parallel) is part of what was loaded
-    key = (real.strip(), tuple(sorted(options.items())), defaults_key())
+
+def get_backend(spec: str, settings: Settings | None = None, **options: Any) -> Backend:
+    """Resolve a spec (or configured name) to a loaded backend, once per (spec, the options its
+    backend takes, settings) per process; ``settings`` by default: the environment's."""
+    settings = settings_or_env(settings)
+    real, prefix, rest, module, opts = _prepared(spec, settings, options)
+    key = (real, tuple(sorted(opts.model_dump(include=set(opts.taken())).items())), settings)
     with _load_lock:
         if key not in _loaded:
             while len(_loaded) >= MAX_LOADED:  # room first: its server stops before another starts
                 _close(_loaded.popitem(last=False)[1])
-            _loaded[key] = module.from_spec(prefix, rest, **options)
+            _loaded[key] = module.from_spec(prefix, rest, opts, settings)
         _loaded.move_to_end(key)
         return _loaded[key]
 
@@ -251,14 +184,23 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def check_model(name: str, **options: Any) -> str:
+def check_model(name: str, settings: Settings | None = None, **options: Any) -> str:
     """'ok: ...' or a one-line reason the model (a spec or configured name) cannot be used now."""
-    from ..config import resolve
-
-    spec, configured = resolve(name)
+    settings = settings_or_env(settings)
     try:
-        prefix, rest = parse_spec(spec)
-        module = _module(prefix)
-        return module.check(prefix, rest, **_options(module, {**configured, **options}, name))
+        _real, prefix, rest, module, opts = _prepared(name, settings, options)
+        return str(module.check(prefix, rest, opts, settings))
     except LLMJudgeError as exc:
         return str(exc)
+
+
+def public_refusal(spec: str, policy: PublicPolicy, settings: Settings | None = None) -> str | None:
+    """Why a public page refuses ``spec`` (already resolved), decided by its backend's
+    ``public_check`` on the parsed spec; a backend without one is off."""
+    prefix, rest = parse_spec(spec, settings)  # an add-on its backend does not declare is refused here
+    check = getattr(_module(prefix), "public_check", None)
+    if check is None:
+        return f"{prefix}: models are off on this server: use a model name the operator configured"
+    base, addons = spec_addons(rest)
+    reason: str | None = check(Parsed(prefix, base, tuple(addons)), policy)
+    return reason

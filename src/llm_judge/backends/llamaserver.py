@@ -1,4 +1,6 @@
-"""A local GGUF model served by llama.cpp's own ``llama-server`` (the default local engine).
+"""A local GGUF model served by llama.cpp's own ``llama-server`` (the default local engine); the
+process itself (start, health, restart, counted users) is ``engine``'s. Not a backend on its own (no
+``PREFIXES``): ``local`` chooses this engine or ``llamacpp``.
 
 The model's facts (chat template, control tokens, prompt length, hashes) come from the same GGUF
 file read in-process with its vocabulary only; generation goes to the server's OpenAI-compatible
@@ -25,8 +27,8 @@ from pathlib import Path
 from .. import engine
 from ..errors import LLMJudgeError
 from ..sampling import SamplingParams
-from . import Completion, Messages, ReadAt, TokenCallback
-from .llamacpp import DEFAULT_N_CTX, LocalModel, check_gguf
+from .base import Completion, Messages, ReadAt, TokenCallback
+from .gguf import DEFAULT_N_CTX, LocalModel, check_gguf
 from .openai import OpenAIBackend
 
 REQUEST_SECONDS = 900.0  # a long answer of a large model on a busy CPU
@@ -52,10 +54,9 @@ class LlamaServerBackend(LocalModel):
     engine = "server"
 
     def __init__(self, spec: str, path: Path, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None,
-                 lora: Path | None = None, parallel: int | None = None):
+                 lora: Path | None = None, parallel: int):
         from llama_cpp import Llama
 
-        parallel = parallel or engine.default_parallel()
         if parallel < 1:
             raise LLMJudgeError(f"parallel {parallel}: a local server needs at least 1 slot")
         try:

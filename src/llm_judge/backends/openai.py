@@ -24,26 +24,38 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import urlparse
 
 import httpx
 
 from ..cancel import pause
+from ..config import Settings
 from ..errors import LLMJudgeError
 from ..redact import redact
 from ..sampling import SamplingParams
-from . import TOP_TOKENS, Completion, Messages, ReadAt, TokenCallback
+from .base import TOP_TOKENS, Completion, Messages, Parsed, PublicPolicy, ReadAt, TokenCallback
+from .base import Options as BaseOptions
 
 PREFIXES = ("openai",)
-OPTIONS = frozenset({"key_env", "timeout", "max_attempts", "schema_mode", "concurrency", "backoff_base",
-                     "key_configured_only"})
 ADDONS = ()
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 # Body fields beyond OpenAI's own that local servers (vLLM, llama.cpp, Ollama) accept.
 EXTENSIONS = ("min_p", "top_k", "repeat_penalty", "repetition_penalty")
 HOSTED_OPENAI = "api.openai.com"
 SCHEMA_MODES = ("json_schema", "json_object", "none")
+
+
+class Options(BaseOptions):
+    """A server's load options (the config file's ``[models.NAME]`` keys for it)."""
+
+    key_env: str = "OPENAI_API_KEY"  # the variable holding the key
+    timeout: float = 120.0  # seconds per request
+    max_attempts: int = 4
+    schema_mode: Literal["json_schema", "json_object", "none"] | None = None  # None: the first the server takes
+    concurrency: int = 16  # requests in flight
+    backoff_base: float = 0.5
+    key_configured_only: bool = False  # a spec a page visitor typed: the key only to configured servers
 
 
 class RequestFailed(LLMJudgeError):
@@ -238,16 +250,16 @@ def endpoint(url: str) -> tuple[str, str, int | None] | None:
     return u.scheme, u.host, u.port or {"https": 443, "http": 80}.get(u.scheme)
 
 
-def configured_endpoints() -> set[tuple[str, tuple]]:
-    """(key variable, endpoint) of every ``openai:`` model in the config file: where the operator
-    sends each key."""
+def configured_endpoints(settings: Settings | None = None) -> set[tuple[str, tuple]]:
+    """(key variable, endpoint) of every ``openai:`` model in the config file (the settings', by
+    default the environment's): where the operator sends each key."""
     from ..config import load_config
     from . import parse_spec
 
     found = set()
-    for entry in load_config().values():
+    for entry in load_config(settings=settings).values():
         try:
-            prefix, rest = parse_spec(entry.spec)
+            prefix, rest = parse_spec(entry.spec, settings)
             where = endpoint(parse_openai_spec(rest)[1]) if prefix in PREFIXES else None
         except LLMJudgeError:
             continue
@@ -261,7 +273,7 @@ class OpenAIBackend:
                  timeout: float = 120.0, max_attempts: int = 4, schema_mode: str | None = None,
                  concurrency: int = 16, backoff_base: float = 0.5, extra_body: dict | None = None,
                  explicit_sampling: bool = False, structure: Callable[[dict], dict] | None = None,
-                 keep_logprobs: bool = True, key_configured_only: bool = False):
+                 keep_logprobs: bool = True, key_configured_only: bool = False, settings: Settings | None = None):
         self.spec, self.model, self.base_url = spec, model, base_url
         self.explicit_sampling = explicit_sampling
         # a known server's own way to constrain output to a schema (body fields), instead of negotiating
@@ -275,7 +287,7 @@ class OpenAIBackend:
         self.backoff_base = backoff_base
         self.slots = threading.BoundedSemaphore(max(1, concurrency))
         self.warnings: list[str] = []
-        self.send_key = not key_configured_only or (key_env, endpoint(base_url)) in configured_endpoints()
+        self.send_key = not key_configured_only or (key_env, endpoint(base_url)) in configured_endpoints(settings)
         if not self.send_key and os.environ.get(key_env):
             self.warnings.append(f"the key in {key_env} is not sent to {base_url}: a page sends it only to the "
                                  "servers named in the config file")
@@ -536,14 +548,16 @@ def _status_message(status: int, detail: str, backend: OpenAIBackend) -> str:
     return f"{backend.base_url} refused the request (HTTP {status}: {detail})"
 
 
-def from_spec(prefix: str, rest: str, **options) -> OpenAIBackend:
+def from_spec(prefix: str, rest: str, options: Options, settings: Settings) -> OpenAIBackend:
     model, base_url = parse_openai_spec(rest)
-    return OpenAIBackend(f"openai:{rest}", model, base_url, **options)
+    taken = options.model_dump(include=set(options.taken()))
+    return OpenAIBackend(f"openai:{rest}", model, base_url, **taken, settings=settings)
 
 
-def check(prefix: str, rest: str, *, key_env: str = "OPENAI_API_KEY", timeout: float = 10.0, **_options) -> str:
+def check(prefix: str, rest: str, options: Options, settings: Settings) -> str:
     """Does the endpoint answer its model list with this key, and does it list the model?"""
     model, base = parse_openai_spec(rest)
+    key_env, timeout = options.key_env, options.timeout
     key = os.environ.get(key_env)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
@@ -559,3 +573,24 @@ def check(prefix: str, rest: str, *, key_env: str = "OPENAI_API_KEY", timeout: f
     except (ValueError, AttributeError):
         return "answered, but not with a model list"
     return f"ok: {base} answers" + ("" if not ids or model in ids else f" (model {model!r} not listed)")
+
+
+def public_check(parsed: Parsed, policy: PublicPolicy) -> str | None:
+    """A visitor's server: only one of the config file's models (the same model at the same URL),
+    so that no visitor can make the page call an address of their choice."""
+    if parse_openai_spec(parsed.base) not in _configured_servers(policy.configured):
+        return "server URLs are restricted on this server: use a model name the operator configured"
+    return None
+
+
+def _configured_servers(configured: frozenset[str]) -> set[tuple[str, str]]:
+    """(model, base URL) of each configured ``openai:`` spec."""
+    out = set()
+    for spec in configured:
+        prefix, _, rest = spec.partition(":")
+        if prefix in PREFIXES:
+            try:
+                out.add(parse_openai_spec(rest))
+            except LLMJudgeError:
+                continue
+    return out

@@ -51,7 +51,7 @@ def prepare() -> None:
 def transformers_folder(base, folder: Path) -> str:
     """Where a transformers loader finds the base: its own repo or folder, or for a GGUF base a folder
     written here once from the dequantised weights."""
-    from .train import _atomic_dir, load_base
+    from .base import atomic_dir, load_base
 
     if "gguf_file" not in base.load:
         return base.load["pretrained_model_name_or_path"]
@@ -68,7 +68,7 @@ def transformers_folder(base, folder: Path) -> str:
             fresh.save_pretrained(str(tmp))
             tokenizer.save_pretrained(str(tmp))
 
-        _atomic_dir(folder, write)
+        atomic_dir(folder, write)
     return str(folder)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from ..defaults import TRAIN_MAX_SEQ_LENGTH
 from ..errors import LLMJudgeError
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -30,7 +31,7 @@ class Recipe:
     weight_decay: float = 0.01
     warmup_steps: int = 5
     scheduler: str = "linear"
-    max_seq_length: int = 2048
+    max_seq_length: int = TRAIN_MAX_SEQ_LENGTH
     optimizer: str = "adamw_8bit"  # where bitsandbytes and a GPU are present; AdamW otherwise
     seed: int = 3407
 

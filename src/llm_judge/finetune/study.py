@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from ..compare import Candidate
 from ..criteria import parse_criteria
+from ..defaults import CRITERIA_TEXT, N_CTX
 from ..prompts import load_prompts, select
 from ..sampling import JUDGE_DEFAULT, make_sampling
 from ..study import StudyConfig
 from ..study.summary import Summary
 
 BASE_LABEL = "base"
-SEED_CRITERIA = "Relevance,Coherence,Completeness"
+SEED_CRITERIA = CRITERIA_TEXT
 
 
 def adapter_spec(base_spec: str, adapter: str) -> str:
@@ -31,7 +32,7 @@ def adapter_spec(base_spec: str, adapter: str) -> str:
 
 def checkpoint_config(base_spec: str, checkpoints: dict[str, str], judge: str, *, prompts: str = "seed-10",
                       preset: str = "p1", max_tokens: int = 256, limit: int | None = None,
-                      n_ctx: int = 2048, judge_method: str = "plain", verdict_format: str = "full") -> StudyConfig:
+                      n_ctx: int = N_CTX, judge_method: str = "plain", verdict_format: str = "full") -> StudyConfig:
     """A pairwise study of the base model and its checkpoints (label -> GGUF adapter), both orders."""
     sampling = make_sampling(preset, max_tokens=max_tokens)
     candidates = {BASE_LABEL: Candidate(base_spec, sampling, BASE_LABEL)}

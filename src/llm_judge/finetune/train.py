@@ -20,14 +20,14 @@ import importlib.util
 import json
 import math
 import re
-import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LLMJudgeError
+from .base import Base, atomic_dir, load_base, resolve_base
 from .data import encode, read_conversations
 from .fast import BASE_FOLDER, TRAINERS
 from .gguf_lora import write_adapter
@@ -45,35 +45,6 @@ def require_extra() -> None:
     missing = [m for m in EXTRA if importlib.util.find_spec(m) is None]
     if missing:
         raise LLMJudgeError(f"fine-tuning needs the finetune extra ({', '.join(missing)} not installed): {INSTALL}")
-
-
-@dataclass
-class Base:
-    """The model to fine-tune: how transformers loads it, and the GGUF the adapters are made for."""
-
-    spec: str  # the candidate spec of the base model (what the checkpoints are compared with)
-    gguf: Path
-    load: dict = field(default_factory=dict)  # from_pretrained arguments
-
-
-def resolve_base(spec: str, base_gguf: str | None = None) -> Base:
-    """``embedded``, ``gguf:PATH``, ``hf:OWNER/REPO/FILE.gguf`` (all loaded by transformers from the
-    GGUF, dequantised) or ``hf:OWNER/REPO`` (a transformers model; ``base_gguf`` names the GGUF of
-    it that llama.cpp runs and the adapters are made for)."""
-    from ..backends import parse_spec
-    from ..backends.llamacpp import check_gguf, resolve_path
-
-    prefix, rest = parse_spec(spec)
-    if prefix not in ("embedded", "gguf", "hf") or "+lora:" in rest:
-        raise LLMJudgeError(f"cannot fine-tune {spec!r}: use embedded, gguf:PATH, hf:OWNER/REPO/FILE.gguf or hf:OWNER/REPO")
-    if prefix != "hf" or rest.endswith(".gguf"):
-        path = resolve_path(prefix, rest)
-        return Base(spec, path, {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name})
-    if not base_gguf:
-        raise LLMJudgeError(f"{spec} is a transformers model: name the GGUF of it that llama.cpp runs with --base-gguf PATH "
-                            "(the adapters are written for that file)")
-    path = check_gguf(Path(base_gguf).expanduser())
-    return Base(f"gguf:{path}", path, {"pretrained_model_name_or_path": rest.strip("/")})
 
 
 @dataclass
@@ -170,34 +141,6 @@ def _optimizer(model, recipe: Recipe, device: str):
     return torch.optim.AdamW(params, lr=recipe.learning_rate, weight_decay=recipe.weight_decay), None
 
 
-def _quiet_gguf_loader() -> None:
-    """transformers' GGUF loader draws a progress bar of its own; llm-judge draws one for the run."""
-    import functools
-
-    import transformers.modeling_gguf_pytorch_utils as gguf_utils
-
-    if not isinstance(gguf_utils.tqdm, functools.partial):
-        gguf_utils.tqdm = functools.partial(gguf_utils.tqdm, disable=True)
-
-
-def load_base(base: Base):
-    """(tokenizer, model) of the base as transformers loads it, in float32."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    _quiet_gguf_loader()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(**base.load)
-        model = AutoModelForCausalLM.from_pretrained(**base.load, dtype=torch.float32)
-    except Exception as exc:  # unsupported architecture, missing files, no network for hf:
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise LLMJudgeError(f"transformers cannot load {base.spec} for training: {reason}") from None
-    return tokenizer, model
-
-
 def load_model(base: Base, recipe: Recipe, device: str, trainer: str = "peft", work: Path | None = None):
     """(tokenizer, PEFT model) of the base with fresh LoRA matrices of the recipe; with Unsloth where
     ``trainer`` says so (``work``: the run folder, where it writes a GGUF base out for Unsloth)."""
@@ -238,18 +181,6 @@ def lora_state(model) -> dict:
     with warnings.catch_warnings():  # PEFT looks for a config.json beside a GGUF base, and says so
         warnings.simplefilter("ignore")
         return get_peft_model_state_dict(model)
-
-
-def _atomic_dir(target: Path, write: Callable[[Path], None]) -> None:
-    tmp = target.with_name(target.name + ".part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    old = target.with_name(target.name + ".old")
-    if target.exists():
-        target.replace(old)
-    tmp.replace(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _log_rows(out: Path, upto: int | None = None) -> list[dict]:
@@ -430,7 +361,7 @@ def _save_state(out: Path, model, optimizer, scheduler, step: int) -> None:
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt")
         (tmp / "trainer.json").write_text(json.dumps({"step": step}))
 
-    _atomic_dir(out / "state", write)
+    atomic_dir(out / "state", write)
 
 
 def save_checkpoint(cfg: FinetuneConfig, model, base: Base, step: int, notify: Callable[[str], None]) -> Path:
@@ -438,7 +369,7 @@ def save_checkpoint(cfg: FinetuneConfig, model, base: Base, step: int, notify: C
     name = checkpoint_name(step)
     with warnings.catch_warnings():  # PEFT looks for a config.json beside a GGUF base, and says so
         warnings.simplefilter("ignore")
-        _atomic_dir(cfg.out / name, lambda tmp: model.save_pretrained(str(tmp)))
+        atomic_dir(cfg.out / name, lambda tmp: model.save_pretrained(str(tmp)))
     gguf = write_adapter(lora_state(model), cfg.recipe.lora_alpha, base.gguf, cfg.out / f"{name}.gguf")
     if cfg.merge:
         from .merge import merge

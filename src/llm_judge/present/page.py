@@ -1,8 +1,9 @@
 """Pure functions that turn page input into library calls and library results into what the page
-shows, over ``present.format``: what a public page allows of the specs visitors type (decided on
-the parsed spec), the bounds of a page's study (``StudyLimits``), the views of verdicts and votes.
-No Gradio here, so all of it is unit-tested without a browser; the page's runs and the key's
-destinations are decided in the store and the openai backend."""
+shows, over ``present.format``: what a public page allows of the specs visitors type (the
+operator's policy; each backend judges its own specs by it), the bounds of a page's study
+(``StudyLimits``), the views of verdicts and votes. No Gradio here, so all of it is unit-tested
+without a browser; the page's runs and the key's destinations are decided in the store and the
+openai backend."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..backends import parse_spec, spec_addons
-from ..backends.openai import parse_openai_spec
-from ..config import resolve
+from ..backends import PublicPolicy, public_refusal
+from ..config import Settings, resolve
 from ..criteria import CATALOGUE
 from ..errors import LLMJudgeError
 from .format import html_table, score_rows, verdict_parts
@@ -39,61 +39,26 @@ def normalise_spec(text: str) -> str:
 
 
 def check_spec_allowed(spec: str, *, public: bool, allowed_dirs: list[Path], configured: set[str],
-                       allow_fake: bool = False, allow_downloads: bool = False) -> None:
+                       allow_fake: bool = False, allow_downloads: bool = False,
+                       settings: Settings | None = None) -> None:
     """On a server reachable beyond localhost, visitors may not open arbitrary files or URLs.
 
     Decided on the parsed spec (prefix, base, add-ons), never on its text: a model the operator
-    named in the config file is allowed; otherwise local GGUF files (a ``+lora:`` adapter among
-    them) must lie inside an allowed directory, server URLs must be models of the config file (so
-    no visitor can make the server call an address of their choice), the scripted ``fake:``
-    models (no real answers) and ``hf:`` downloads (gigabytes onto the server's disk) need the
-    operator's ``--allow-fake`` and ``--allow-downloads``, and any other kind of model is off.
+    named in the config file is allowed; any other is judged by its backend's ``public_check``
+    against the operator's ``PublicPolicy`` (local files inside an allowed directory, a ``+lora:``
+    adapter among them; server URLs only of the config file's models; the scripted ``fake:``
+    models and ``hf:`` downloads only with ``--allow-fake`` and ``--allow-downloads``), and a kind
+    of model whose backend has no ``public_check`` is off.
     """
     if not public:
         return
-    real = resolve(spec)[0]
+    real = resolve(spec, settings)[0]
     if real in configured:
         return  # the operator's own model
-    prefix, rest = parse_spec(real)  # an add-on its backend does not declare is refused here
-    base, addons = spec_addons(rest)
-    _check_kind(prefix, base, configured, allow_fake, allow_downloads)
-    files = ([base] if prefix == "gguf" else []) + [value for _name, value in addons]  # +lora:ADAPTER
-    _check_files(files, allowed_dirs)
-
-
-def _check_kind(prefix: str, base: str, configured: set[str], allow_fake: bool, allow_downloads: bool) -> None:
-    """What a public page allows of each kind of model, the files aside."""
-    if prefix not in {"embedded", "gguf", "hf", "openai", "fake"}:
-        raise LLMJudgeError(f"{prefix}: models are off on this server: use a model name the operator configured")
-    if prefix == "fake" and not allow_fake:
-        raise LLMJudgeError("scripted fake: models are off on this server (the operator can allow them with --allow-fake)")
-    if prefix == "hf" and not allow_downloads and not hf_cached(base):
-        raise LLMJudgeError("downloading models is off on this server: use a model it already has (the operator can "
-                            "allow downloads with --allow-downloads)")
-    if prefix == "openai" and parse_openai_spec(base) not in _configured_servers(configured):
-        raise LLMJudgeError("server URLs are restricted on this server: use a model name the operator configured")
-
-
-def _configured_servers(configured: set[str]) -> set[tuple[str, str]]:
-    """(model, base URL) of each configured ``openai:`` spec."""
-    out = set()
-    for spec in configured:
-        try:
-            prefix, rest = parse_spec(spec)
-            if prefix == "openai":
-                out.add(parse_openai_spec(rest))
-        except LLMJudgeError:
-            continue
-    return out
-
-
-def _check_files(files: list[str], allowed_dirs: list[Path]) -> None:
-    roots = [Path(os.path.realpath(d)) for d in allowed_dirs]
-    for file in files:
-        path = Path(os.path.realpath(Path(file).expanduser()))
-        if not any(path == r or r in path.parents for r in roots):
-            raise LLMJudgeError("local model files are restricted on this server: use a file inside "
-                                + (", ".join(map(str, roots)) if roots else "an allowed directory (none is allowed)"))
+    policy = PublicPolicy(tuple(allowed_dirs), frozenset(configured), allow_fake, allow_downloads)
+    reason = public_refusal(real, policy, settings)
+    if reason:
+        raise LLMJudgeError(reason)
 
 
 @dataclass(frozen=True)
@@ -121,17 +86,6 @@ class StudyLimits:
         if candidates > self.candidates:
             raise LLMJudgeError(f"this page runs up to {self.candidates} candidates per study ({candidates} given): "
                                 "remove some")
-
-
-def hf_cached(rest: str) -> bool:
-    """Whether ``hf:OWNER/REPO/FILE`` is already in the Hugging Face cache (no network)."""
-    parts = rest.strip("/").split("/")
-    if len(parts) < 3:
-        return False
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache("/".join(parts[:2]), "/".join(parts[2:]))
-    return isinstance(found, str)
 
 
 def optional_number(text, name: str, kind=float):

@@ -25,7 +25,9 @@ from .. import cancel
 from .. import verdicts as V
 from ..backends import get_backend, parse_spec
 from ..compare import Candidate, check_judging, check_n_ctx
+from ..config import Settings
 from ..criteria import Criterion, Scale
+from ..defaults import N_CTX
 from ..errors import LLMJudgeError
 from ..judging import JudgeSetup, Jury, judge_pairwise_order, judge_single, judgment_key, jury_name, model_identity, save_judgment
 from ..prompts import PromptItem
@@ -45,7 +47,7 @@ class StudyConfig:
     scale: Scale = field(default_factory=Scale)
     mode: str = "single"
     baseline: str | None = None  # pairwise against one candidate instead of every pair
-    n_ctx: int = 2048
+    n_ctx: int = N_CTX
     source: str = ""
     repeat: int = 1  # judge each item this many times (temperature 0 is not deterministic on every server)
     judge_method: str = "plain"  # or "weighted": the judge's probabilities, calibrated over both orders
@@ -156,7 +158,7 @@ def pool_size(backends: dict, concurrency: int | None) -> int:
 
 def run_study(config: StudyConfig, store: Store, progress: Progress | None = None,
               concurrency: int | None = None, *, generate_only: bool = False,
-              load_options: dict | None = None) -> str:
+              load_options: dict | None = None, settings: Settings | None = None) -> str:
     """Run (or continue) a study; returns its run id.
 
     Remote calls run concurrently up to each endpoint's limit (or ``concurrency``, which also
@@ -172,7 +174,7 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
     if concurrency is not None and concurrency < 1:
         raise LLMJudgeError(f"concurrency {concurrency}: at least 1 request in flight")
     extra = {} if concurrency is None else {"concurrency": concurrency}
-    backends = {s: get_backend(s, n_ctx=config.n_ctx, **extra, **(load_options or {})) for s in specs}
+    backends = {s: get_backend(s, settings, n_ctx=config.n_ctx, **extra, **(load_options or {})) for s in specs}
     run_id = config.run_id()
     with store.run_writer(run_id):  # one writer per run: another process on it is refused in one line
         store.create_run(run_id, config.to_dict(), manifest(config, backends), config.prompts, config.candidates)

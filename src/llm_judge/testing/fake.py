@@ -18,12 +18,18 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ..backends import Completion, Messages, ReadAt, TokenCallback
+from ..backends import Completion, Messages, Parsed, PublicPolicy, ReadAt, Settings, TokenCallback
+from ..backends import Options as BaseOptions
 from ..sampling import SamplingParams
 
 PREFIXES = ("fake",)
-OPTIONS = frozenset()
 ADDONS = ()
+
+
+class Options(BaseOptions):
+    """No option of its own: those every caller may pass are ignored, any other is refused."""
+
+
 Responder = Callable[[Messages, SamplingParams, dict | None], str]
 # (messages, output text, offset) -> {token text: probability} at that offset of the output
 Probabilities = Callable[[Messages, str, int], dict[str, float]]
@@ -93,9 +99,16 @@ def reset() -> None:
     _instances.clear()
 
 
-def from_spec(prefix: str, rest: str) -> FakeBackend:
+def from_spec(prefix: str, rest: str, options: Options, settings: Settings) -> FakeBackend:
     return named(rest or "default")
 
 
-def check(prefix: str, rest: str) -> str:
+def check(prefix: str, rest: str, options: Options, settings: Settings) -> str:
     return f"ok: the scripted model fake:{rest or 'default'} (for tests and dry runs)"
+
+
+def public_check(parsed: Parsed, policy: PublicPolicy) -> str | None:
+    """No real answers: off on a public page unless the operator allows it."""
+    if policy.allow_fake:
+        return None
+    return "scripted fake: models are off on this server (the operator can allow them with --allow-fake)"
