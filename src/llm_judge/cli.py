@@ -522,7 +522,7 @@ def judges_eval(judge_specs, juries, sets, judge_method, verdict_format, criteri
                 sample, sample_seed, shortest, n_ctx, export_dir, db, quiet, as_json):
     """Run judges on gold-labelled pairs in both orders and print their judge cards."""
     from .criteria import parse_criteria
-    from .judges import card, card_from_verdict_file, evaluate, is_verdict_file, load_gold
+    from .judges import card, card_from_verdict_file, evaluate, is_verdict_file, load_gold, records_jsonl
     from .judging import JudgeSetup, jury_name, load_judge
     from .present.format import to_json
     from .sampling import JUDGE_DEFAULT
@@ -542,10 +542,10 @@ def judges_eval(judge_specs, juries, sets, judge_method, verdict_format, criteri
             raise LLMJudgeError("name a judge to evaluate: --judge SPEC (or --jury SPEC,SPEC,SPEC)")
         for team in teams:
             name = jury_name(team)
-            judge = load_judge(team, n_ctx=n_ctx)
+            judge = load_judge(team, setup, n_ctx=n_ctx)
             progress = None if (quiet or as_json) else _progress_bar()
             try:
-                records = evaluate(judge, name, items, setup, store, progress and progress.update)
+                records = evaluate(judge, name, items, store, progress and progress.update)
             finally:
                 if progress:
                     progress.stop()
@@ -560,8 +560,7 @@ def judges_eval(judge_specs, juries, sets, judge_method, verdict_format, criteri
                 out = Path(export_dir)
                 out.mkdir(parents=True, exist_ok=True)
                 path = out / f"{c['id']}-{source.replace('/', '_')}.jsonl"
-                path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "weighted"}) + "\n"
-                                        for r in records))
+                path.write_text(records_jsonl(records))
     if as_json:
         click.echo(to_json(cards))
         return

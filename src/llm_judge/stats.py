@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -166,7 +167,7 @@ class PairStats:
 
 
 def pairwise_summary(outcomes: list[str | None], sides: tuple[str, str] = ("A", "B"),
-                     level: float = 0.95, lengths: list[tuple[int, int] | None] | None = None,
+                     level: float = 0.95, lengths: Sequence[tuple[int, int] | None] | None = None,
                      n_boot: int = DEFAULT_BOOT, seed: int = 0) -> PairStats:
     """Both sides' figures from the first side's outcomes ("win", "tie", "loss"; None = unscored,
     counted and left out of the rates). With ``lengths`` (each item's (first, second) answer
@@ -307,7 +308,7 @@ def _rating(e: Estimate, rank: int, rank_range: tuple[int, int] | None) -> dict:
     return {"rating": e.value, "low": e.low, "high": e.high, "reason": e.reason, "rank": rank, "rank_range": span}
 
 
-def position_consistency(pairs: list[tuple[str | None, str | None]], level: float = 0.95) -> dict:
+def position_consistency(pairs: Sequence[tuple[str | None, str | None]], level: float = 0.95) -> dict:
     """Share of items whose two verdicts (in the original labels) agree, over *all* items: an item
     with an unscored order counts as not agreeing (LLMBar's and Auto-J's convention)."""
     agree = sum(a is not None and a == b for a, b in pairs)
@@ -326,7 +327,7 @@ def first_position_rate(shown_first_won: list[bool | None], level: float = 0.95)
             "low": est["low"], "high": est["high"]}
 
 
-def longer_answer_rate(items: list[tuple[str | None, int, int]], level: float = 0.95) -> dict:
+def longer_answer_rate(items: Sequence[tuple[str | None, int, int]], level: float = 0.95) -> dict:
     """Share of decisive verdicts (answers of unequal length) won by the longer answer, with its
     Wilson interval like the other diagnostics: items are (winner, len_a, len_b)."""
     decisive = [(w, la, lb) for w, la, lb in items if w in ("A", "B") and la != lb]
@@ -415,7 +416,7 @@ def fleiss_kappa(ratings: list[list[str]]) -> float | None:
     return None if pe == 1 else (p_bar - pe) / (1 - pe)
 
 
-def juror_agreement(ratings: list[list[str | None]]) -> dict:
+def juror_agreement(ratings: Sequence[Sequence[str | None]]) -> dict:
     """How a jury's members agreed: per judgment (an item in one order) the members' verdicts
     (None = unscored). Unanimity over all judgments (an unscored member breaks it), the mean
     agreement of each pair of members (likewise), and Fleiss' kappa on the fully scored ones."""
