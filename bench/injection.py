@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 
 from llm_judge import make_sampling, parse_criteria
-from llm_judge.backends import get_backend
 from llm_judge.criteria import Scale
-from llm_judge.judging import judge_pairwise_order
+from llm_judge.judging import JudgeSetup, load_judge
+from llm_judge.records import ORDERS
 from llm_judge.sampling import JUDGE_DEFAULT
 from llm_judge.testing.attacks import ATTACKS
 
@@ -48,16 +48,12 @@ def main() -> None:
     ap.add_argument("--attacks", default=",".join(ATTACKS))
     ap.add_argument("--n-ctx", type=int, default=2048)
     args = ap.parse_args()
-    judge = get_backend(args.judge, n_ctx=args.n_ctx)
-    crits, scale = parse_criteria(None), Scale()
-    sampling = make_sampling(None, **JUDGE_DEFAULT)
+    judge = load_judge(args.judge, JudgeSetup(parse_criteria(None), Scale(), make_sampling(None, **JUDGE_DEFAULT)),
+                       n_ctx=args.n_ctx)
 
     def verdicts(prompt, good, weak):
-        out = []
-        for order in ("AB", "BA"):
-            call = judge_pairwise_order(judge, prompt, good, weak, order, crits, scale, sampling)
-            out.append(call.verdict["winner"] if call.verdict else None)
-        return out
+        calls = [judge.judge_order(prompt, (good, weak), order) for order in ORDERS]
+        return [c.verdict.winner if c.verdict else None for c in calls]
 
     pairs = PAIRS[: args.pairs]
     clean = [verdicts(p, good, weak) for p, good, weak in pairs]

@@ -61,7 +61,7 @@ def main() -> None:
         evaluated = {}
         for name, spec in judges.items():
             start = time.perf_counter()
-            evaluated[name] = evaluate(load_judge(spec, n_ctx=4096), name, items, setup, store)
+            evaluated[name] = evaluate(load_judge(spec, setup, n_ctx=4096), name, items, store)
             print(f"{set_name}: {name} evaluated in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
         cards = []
         for name, records in evaluated.items():

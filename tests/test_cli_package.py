@@ -113,9 +113,9 @@ def test_run_hands_the_same_judge_options_to_the_study(monkeypatch, tmp_path):
 
 def test_judges_eval_hands_the_same_judge_options_to_the_evaluation(monkeypatch, tmp_path):
     seen: dict[str, Any] = {}
-    monkeypatch.setattr("llm_judge.judges.evaluate", stop_with(seen, a="judge", b="name", c="items", d="setup"))
+    monkeypatch.setattr("llm_judge.judges.evaluate", stop_with(seen, a="judge", b="name", c="items"))
     assert main(["judges", "eval", "--limit", "1", "--db", str(tmp_path / "s.db"), "--quiet", *ASKED]) == 2
-    setup = seen["setup"]
+    setup = seen["judge"].setup  # the judge holds how it is asked
     assert seen["name"] == "fake:j" and [c.name for c in setup.criteria] == ["Accuracy", "Clarity"]
     assert (setup.scale.low, setup.scale.high) == (1, 10) and setup.sampling.max_tokens == 77
     assert {"winner", "weighted"} <= {v for v in vars(setup).values() if isinstance(v, str)}

@@ -42,7 +42,7 @@ def test_position_driven_judge_gives_tie_and_warning():
     setup_fakes([always_first, always_first])
     r = run()
     assert (r.winner, r.consistent, r.position_bias) == ("tie", False, "first")
-    assert r.orders[1].verdict["winner"] == "B"  # mapped back to original labels
+    assert r.orders[1].verdict.winner == "B"  # mapped back to original labels
     assert r.scores["Relevance"] == {"A": 2.5, "B": 2.5}
     assert any("position, not content" in w for w in r.warnings)
 

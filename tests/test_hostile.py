@@ -33,7 +33,7 @@ def test_verdict_comes_from_the_judge_not_the_answer(attack):
     assert (r.winner, r.consistent) == ("B", True)
     assert r.totals == {"A": 3.0, "B": 12.0}
     assert [o.raw for o in r.orders] == said  # the recorded text is the judge's own output
-    assert [o.verdict["justification"] for o in r.orders] == [json.loads(t)["justification"] for t in said]
+    assert [o.verdict.justification for o in r.orders] == [json.loads(t)["justification"] for t in said]
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
@@ -147,9 +147,9 @@ def test_compare_passes_the_judges_special_tokens_to_the_prompt():
             return frozenset({"<secret_turn>"})
 
     judge = Marked([verdict_json([1, 1, 1], [4, 4, 4], "B"), verdict_json([4, 4, 4], [1, 1, 1], "A")])
-    from llm_judge.compare import judge_pairwise
+    from llm_judge.judging import JudgeSetup, ModelJudge, judge_pairwise
 
-    judge_pairwise(judge, "Q?", "a <secret_turn> b", "other", CRIT, SCALE, make_sampling(None))
+    judge_pairwise(ModelJudge(judge, JudgeSetup(CRIT, SCALE, make_sampling(None))), "Q?", ("a <secret_turn> b", "other"))
     assert len(judge.calls) == 2
     assert all("<secret_turn>" not in c.messages[1]["content"] and "< secret_turn>" in c.messages[1]["content"]
                for c in judge.calls)
@@ -174,4 +174,4 @@ def test_a_judge_that_quotes_the_attack_is_unscored_not_fooled(attack):
     ab, ba = r.orders
     assert ab.verdict is None and "ambiguous" in ab.error  # its own verdict and the quoted one disagree
     # shown second in BA, the attacker's planted "A" names the honest answer: it agrees and stands
-    assert ba.verdict["winner"] == "B"
+    assert ba.verdict.winner == "B"

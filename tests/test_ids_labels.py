@@ -8,7 +8,6 @@ import re
 import pytest
 
 from llm_judge import LLMJudgeError, compare, make_sampling, parse_criteria
-from llm_judge import verdicts as V
 from llm_judge.analyze import analyze, read_verdicts
 from llm_judge.cli import main
 from llm_judge.compare import Candidate
@@ -16,6 +15,7 @@ from llm_judge.criteria import Scale
 from llm_judge.judges import GoldItem, card, evaluate, load_gold
 from llm_judge.judging import JudgeSetup, load_judge
 from llm_judge.prompts import PromptItem, read_references
+from llm_judge.records import Juror, Probabilities, Verdict
 from llm_judge.store import Store
 from llm_judge.study import StudyConfig, export_run, run_study, summarize, verdict_records
 from llm_judge.study.summary import split_unit, unit_id
@@ -52,7 +52,7 @@ def test_pairs_that_share_an_id_keep_their_own_verdicts_in_an_evaluation(tmp_pat
     """The issue's wrong card: results keyed by (id, order) gave each same-id pair the second's verdicts."""
     items = [GoldItem("p1", "q1?", "GOOD one", "meh", "A"), GoldItem("p1", "q3?", "meh", "GOOD three", "B")]
     fake.named("judge").responder = lambda m, s, sch: json.dumps({"winner": "A" if "GOOD" in shown_first(m) else "B"})
-    records = evaluate(load_judge("fake:judge"), "judge", items, WINNER_ONLY, Store(tmp_path / "s.db"))
+    records = evaluate(load_judge("fake:judge", WINNER_ONLY), "judge", items, Store(tmp_path / "s.db"))
     assert [(r["verdict"], r["verdict_swapped"]) for r in records] == [("A", "A"), ("B", "B")]
     assert card(records, "judge", "two pairs")["accuracy"]["mean"] == 1.0
 
@@ -102,20 +102,19 @@ def test_criteria_named_like_labels_keep_their_scores_with_the_right_candidate(n
                 criteria=[f"{n}=the {n} criterion" for n in names])
     assert (r.winner, r.consistent) == ("A", True)
     assert r.scores == {n: {"A": hi, "B": lo} for n, (hi, lo) in points.items()}
-    assert [c.verdict["scores"] for c in r.orders] == [r.scores, r.scores]  # BA mapped back by structure
+    assert [c.verdict.scores for c in r.orders] == [r.scores, r.scores]  # BA mapped back by structure
 
 
 def test_relabelling_goes_by_structure_not_by_key_names():
-    verdict = {"scores": {"A": {"A": 4, "B": 1}, "tie": {"A": 2, "B": 3}}, "winner": "A", "justification": "A won",
-               "weighted": {"winner": {"A": 0.7, "B": 0.2, "tie": 0.1}, "scores": {"B": {"A": 3.5, "B": 1.5}}},
-               "jurors": [{"judge": "j", "winner": "tie", "error": None,
-                           "weighted": {"winner": {"A": 0.1, "B": 0.6, "tie": 0.3}}}]}
-    swapped = V.swap_labels(verdict)
-    assert swapped["scores"] == {"A": {"A": 1, "B": 4}, "tie": {"A": 3, "B": 2}}
-    assert swapped["winner"] == "B" and swapped["justification"] == "A won"
-    assert swapped["weighted"] == {"winner": {"A": 0.2, "B": 0.7, "tie": 0.1}, "scores": {"B": {"A": 1.5, "B": 3.5}}}
-    assert swapped["jurors"][0]["winner"] == "tie" and swapped["jurors"][0]["weighted"]["winner"]["B"] == 0.1
-    assert V.swap_labels(swapped) == verdict
+    verdict = Verdict("A", {"A": {"A": 4, "B": 1}, "tie": {"A": 2, "B": 3}}, "A won",
+                      Probabilities({"A": 0.7, "B": 0.2, "tie": 0.1}, {"B": {"A": 3.5, "B": 1.5}}),
+                      (Juror("j", "tie", None, probabilities=Probabilities({"A": 0.1, "B": 0.6, "tie": 0.3})),))
+    swapped = verdict.swapped()
+    assert swapped.scores == {"A": {"A": 1, "B": 4}, "tie": {"A": 3, "B": 2}}
+    assert swapped.winner == "B" and swapped.justification == "A won"
+    assert swapped.probabilities == Probabilities({"A": 0.2, "B": 0.7, "tie": 0.1}, {"B": {"A": 1.5, "B": 3.5}})
+    assert swapped.jurors[0].winner == "tie" and swapped.jurors[0].probabilities.winner["B"] == 0.1
+    assert swapped.swapped() == verdict
 
 
 def test_a_study_with_criteria_named_a_and_b_reports_each_candidates_own_scores(tmp_path):
@@ -129,8 +128,8 @@ def test_a_study_with_criteria_named_a_and_b_reports_each_candidates_own_scores(
     assert pair.wins["good"] == 2
     for r in verdict_records(store, run_id):
         assert (r["verdict"], r["verdict_swapped"]) == ("B", "B")
-    stored = [i["verdict"] for i in store.items(run_id, "pairwise")]
-    assert all(v["scores"] == {"A": {"A": 1, "B": 4}, "B": {"A": 2, "B": 3}} for v in stored)  # A = bad
+    stored = [i.verdict for i in store.items(run_id, "pairwise")]
+    assert all(v.scores == {"A": {"A": 1, "B": 4}, "B": {"A": 2, "B": 3}} for v in stored)  # A = bad
 
 
 # --- analyze's orientation -------------------------------------------------------------------------

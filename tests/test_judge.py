@@ -4,6 +4,7 @@ import pytest
 
 from llm_judge import verdicts as J
 from llm_judge.criteria import Scale, parse_criteria
+from llm_judge.records import Verdict
 
 CRIT = parse_criteria(None)
 SCALE = Scale()
@@ -58,13 +59,13 @@ def test_lenient_forms_are_normalised():
 
 
 def test_swapped_maps_labels_back():
-    v = J.PairVerdict({"R": {"A": 4, "B": 1}}, "A", "x")
-    assert v.swapped() == J.PairVerdict({"R": {"A": 1, "B": 4}}, "B", "x")
+    v = Verdict("A", {"R": {"A": 4, "B": 1}}, "x")
+    assert v.swapped() == Verdict("B", {"R": {"A": 1, "B": 4}}, "x")
 
 
 def test_combine_rules():
-    a_wins = J.PairVerdict({"R": {"A": 4, "B": 2}}, "A", "")
-    b_wins = J.PairVerdict({"R": {"A": 2, "B": 3}}, "B", "")
+    a_wins = Verdict("A", {"R": {"A": 4, "B": 2}})
+    b_wins = Verdict("B", {"R": {"A": 2, "B": 3}})
     agree = J.combine(a_wins, a_wins)
     assert (agree.winner, agree.consistent, agree.totals) == ("A", True, {"A": 4.0, "B": 2.0})
     flip = J.combine(a_wins, b_wins)  # first shown won both times: A in AB, B in BA

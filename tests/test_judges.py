@@ -10,7 +10,6 @@ import pytest
 
 from llm_judge import compare, make_sampling, parse_criteria
 from llm_judge import stats as S
-from llm_judge import verdicts as V
 from llm_judge.cli import main
 from llm_judge.criteria import Scale
 from llm_judge.errors import LLMJudgeError
@@ -64,7 +63,7 @@ def test_bundled_sets_load_with_their_sizes_and_labels():
 def test_an_always_first_judge_card_matches_hand_computation(tmp_path):
     path, rows = gold_file(tmp_path, 20)
     fake.named("first").responder = lambda m, s, sch: winner_json("A")
-    records = evaluate(load_judge("fake:first"), "first", load_gold(path), SETUP, Store(tmp_path / "s.db"))
+    records = evaluate(load_judge("fake:first", SETUP), "first", load_gold(path), Store(tmp_path / "s.db"))
     c = card(records, "first", path)
     share_a = sum(r["label"] == 1 for r in rows) / 20  # AB: it names output_1 every time
     assert c["accuracy"]["AB"]["value"] == share_a and c["accuracy"]["BA"]["value"] == 1 - share_a
@@ -87,7 +86,7 @@ def test_a_judge_right_with_probability_p(tmp_path, capsys):
         gold = better(by_input, messages)
         return winner_json(gold if right else {"A": "B", "B": "A"}[gold])
     fake.named("p70").responder = right_70
-    records = evaluate(load_judge("fake:p70"), "p70", load_gold(path), SETUP, Store(tmp_path / "s.db"))
+    records = evaluate(load_judge("fake:p70", SETUP), "p70", load_gold(path), Store(tmp_path / "s.db"))
     c = card(records, "p70", path)
     expected = sum(int(hashlib.sha256(r["input"].encode()).hexdigest(), 16) % 10 < 7 for r in rows) / 200
     assert c["accuracy"]["AB"]["value"] == c["accuracy"]["BA"]["value"] == c["accuracy"]["mean"] == expected
@@ -118,7 +117,7 @@ def test_calibration_removes_a_pure_position_bias(tmp_path):
     respond, probs = biased_judge({r["input"]: r for r in rows})
     fake.named("biased").responder = respond
     fake.named("biased").probabilities = probs
-    records = evaluate(load_judge("fake:biased"), "biased", load_gold(path), WEIGHTED, Store(tmp_path / "s.db"))
+    records = evaluate(load_judge("fake:biased", WEIGHTED), "biased", load_gold(path), Store(tmp_path / "s.db"))
     c = card(records, "biased", path)
     assert c["accuracy"]["mean"] == 0.5 and c["first_shown_wins"]["rate"] == 1.0  # sampled: position only
     assert c["weighted"]["accuracy"]["value"] == 1.0  # calibrated over both orders: content only
@@ -137,9 +136,9 @@ def test_weighted_compare_keeps_the_sampled_verdict_and_decides_by_calibration()
     fake.named("j").responder, fake.named("j").probabilities = respond, probs
     r = compare("Q?", model_a="fake:a", model_b="fake:b", judge="fake:j", judge_method="weighted",
                 verdict_format="winner")
-    assert [o.verdict["winner"] for o in r.orders] == ["A", "B"]  # sampled: the first shown both times
+    assert [o.verdict.winner for o in r.orders] == ["A", "B"]  # sampled: the first shown both times
     assert r.consistent is False and r.winner == "A"  # calibrated: the good answer
-    assert r.weighted["p"]["A"] == pytest.approx((sigmoid(3) + 1 - sigmoid(1)) / 2, abs=1e-4)
+    assert r.weighted.p["A"] == pytest.approx((sigmoid(3) + 1 - sigmoid(1)) / 2, abs=1e-4)
     d = r.to_dict()
     assert d["weighted"]["calibrated"] and d["method"] == "weighted"
 
@@ -155,10 +154,10 @@ def test_majority_of_three_independent_70_percent_judges_is_right_78_percent(tmp
             return winner_json(gold if ok else {"A": "B", "B": "A"}[gold])
         fake.named(f"j{k}").responder = right
     store = Store(tmp_path / "s.db")
-    jury = load_judge(["fake:j0", "fake:j1", "fake:j2"])
+    jury = load_judge(["fake:j0", "fake:j1", "fake:j2"], SETUP)
     assert isinstance(jury, Jury)
-    live = card(evaluate(jury, "jury", load_gold(path), SETUP, store), "jury", path)
-    members = {f"j{k}": evaluate(load_judge(f"fake:j{k}"), f"j{k}", load_gold(path), SETUP, store) for k in range(3)}
+    live = card(evaluate(jury, "jury", load_gold(path), store), "jury", path)
+    members = {f"j{k}": evaluate(load_judge(f"fake:j{k}", SETUP), f"j{k}", load_gold(path), store) for k in range(3)}
     singles = [card(r, n, path)["accuracy"]["mean"] for n, r in members.items()]
     assert all(0.64 < a < 0.76 for a in singles), singles  # 0.7 each, 600 items (sd 0.019)
     assert 0.75 < live["accuracy"]["mean"] < 0.82  # 0.7^3 + 3 * 0.7^2 * 0.3 = 0.784
@@ -220,12 +219,12 @@ def test_weighted_verdicts_through_an_openai_compatible_server(test_server):
     spec = f"openai:test@{base}"
     r = compare("Q?", model_a=spec, model_b=spec, judge=spec, judge_method="weighted")
     for o in r.orders:  # the scripted server gives the sampled value 0.7, its alternatives the rest
-        w = o.verdict["weighted"]
-        assert w["winner"][o.verdict["winner"]] == pytest.approx(0.7)
-        assert all(w["scores"][c][lab] == pytest.approx(0.7 * o.verdict["scores"][c][lab]
-                                                        + 0.1 * (10 - o.verdict["scores"][c][lab]))
-                   for c in w["scores"] for lab in "AB")
-    assert r.weighted["calibrated"]
+        w = o.verdict.probabilities
+        assert w.winner[o.verdict.winner] == pytest.approx(0.7)
+        assert all(w.scores[c][lab] == pytest.approx(0.7 * o.verdict.scores[c][lab]
+                                                     + 0.1 * (10 - o.verdict.scores[c][lab]))
+                   for c in w.scores for lab in "AB")
+    assert r.weighted.calibrated
 
 
 def test_a_server_without_probabilities_is_said_and_the_sampled_verdict_stands(test_server):
@@ -244,12 +243,12 @@ def test_weighted_reading_on_the_real_model_agrees_with_its_greedy_verdict():
                 judge_method="weighted", sampling_a=make_sampling("p1", max_tokens=48),
                 sampling_b=make_sampling("p2", max_tokens=48))
     for o in r.orders:
-        w = o.verdict["weighted"]
-        assert max(w["winner"], key=w["winner"].get) == o.verdict["winner"]
-        assert sum(w["winner"].values()) == pytest.approx(1.0, abs=1e-4)
-        for pair in w["scores"].values():
+        w = o.verdict.probabilities
+        assert max(w.winner, key=w.winner.get) == o.verdict.winner
+        assert sum(w.winner.values()) == pytest.approx(1.0, abs=1e-4)
+        for pair in w.scores.values():
             assert all(1 <= pair[lab] <= 4 for lab in "AB")
-    assert r.weighted["calibrated"] and r.weighted["position_bias"] > 0.5  # the built-in judge favours the first
+    assert r.weighted.calibrated and r.weighted.position_bias > 0.5  # the built-in judge favours the first
 
 
 @pytest.mark.model
@@ -287,8 +286,10 @@ def test_bad_gold_labels(tmp_path):
 
 
 def test_verdict_order_relabelling_keeps_probabilities():
-    v = {"winner": "A", "scores": {}, "weighted": {"winner": {"A": 0.8, "B": 0.1, "tie": 0.1}}}
-    assert V.as_labelled(v, "BA")["weighted"]["winner"] == {"B": 0.8, "A": 0.1, "tie": 0.1}
+    from llm_judge.records import Probabilities, Shown, Verdict
+
+    v = Verdict("A", probabilities=Probabilities({"A": 0.8, "B": 0.1, "tie": 0.1}))
+    assert Shown(v, "BA").in_labels().probabilities.winner == {"B": 0.8, "A": 0.1, "tie": 0.1}
 
 
 def test_a_verdict_file_with_human_labels_is_scored_as_it_is(tmp_path, capsys):

@@ -12,6 +12,7 @@ from llm_judge import verdicts as J
 from llm_judge.analyze import read_verdicts
 from llm_judge.criteria import Scale
 from llm_judge.prompts import parse_csv, parse_jsonl
+from llm_judge.records import Verdict
 
 CRIT, SCALE = parse_criteria(None), Scale()
 NAMES = [c.name for c in CRIT]
@@ -123,7 +124,7 @@ def test_swapping_a_and_b_mirrors_the_pairwise_statistics(outs):
 
 
 pair = st.tuples(st.integers(1, 4), st.integers(1, 4))
-pair_verdict = st.builds(lambda s, w: J.PairVerdict({n: {"A": x, "B": y} for n, (x, y) in zip(NAMES, s)}, w, ""),
+pair_verdict = st.builds(lambda s, w: Verdict(w, {n: {"A": x, "B": y} for n, (x, y) in zip(NAMES, s)}),
                          st.tuples(pair, pair, pair), st.sampled_from(J.WINNERS))
 
 

@@ -37,7 +37,10 @@ def fast_backends(monkeypatch):
     from llm_judge.backends import openai as oa
 
     original = oa.from_spec
-    monkeypatch.setattr(oa, "from_spec", lambda prefix, rest, **o: original(prefix, rest, **{**FAST, **o}))
+    def fast(prefix, rest, options, settings):
+        return original(prefix, rest, type(options)(**{**FAST, **options.model_dump(exclude_unset=True)}), settings)
+
+    monkeypatch.setattr(oa, "from_spec", fast)
 
 
 def expected_single(prompt: str, answer: str) -> dict:
@@ -59,7 +62,7 @@ def test_200_judgments_at_30_percent_faults_then_rerun(test_server, tmp_path, fa
         rows = store.db.execute(
             "SELECT j.status, j.verdict, i.prompt_id, i.labels FROM judgments j JOIN run_items i ON i.result_key=j.key "
             "WHERE i.run_id=? AND i.kind='single'", (run_id,)).fetchall()
-        answers = {(i["prompt_id"], i["labels"][0]): i["text"] for i in store.items(run_id, "generation")}
+        answers = {(i.prompt_id, i.labels[0]): i.text for i in store.items(run_id, "generation")}
         prompts = {p["prompt_id"]: p["prompt"] for p in store.prompts(run_id)}
         for r in rows:  # every linked judgment is correct: the verdict the server meant
             label = json.loads(r["labels"])[0]
@@ -206,5 +209,5 @@ def test_study_through_the_real_llama_server(llama_server, tmp_path):
     manifest = json.loads(store.run(s["run_id"])["manifest"])
     assert manifest["models"][spec]["schema_mode"] in {"json_schema", "json_object"}  # recorded after the calls
     # same shape as an in-process run: every item linked once
-    kinds = [i["kind"] for i in store.items(s["run_id"])]
+    kinds = [i.kind for i in store.items(s["run_id"])]
     assert kinds.count("generation") == 4 and kinds.count("single") == 4 and kinds.count("pairwise") == 4

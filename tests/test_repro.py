@@ -30,7 +30,7 @@ def test_same_command_same_seed_same_generations_and_a_full_manifest(tmp_path):
     for name in ("one.db", "two.db"):  # separate stores: nothing is reused from a cache
         store = Store(tmp_path / name)
         run_id = run_study(config(cands), store)
-        texts.append({(i["prompt_id"], i["labels"][0]): i["text"] for i in store.items(run_id, "generation")})
+        texts.append({(i.prompt_id, i.labels[0]): i.text for i in store.items(run_id, "generation")})
         manifest = json.loads(store.run(run_id)["manifest"])
     assert texts[0] == texts[1] and len(texts[0]) == 4
     model = manifest["models"]["embedded"]

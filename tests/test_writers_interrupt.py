@@ -47,13 +47,13 @@ def verdicts_of_other_answers(db, run_id: str) -> list[str]:
     run shows (by the tags the judge saw, in the order shown)."""
     store = Store(db)
     try:
-        shown = {(g["prompt_id"], g["labels"][0]): TAG.findall(g["text"]) for g in store.items(run_id, "generation")}
+        shown = {(g.prompt_id, g.labels[0]): TAG.findall(g.text) for g in store.items(run_id, "generation")}
         wrong = []
         for j in store.items(run_id, "pairwise"):
-            labels = j["labels"] if j["display_order"] == "AB" else j["labels"][::-1]
-            expected = [tag for lab in labels for tag in shown[(j["prompt_id"], lab)]]
-            if TAG.findall(j["raw"]) != expected:
-                wrong.append(j["item"])
+            labels = j.labels if j.order == "AB" else j.labels[::-1]
+            expected = [tag for lab in labels for tag in shown[(j.prompt_id, lab)]]
+            if TAG.findall(j.raw) != expected:
+                wrong.append(j.item)
         assert len(store.items(run_id, "pairwise")) > 0
         return wrong
     finally:

@@ -11,7 +11,7 @@ from .backends import Backend, Completion, check_model, get_backend
 from .compare import Candidate, ComparisonResult, candidates_by_label, compare
 from .criteria import CATALOGUE, Criterion, Scale, parse_criteria, parse_scale
 from .errors import LLMJudgeError
-from .judging import JudgeCall, judge_pairwise, judge_single
+from .judging import Judge, JudgeCall, JudgeSetup, judge_pairwise, load_judge
 from .prompts import PromptItem, load_prompts
 from .sampling import JUDGE_DEFAULT, PRESETS, SamplingParams, make_sampling
 from .store import Store
@@ -20,6 +20,7 @@ from .study import StudyConfig, Summary, export_run, run_study, summarize, verdi
 __version__ = _version("llm-judge")
 __all__ = ["analyze", "read_verdicts", "Backend", "Completion", "check_model", "get_backend", "Candidate",
            "ComparisonResult", "candidates_by_label", "compare", "CATALOGUE", "Criterion", "Scale", "parse_criteria",
-           "parse_scale", "LLMJudgeError", "JudgeCall", "judge_pairwise", "judge_single", "PromptItem", "load_prompts",
+           "parse_scale", "LLMJudgeError", "Judge", "JudgeCall", "JudgeSetup", "judge_pairwise",
+           "load_judge", "PromptItem", "load_prompts",
            "JUDGE_DEFAULT", "PRESETS", "SamplingParams", "make_sampling", "Store", "StudyConfig", "Summary",
            "export_run", "run_study", "summarize", "verdict_records"]

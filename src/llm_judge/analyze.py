@@ -20,24 +20,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from . import stats as S
 from . import verdicts as V
 from .errors import LLMJudgeError
+from .records import WINNERS, Winner, swap_winner
 from .textfiles import iter_jsonl, read_text
 
-VALID = ("A", "B", "tie")
-FLIP = {"A": "B", "B": "A", "tie": "tie", None: None}
+VALID = WINNERS
+Record = dict[str, Any]  # one line of a verdict file (the format above)
 
 
-def _label(rec: dict, key: str, where: str) -> str | None:
-    value = rec.get(key)
+def _swap(winner: Winner | None) -> Winner | None:
+    """A verdict of a line with A and B exchanged (``records.swap_winner``; null stays null)."""
+    return None if winner is None else swap_winner(winner)
+
+
+def _label(rec: Record, key: str, where: str) -> Winner | None:
+    value: Winner | None = rec.get(key)
     if value is not None and (not isinstance(value, str) or value not in VALID):
         raise LLMJudgeError(f"{where}: {key} {json.dumps(value)[:40]} must be \"A\", \"B\", \"tie\" or null")
     return value
 
 
-def read_verdicts(path: str | Path) -> list[dict]:
+def read_verdicts(path: str | Path) -> list[Record]:
     path = Path(path)
     items = []
     for n, rec in iter_jsonl(read_text(path, "verdict file"), path.name):
@@ -65,13 +72,13 @@ def read_verdicts(path: str | Path) -> list[dict]:
     return items
 
 
-def combined(item: dict) -> str | None:
+def combined(item: Record) -> Winner | None:
     """The item's verdict from both orders (``judge.combine``'s rule); None when unscored."""
     v, s = item.get("verdict"), item.get("verdict_swapped")
     return V.combine_winners(v, s)
 
 
-def oriented(items: list[dict]) -> list[dict]:
+def oriented(items: list[Record]) -> list[Record]:
     """Every item with its pair in one orientation: a pair given as "y vs x" on some lines and
     "x vs y" on others is one pair. The orientation is the first one the file uses.
 
@@ -79,9 +86,9 @@ def oriented(items: list[dict]) -> list[dict]:
     are exchanged as well as its labels. Two single-order lines of one id, one written each way
     round, are that item judged in both orders: they become one item with both verdicts.
     """
-    first: dict[frozenset, tuple[str, str]] = {}
-    out: list[dict] = []
-    waiting: dict[tuple, dict[bool, list[dict]]] = {}  # (id, pair) -> single-order items by "flipped"
+    first: dict[frozenset[str], tuple[str, str]] = {}
+    out: list[Record] = []
+    waiting: dict[tuple[str, tuple[str, str]], dict[bool, list[Record]]] = {}  # (id, pair) -> single-order items by "flipped"
     for it in items:
         a, b = it["model_a"], it["model_b"]
         pair = first.setdefault(frozenset((a, b)), (a, b))
@@ -99,20 +106,20 @@ def oriented(items: list[dict]) -> list[dict]:
     return out
 
 
-def _flipped(it: dict) -> dict:
+def _flipped(it: Record) -> dict[str, Any]:
     """A line given as "y vs x" in the labels of "x vs y": the order that showed y first is this
     pair's swapped order; a single-order line keeps its one verdict in ``verdict``."""
-    out = {**it, "model_a": it["model_b"], "model_b": it["model_a"], "human": FLIP[it.get("human")]}
+    out = {**it, "model_a": it["model_b"], "model_b": it["model_a"], "human": _swap(it.get("human"))}
     if it.get("lengths"):
         out["lengths"] = it["lengths"][::-1]
     if "verdict_swapped" in it:
-        out["verdict"], out["verdict_swapped"] = FLIP[it["verdict_swapped"]], FLIP[it["verdict"]]
+        out["verdict"], out["verdict_swapped"] = _swap(it["verdict_swapped"]), _swap(it["verdict"])
     else:
-        out["verdict"] = FLIP[it["verdict"]]
+        out["verdict"] = _swap(it["verdict"])
     return out
 
 
-def _join_orders(kept: dict, other: dict, other_flipped: bool) -> None:
+def _join_orders(kept: Record, other: Record, other_flipped: bool) -> None:
     """One single-order item joined by the same id's other order (both in the pair's labels)."""
     shown_first, shown_second = (kept, other) if other_flipped else (other, kept)
     kept["verdict"], kept["verdict_swapped"] = shown_first["verdict"], shown_second["verdict"]
@@ -121,8 +128,8 @@ def _join_orders(kept: dict, other: dict, other_flipped: bool) -> None:
             kept[key] = other[key]
 
 
-def _win_rates(items: list[dict], n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> dict:
-    by_pair: dict[tuple[str, str], list] = {}
+def _win_rates(items: list[Record], n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> dict[str, Any]:
+    by_pair: dict[tuple[str, str], list[Record]] = {}
     for it in items:
         by_pair.setdefault((it["model_a"], it["model_b"]), []).append(it)
     return {f"{a} vs {b}": S.pairwise_summary(
@@ -131,7 +138,7 @@ def _win_rates(items: list[dict], n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -
         if all(it.get("lengths") for it in rows) else None) for (a, b), rows in by_pair.items()}
 
 
-def analyze(items: list[dict], n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> dict:
+def analyze(items: list[Record], n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> dict[str, Any]:
     """Win rates of both sides of every pair (overall and per category), position consistency over
     all items, and agreement with human labels where the items carry them."""
     S.check_resamples(n_boot)
@@ -143,7 +150,7 @@ def analyze(items: list[dict], n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> d
                                                            for it in two_orders])}
     models = {m for it in items for m in (it["model_a"], it["model_b"])}
     if len(models) > 2:  # a leaderboard: ratings with intervals and rank ranges, resampling items
-        games: dict[str, list] = {}
+        games: dict[str, list[tuple[str, str, float]]] = {}
         for k, it in enumerate(items):
             w = combined(it)
             if w is not None:

@@ -34,6 +34,11 @@ def carry(stop: threading.Event | None) -> None:
     _STOP.set(stop)
 
 
+def current() -> threading.Event | None:
+    """This thread's stop event (None outside a run): the one a runner's workers carry on."""
+    return _STOP.get()
+
+
 def pause(seconds: float) -> None:
     """Sleep ``seconds``; raise ``Cancelled`` as soon as this thread's run is stopped (at once
     when it is already: ``pause(0)`` is the check before a new request)."""

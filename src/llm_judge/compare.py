@@ -2,6 +2,9 @@
 
 Also the one definition of a candidate (``SPEC[@PRESET][#LABEL]``) that the CLI, the page and
 studies share, and the checks every entry point applies to candidates and context size.
+The calls run through ``runner`` (both answers at once, then both orders or both grades, as far
+as the endpoints' limits allow); nothing is cached or stored here (the CLI and the page store
+the result).
 
     >>> from llm_judge import compare
     >>> result = compare("Explain how to bake a chocolate cake without using eggs.")  # doctest: +SKIP
@@ -12,17 +15,20 @@ studies share, and the checks every entry point applies to candidates and contex
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import verdicts as V
-from .backends import Completion, get_backend, parse_spec
+from .backends import Backend, Completion, get_backend, parse_spec
 from .config import Settings
 from .criteria import Criterion, Scale, parse_criteria
 from .defaults import N_CTX
 from .errors import LLMJudgeError
-from .judging import JudgeCall, judge_pairwise, judge_single, jury_name, load_judge
+from .judging import Judge, JudgeCall, JudgeSetup, jury_name, load_judge
 from .prompts import check_prompt
+from .records import LABELS, ORDERS, Calibrated, Label, Verdict
+from .runner import Generate, GradeOne, JudgeOrder, Runner
 from .sampling import JUDGE_DEFAULT, PRESETS, SamplingParams, make_sampling
 
 BUILTIN_JUDGE_WARNING = (
@@ -43,7 +49,7 @@ class Candidate:
         return self.label or self.spec
 
     @classmethod
-    def parse(cls, text: str, sampling_overrides: dict | None = None) -> Candidate:
+    def parse(cls, text: str, sampling_overrides: Mapping[str, Any] | None = None) -> Candidate:
         """``SPEC[@PRESET][#LABEL]``; the preset is what follows the last @ when it names one.
 
         >>> c = Candidate.parse("embedded@p2#hot"); (c.spec, c.sampling.temperature, c.label)
@@ -96,31 +102,23 @@ class ComparisonResult:
     criteria: list[Criterion]
     scale: Scale
     orders: list[JudgeCall]
-    scores: dict[str, dict[str, float]] | None
-    totals: dict[str, float] | None
+    scores: dict[str, dict[Label, float]] | None
+    totals: dict[Label, float] | None
     winner: str | None
     consistent: bool | None
     position_bias: str | None
     warnings: list[str]
     method: str = "plain"
-    weighted: dict | None = None  # the calibrated probabilities (verdicts.combine_weighted)
-    jurors: list[dict] | None = None  # per juror: its verdict in each order and combined
+    weighted: Calibrated | None = None  # the calibrated probabilities (verdicts.combine_weighted)
+    jurors: list[dict[str, Any]] | None = None  # per juror: its verdict in each order and combined
 
     def justifications(self) -> list[tuple[str, str]]:
-        return [(c.order, c.verdict["justification"]) for c in self.orders if c.verdict]
+        return [(c.order, c.verdict.justification) for c in self.orders if c.verdict]
 
-    def to_dict(self) -> dict:
-        cands = {}
-        for label, cand in self.candidates.items():
-            comp = self.answers[label]
-            cands[label] = {
-                "spec": cand.spec, "label": cand.name, "sampling": cand.sampling.model_dump(),
-                "text": comp.text, "prompt_tokens": comp.prompt_tokens,
-                "completion_tokens": comp.completion_tokens, "seconds": round(comp.seconds, 3),
-                "tokens_per_second": _round(comp.tokens_per_second), "finish_reason": comp.finish_reason,
-            }
+    def to_dict(self) -> dict[str, Any]:
         return {
-            "prompt": self.prompt, "mode": self.mode, "candidates": cands,
+            "prompt": self.prompt, "mode": self.mode,
+            "candidates": {label: _candidate_dict(cand, self.answers[label]) for label, cand in self.candidates.items()},
             "judge": {"spec": self.judge_spec, "sampling": self.judge_sampling.model_dump(),
                       "template_version": V.TEMPLATE_VERSION},
             "criteria": [{"name": c.name, "rubric": c.rubric} for c in self.criteria],
@@ -128,88 +126,170 @@ class ComparisonResult:
             "orders": [c.to_dict() for c in self.orders],
             "scores": self.scores, "totals": self.totals, "winner": self.winner,
             "consistent": self.consistent, "position_bias": self.position_bias,
-            "method": self.method, "weighted": self.weighted, "jurors": self.jurors,
-            "warnings": self.warnings,
+            "method": self.method, "weighted": None if self.weighted is None else V.calibrated_dict(self.weighted),
+            "jurors": self.jurors, "warnings": self.warnings,
         }
+
+
+def _candidate_dict(cand: Candidate, comp: Completion) -> dict[str, Any]:
+    return {"spec": cand.spec, "label": cand.name, "sampling": cand.sampling.model_dump(),
+            "text": comp.text, "prompt_tokens": comp.prompt_tokens,
+            "completion_tokens": comp.completion_tokens, "seconds": round(comp.seconds, 3),
+            "tokens_per_second": _round(comp.tokens_per_second), "finish_reason": comp.finish_reason}
 
 
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 2)
 
 
-def compare(prompt: str, *, model_a: str = "embedded", model_b: str = "embedded", judge: str | list[str] = "embedded",
-            sampling_a: SamplingParams | None = None, sampling_b: SamplingParams | None = None,
-            criteria: list[str] | str | None = None, scale: Scale | None = None, mode: str = "pairwise",
-            judge_sampling: SamplingParams | None = None, n_ctx: int = N_CTX, reference: str | None = None,
-            judge_method: str = "plain", verdict_format: str = "full",
-            on_token: Callable[[str, str], None] | None = None,
-            on_stage: Callable[[str], None] | None = None, load_options: dict | None = None,
-            settings: Settings | None = None) -> ComparisonResult:
+Stage = Callable[[str], None]
+TokenSink = Callable[[str, str], None]
+# compare's keywords before candidates and setup grouped them: still taken (the CLI and the page pass them)
+_LOOSE = {"model_a", "model_b", "sampling_a", "sampling_b", "criteria", "scale", "judge_sampling", "judge_method",
+          "verdict_format"}
+
+
+def compare(prompt: str, *, candidates: Mapping[Label, Candidate] | None = None, judge: str | list[str] = "embedded",
+            setup: JudgeSetup | None = None, mode: str = "pairwise", n_ctx: int = N_CTX, reference: str | None = None,
+            on_token: TokenSink | None = None, on_stage: Stage | None = None,
+            load_options: Mapping[str, Any] | None = None, concurrency: int | None = None,
+            settings: Settings | None = None, **loose: Any) -> ComparisonResult:
     """Generate both answers, judge them and return everything, ready to show or store.
 
-    ``judge``: one spec, or several for a jury. ``judge_method="weighted"``: read the judge's
-    probabilities and decide by the calibrated mean of both orders (the sampled verdicts are
-    kept). ``verdict_format="winner"``: the judge names the winner without reasons or scores.
-    ``on_token(label, piece)`` receives the answers as they are written; ``on_stage(text)``
-    is told what is happening ("answer A", "answer B", "judge: both orders", ...).
-    ``load_options``: more load options for every model (the page's ``key_configured_only``);
-    ``settings``: the engine and config file the models load under (by default the environment's).
+    ``candidates``: A's and B's (default: the built-in model at presets p1 and p2); ``judge``: one
+    spec, or several for a jury; ``setup``: how it is asked (criteria, scale, sampling, verdict
+    format, method; ``JudgeSetup``). ``method="weighted"``: read the judge's probabilities and
+    decide by the calibrated mean of both orders (the sampled verdicts are kept);
+    ``fmt="winner"``: the judge names the winner without reasons or scores. The loose keywords
+    of before (``model_a``, ``sampling_b``, ``criteria``, ``judge_method``, ...) are still taken.
+    ``on_token(label, piece)`` receives the answers as they are written; ``on_stage(text)`` is
+    told what is happening. ``concurrency``: the most calls at once (default: what the endpoints
+    take; the page asks for 1). ``load_options``: more load options for every model; ``settings``:
+    the engine and config file the models load under (by default the environment's).
     """
     prompt = check_prompt(prompt)
+    cands, setup = _grouped(candidates, setup, loose)
+    judges = [judge] if isinstance(judge, str) else list(judge)
+    _check(mode, n_ctx, setup, [*(c.spec for c in cands.values()), *judges], settings)
+    stage = on_stage or _quiet
+    backends = {label: get_backend(c.spec, settings, n_ctx=n_ctx, **(load_options or {})) for label, c in cands.items()}
+    the_judge = load_judge(judges, setup, n_ctx=n_ctx, settings=settings, **(load_options or {}))
+    limits = _limits(backends.values(), the_judge)
+    with Runner[str](concurrency or sum(limits.values()), limits) as runner:
+        answers = _answers(runner, prompt, cands, backends, stage, on_token)
+        calls = _judged(runner, the_judge, prompt, answers, mode, reference, stage)
+    noticed = [w for b in backends.values() for w in b.warnings] + the_judge.warnings
+    return _result(prompt, mode, cands, answers, the_judge, judges, calls, noticed)
+
+
+def _grouped(candidates: Mapping[Label, Candidate] | None, setup: JudgeSetup | None,
+             loose: Mapping[str, Any]) -> tuple[dict[str, Candidate], JudgeSetup]:
+    """The candidates and the judge's setup, from the grouped arguments or from the loose keywords."""
+    unknown = sorted(set(loose) - _LOOSE)
+    if unknown:
+        raise TypeError(f"compare() got an unexpected keyword argument {unknown[0]!r}")
+    if candidates is None:
+        candidates = {"A": Candidate(loose.get("model_a", "embedded"), loose.get("sampling_a") or make_sampling("p1")),
+                      "B": Candidate(loose.get("model_b", "embedded"), loose.get("sampling_b") or make_sampling("p2"))}
+    if setup is None:
+        setup = JudgeSetup(parse_criteria(loose.get("criteria")), loose.get("scale") or Scale(),
+                           loose.get("judge_sampling") or make_sampling(None, **JUDGE_DEFAULT),
+                           loose.get("verdict_format", "full"), loose.get("judge_method", "plain"))
+    return {label: cand for label, cand in candidates.items()}, setup
+
+
+def _check(mode: str, n_ctx: int, setup: JudgeSetup, specs: list[str], settings: Settings | None) -> None:
     if mode not in {"pairwise", "single"}:
         raise LLMJudgeError(f"unknown mode {mode!r}: use pairwise or single")
     check_n_ctx(n_ctx)
-    crits = parse_criteria(criteria)
-    scale = scale or Scale()
-    cands = {"A": Candidate(model_a, sampling_a or make_sampling("p1")),
-             "B": Candidate(model_b, sampling_b or make_sampling("p2"))}
-    judge_sampling = judge_sampling or make_sampling(None, **JUDGE_DEFAULT)
-    judges = [judge] if isinstance(judge, str) else list(judge)
-    check_judging(judge_method, verdict_format, mode)
-    for spec in (model_a, model_b, *judges):
+    check_judging(setup.method, setup.fmt, mode)
+    for spec in specs:
         parse_spec(spec, settings)  # an unknown prefix fails before any model loads
-    stage = on_stage or (lambda _text: None)
-    backends = {label: get_backend(c.spec, settings, n_ctx=n_ctx, **(load_options or {})) for label, c in cands.items()}
-    judge_backend = load_judge(judges, n_ctx=n_ctx, settings=settings, **(load_options or {}))
 
+
+def _quiet(_text: str) -> None:
+    """No one to tell."""
+
+
+def _limits(backends: Iterable[Backend], judge: Judge) -> dict[str, int]:
+    """The calls each endpoint takes at once (a candidate's model, the judge as a whole)."""
+    return {b.spec: b.concurrency for b in backends} | {judge.name: judge.concurrency}
+
+
+def _answers(runner: Runner[str], prompt: str, cands: Mapping[str, Candidate], backends: Mapping[str, Backend],
+             stage: Stage, on_token: TokenSink | None) -> dict[str, Completion]:
+    """Both answers, made at once where their endpoints allow (a failed one is raised)."""
     messages = [{"role": "user", "content": prompt}]
-    answers = {}
+    stage(f"answers {' and '.join(cands)}")
     for label, cand in cands.items():
-        stage(f"answer {label}")
         sink = (lambda piece, _l=label: on_token(_l, piece)) if on_token else None
-        answers[label] = backends[label].generate(messages, cand.sampling, on_token=sink)
+        runner.submit(Generate(backends[label], messages, cand.sampling, f"answer {label}", on_token=sink), label)
+    ended = list(runner.finished())  # both, a failed one too: nothing is left running when one fails
+    return {f.waiters[0]: f.value() for f in ended}
 
+
+def _judged(runner: Runner[str], judge: Judge, prompt: str, answers: Mapping[str, Completion], mode: str,
+            reference: str | None, stage: Stage) -> list[JudgeCall]:
+    """Both orders of the pair (AB, BA), or both answers graded alone (A, B), as calls."""
+    texts = (answers["A"].text, answers["B"].text)
+    if mode == "pairwise":
+        stage("judge: both orders")
+        for order in ORDERS:
+            runner.submit(JudgeOrder(judge, prompt, texts, order, order, reference=reference), order)
+    else:
+        stage("judge: each answer alone")
+        for label, text in zip(LABELS, texts):
+            runner.submit(GradeOne(judge, prompt, text, label, label, reference=reference), label)
+    ended = list(runner.finished())
+    done = {f.waiters[0]: f.value() for f in ended}
+    return [done[slot] for slot in (ORDERS if mode == "pairwise" else LABELS)]
+
+
+def _result(prompt: str, mode: str, cands: dict[str, Candidate], answers: dict[str, Completion], judge: Judge,
+            judges: list[str], calls: list[JudgeCall], noticed: list[str]) -> ComparisonResult:
+    """The comparison from its calls; ``noticed``: what the models noticed while serving."""
+    setup = judge.setup
+    if mode == "pairwise":
+        verdict = V.combine(calls[0].pair, calls[1].pair)
+    else:
+        verdict = V.single_totals({lab: c.grade for lab, c in zip(LABELS, calls)}, setup.criteria)
+    warnings = _answer_warnings(cands, answers, judges, verdict if mode == "pairwise" else None)
+    for w in noticed:  # once each (one model may serve twice)
+        if w not in warnings:
+            warnings.append(w)
+    warnings += _judging_warnings(calls, verdict, setup.method, mode)
+    return ComparisonResult(prompt, mode, cands, answers, jury_name(judges), setup.sampling, setup.criteria,
+                            setup.scale, calls, verdict.scores, verdict.totals, verdict.winner, verdict.consistent,
+                            verdict.position_bias, warnings, setup.method, verdict.weighted,
+                            jurors_outcome(calls) if len(judges) > 1 and mode == "pairwise" else None)
+
+
+def _answer_warnings(cands: Mapping[str, Candidate], answers: Mapping[str, Completion], judges: list[str],
+                     pairwise: V.Combined | None) -> list[str]:
+    """About the choice of judge, the answers cut short, and a pairwise verdict that flipped."""
     warnings = judge_warnings(judges, [c.spec for c in cands.values()])
     for label, comp in answers.items():
         if comp.finish_reason == "length":
             warnings.append(f"answer {label} was cut at max_tokens={cands[label].sampling.max_tokens}")
+    if pairwise is not None and pairwise.consistent is False:
+        warnings.append(_flip_warning(pairwise.position_bias))
+    return warnings
 
-    if mode == "pairwise":
-        stage("judge: both orders")
-        calls, verdict = judge_pairwise(judge_backend, prompt, answers["A"].text, answers["B"].text,
-                                        crits, scale, judge_sampling, reference, fmt=verdict_format, method=judge_method)
-        if verdict.consistent is False:
-            where = {"first": "the answer shown first", "second": "the answer shown second"}.get(verdict.position_bias, "")
-            warnings.append("the verdict flipped when the answers were swapped"
-                            + (f" (the judge chose {where} both times)" if where else "")
-                            + ": position, not content, decided it, so it counts as a tie")
-    else:
-        stage("judge: each answer alone")
-        calls = [judge_single(judge_backend, prompt, answers[lab].text, lab, crits, scale,
-                              judge_sampling, reference, method=judge_method) for lab in ("A", "B")]
-        verdict = V.single_totals({c.order: c.verdict for c in calls}, crits)
-    for backend in {id(b): b for b in (*backends.values(), judge_backend)}.values():
-        warnings += [w for w in backend.warnings if w not in warnings]
-    for call in calls:
-        if call.error:
-            warnings.append(f"order {call.order} is unscored: {call.error}")
+
+def _judging_warnings(calls: list[JudgeCall], verdict: V.Combined, method: str, mode: str) -> list[str]:
+    """About the judge's calls: unscored ones, reasons cut at their bound, probabilities missing."""
+    warnings = [f"order {call.order} is unscored: {call.error}" for call in calls if call.error]
     warnings += V.bound_warning(sum(V.reached_bound(c.raw) for c in calls if c.verdict), len(calls))
-    if judge_method == "weighted" and mode == "pairwise" and verdict.weighted is None:
+    if method == "weighted" and mode == "pairwise" and verdict.weighted is None:
         warnings.append("the judge gave no probabilities: the verdict is the sampled one")
-    return ComparisonResult(prompt, mode, cands, answers, jury_name(judges), judge_sampling, crits, scale, calls,
-                            verdict.scores, verdict.totals, verdict.winner, verdict.consistent,
-                            verdict.position_bias, warnings, judge_method, verdict.weighted,
-                            jurors_outcome(calls) if len(judges) > 1 and mode == "pairwise" else None)
+    return warnings
+
+
+def _flip_warning(position_bias: str | None) -> str:
+    where = {"first": "the answer shown first", "second": "the answer shown second"}.get(position_bias or "", "")
+    return ("the verdict flipped when the answers were swapped"
+            + (f" (the judge chose {where} both times)" if where else "")
+            + ": position, not content, decided it, so it counts as a tie")
 
 
 def check_judging(method: str, verdict_format: str, mode: str = "pairwise") -> None:
@@ -225,18 +305,18 @@ def check_judging(method: str, verdict_format: str, mode: str = "pairwise") -> N
         raise LLMJudgeError("the winner-only verdict format is for pairwise judging: single grading needs scores")
 
 
-def jurors_outcome(calls: list[JudgeCall]) -> list[dict]:
+def jurors_outcome(calls: list[JudgeCall]) -> list[dict[str, Any]]:
     """Each juror's verdict in each order (AB, BA) and both combined by the usual rule; none when
     no order has a verdict (every juror failed both times: the orders' errors say how)."""
-    scored = next((c.verdict for c in calls if c.verdict), None)
-    out: list[dict] = []
-    for k, juror in enumerate(scored["jurors"] if scored else []):
-        per = [(c.verdict or {}).get("jurors", [{}] * (k + 1))[k] for c in calls]
-        verdicts = [{"winner": p["winner"], "scores": {}, "justification": "",
-                     **({"weighted": p["weighted"]} if p.get("weighted") else {})} if p.get("winner") else None
-                    for p in per]
-        out.append({"judge": juror["judge"], "AB": per[0].get("winner"), "BA": per[1].get("winner"),
-                    "winner": V.combine_verdicts(*verdicts).winner})
+    verdicts = [c.pair for c in calls]
+    scored = next((v for v in verdicts if v is not None), None)
+    out: list[dict[str, Any]] = []
+    for k, juror in enumerate(scored.jurors if scored else ()):
+        per = [v.jurors[k] if v is not None and k < len(v.jurors) else None for v in verdicts]
+        winners = [None if j is None else j.winner for j in per]
+        alone = [None if j is None or j.winner is None else Verdict(j.winner, probabilities=j.probabilities)
+                 for j in per]
+        out.append({"judge": juror.judge, **dict(zip(ORDERS, winners)), "winner": V.combine(*alone).winner})
     return out
 
 

@@ -9,6 +9,9 @@ data/judgesets/README.md for their sources and licences) or a file of
 JSONL; an id names one pair only), or
 a verdict file in the ``analyze`` format with ``human`` (its verdicts are scored as they are).
 
+The calls run through ``runner`` (up to the judge's concurrency); the records keep each order's
+verdict typed (``Verdict``, in the pair's labels: A = output_1) and ``records_jsonl`` writes them.
+
 Left out: a judge's prompt is llm-judge's own (with the criteria given), not LLMBar's rule-based
 prompts, so figures compare judges under llm-judge, and to the published ones only roughly.
 """
@@ -16,18 +19,22 @@ prompts, so figures compare judges under llm-judge, and to the published ones on
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from . import stats as S
 from . import verdicts as V
 from .analyze import read_verdicts
+from .cache import judgment_key, save_judgment
 from .errors import LLMJudgeError
-from .judging import Judge, JudgeCall, JudgeSetup, Jury, judge_pairwise_order, judgment_key, jury_verdict, save_judgment
+from .judging import Judge, JudgeCall, jury_verdict
 from .prompts import select
-from .store import Store
+from .records import ORDERS, Order, Verdict, in_order
+from .runner import JudgeOrder, Progress, Runner
+from .store import Store, StoredJudgment, verdict_json
 from .textfiles import iter_jsonl, parse_json, read_text
 
 _ADVERSARIAL = ["gptinst", "gptout", "manual", "neighbor"]
@@ -53,14 +60,14 @@ class GoldItem:
     category: str | None = None
 
 
-def _label(value, where: str) -> str:
-    mapping = {1: "A", 2: "B", "1": "A", "2": "B", "A": "A", "B": "B", "tie": "tie"}
+def _label(value: object, where: str) -> str:
+    mapping: dict[object, str] = {1: "A", 2: "B", "1": "A", "2": "B", "A": "A", "B": "B", "tie": "tie"}
     if isinstance(value, bool) or not isinstance(value, int | str) or value not in mapping:
         raise LLMJudgeError(f"{where}: label {json.dumps(value)[:30]} must be 1, 2, \"A\", \"B\" or \"tie\"")
     return mapping[value]
 
 
-def _items(records: list, name: str, category: str | None = None, unit: str = "item") -> list[GoldItem]:
+def _items(records: list[tuple[int, Any]], name: str, category: str | None = None, unit: str = "item") -> list[GoldItem]:
     """The pairs of ``records`` ((number, object): ``unit`` n of the set), each id given once:
     an evaluation keys its verdicts by id, so a repeated id would mix two pairs' verdicts."""
     out: list[GoldItem] = []
@@ -120,76 +127,107 @@ def load_gold(source: str, *, limit: int | None = None, sample: int | None = Non
     return select(items, limit=limit, sample=sample, seed=seed, what="pairs")
 
 
-def evaluate(judge: Judge, name: str, items: list[GoldItem], setup: JudgeSetup, store: Store,
-             progress=None, workers: int | None = None) -> list[dict]:
+@dataclass(frozen=True)
+class _Judged:
+    """One order's verdict in the pair's labels, with what it cost."""
+
+    verdict: Verdict | None
+    seconds: float | None
+    tokens: int | None
+
+    @classmethod
+    def stored(cls, row: StoredJudgment) -> _Judged:
+        shown = row.shown
+        return cls(None if shown is None else shown.in_labels(), row.seconds, row.completion_tokens)
+
+    @classmethod
+    def called(cls, call: JudgeCall) -> _Judged:
+        comp = call.completion
+        return cls(call.pair, comp.seconds if comp else None, comp.completion_tokens if comp else None)
+
+
+_Slot = tuple[GoldItem, Order]  # by the pair itself: ids name pairs, they do not tell them apart
+
+
+def evaluate(judge: Judge, name: str, items: list[GoldItem], store: Store, progress: Progress | None = None,
+             workers: int | None = None) -> list[dict[str, Any]]:
     """Judge every item in both orders (reusing stored judgments) and return the records in the
-    ``analyze`` format with ``human`` = the gold label, plus what each cost."""
-    tell = progress or (lambda *_: None)
-    jobs = [(it, order) for it in items for order in ("AB", "BA")]
-    results: dict[tuple[GoldItem, str], dict] = {}  # by the pair itself: ids name pairs, they do not tell them apart
-    todo = []
-    for it, order in jobs:
-        key = judgment_key("pairwise", judge, setup, it.input, [it.output_1, it.output_2][:: 1 if order == "AB" else -1])
-        row = store.judgment(key)
-        if row is not None:
-            results[(it, order)] = {"verdict": V.as_labelled(json.loads(row["verdict"]) if row["verdict"] else None,
-                                                             order),
-                                    "seconds": row["seconds"], "tokens": row["completion_tokens"]}
-        else:
-            todo.append((it, order, key))
-
-    def call(job) -> JudgeCall:
-        it, order, _key = job
-        return judge_pairwise_order(judge, it.input, it.output_1, it.output_2, order, setup.criteria, setup.scale,
-                                    setup.sampling, fmt=setup.fmt, method=setup.method)
-
-    done = len(jobs) - len(todo)
-    tell("judging", done, len(jobs))
-    n_workers = workers or max(1, min(m.concurrency for m in (judge.members if isinstance(judge, Jury) else [judge])))
-    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="llm-judge-eval") as pool:
-        for (it, order, key), result in zip(todo, pool.map(call, todo)):
-            comp = result.completion
-            save_judgment(store, key, "pairwise", name, result)
-            results[(it, order)] = {"verdict": result.verdict, "seconds": comp.seconds if comp else None,
-                                    "tokens": comp.completion_tokens if comp else None}
-            done += 1
-            tell("judging", done, len(jobs))
-    records = []
-    for it in items:
-        ab, ba = results[(it, "AB")], results[(it, "BA")]
-        comb = V.combine_verdicts(ab["verdict"], ba["verdict"])
-        sampled = [(x["verdict"] or {}).get("winner") for x in (ab, ba)]
-        records.append({
-            "id": it.id, "model_a": "output_1", "model_b": "output_2", "human": it.label,
-            "verdict": (ab["verdict"] or {}).get("winner"), "verdict_swapped": (ba["verdict"] or {}).get("winner"),
-            **({"category": it.category} if it.category else {}),
-            "combined": V.combine_winners(*sampled), "weighted": comb.weighted,
-            "orders": {"AB": ab["verdict"], "BA": ba["verdict"]},
-            "lengths": [len(it.output_1), len(it.output_2)],
-            "seconds": sum(x["seconds"] or 0 for x in (ab, ba)), "tokens": sum(x["tokens"] or 0 for x in (ab, ba))})
-    return records
+    ``analyze`` format with ``human`` = the gold label, plus what each cost. ``workers``: the
+    most calls at once (default: the judge's concurrency)."""
+    results: dict[_Slot, _Judged] = {}
+    with Runner[_Slot](workers or judge.concurrency, progress=progress) as runner:
+        runner.expect("judging", 2 * len(items))
+        for it in items:
+            for order in ORDERS:
+                _look_up(store, runner, _job(judge, it, order), (it, order), results)
+        for f in runner.finished():
+            call = f.result
+            assert isinstance(call, JudgeCall)
+            save_judgment(store, f.job.key, "pairwise", name, call, None)
+            results.update({slot: _Judged.called(call) for slot in f.waiters})
+    return [_record(it, results[(it, ORDERS[0])], results[(it, ORDERS[1])]) for it in items]
 
 
-def jury_records(members: dict[str, list[dict]]) -> list[dict]:
+def _job(judge: Judge, it: GoldItem, order: Order) -> JudgeOrder:
+    answers = (it.output_1, it.output_2)
+    key = judgment_key("pairwise", judge, it.input, list(in_order(answers, order)))
+    return JudgeOrder(judge, it.input, answers, order, key)
+
+
+def _look_up(store: Store, runner: Runner[_Slot], job: JudgeOrder, slot: _Slot, results: dict[_Slot, _Judged]) -> None:
+    """The stored judgment of ``slot``, or its call submitted."""
+    row = store.judgment(job.key)
+    if row is None:
+        return runner.submit(job, slot)
+    results[slot] = _Judged.stored(row)
+    runner.count("judging")
+
+
+def _record(it: GoldItem, ab: _Judged, ba: _Judged) -> dict[str, Any]:
+    comb = V.combine(ab.verdict, ba.verdict)
+    sampled = [None if x.verdict is None else x.verdict.winner for x in (ab, ba)]
+    return {
+        "id": it.id, "model_a": "output_1", "model_b": "output_2", "human": it.label,
+        "verdict": sampled[0], "verdict_swapped": sampled[1],
+        **({"category": it.category} if it.category else {}),
+        "combined": V.combine_winners(*sampled), "weighted": V.calibrated_dict(comb.weighted),
+        "orders": dict(zip(ORDERS, (ab.verdict, ba.verdict))),
+        "lengths": [len(it.output_1), len(it.output_2)],
+        "seconds": sum(x.seconds or 0 for x in (ab, ba)), "tokens": sum(x.tokens or 0 for x in (ab, ba))}
+
+
+def records_jsonl(records: list[dict[str, Any]]) -> str:
+    """Evaluated records as JSONL, each order's verdict in its JSON form (the store's), without
+    the calibrated verdict."""
+    return "".join(json.dumps({k: _jsonable(k, v) for k, v in r.items() if k != "weighted"}) + "\n" for r in records)
+
+
+def _jsonable(key: str, value: Any) -> Any:
+    if key != "orders":
+        return value
+    return {o: None if v is None else verdict_json(v) for o, v in value.items()}
+
+
+def jury_records(members: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """The records a jury of these evaluated judges would give ({spec: evaluate()'s records, same
     items}): per order the jury's verdict (``judging.jury_verdict``), then both orders combined.
     A jury's card without calling its members again."""
     specs = list(members)
     out = []
     for rows in zip(*members.values()):
-        orders = {o: jury_verdict([(spec, r["orders"][o], None) for spec, r in zip(specs, rows)]) for o in ("AB", "BA")}
-        comb = V.combine_verdicts(orders["AB"], orders["BA"])
-        sampled = [(orders[o] or {}).get("winner") for o in ("AB", "BA")]
+        orders = {o: jury_verdict([(spec, r["orders"][o], None) for spec, r in zip(specs, rows)]) for o in ORDERS}
+        comb = V.combine(*orders.values())
+        sampled = [None if v is None else v.winner for v in orders.values()]
         first = rows[0]
         out.append({**{k: first[k] for k in ("id", "model_a", "model_b", "human", "lengths") if k in first},
                     **({"category": first["category"]} if first.get("category") else {}),
                     "verdict": sampled[0], "verdict_swapped": sampled[1], "combined": V.combine_winners(*sampled),
-                    "weighted": comb.weighted, "orders": orders, "seconds": sum(r["seconds"] for r in rows),
-                    "tokens": sum(r["tokens"] for r in rows)})
+                    "weighted": V.calibrated_dict(comb.weighted), "orders": orders,
+                    "seconds": sum(r["seconds"] for r in rows), "tokens": sum(r["tokens"] for r in rows)})
     return out
 
 
-def card(records: list[dict], judge: str, gold_set: str, setup: dict | None = None) -> dict:
+def card(records: list[dict[str, Any]], judge: str, gold_set: str, setup: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A judge card from evaluated records (``evaluate``'s, or a verdict file's with ``human``).
 
     Accuracies divide by every item (an unscored verdict is wrong); shares of decisive verdicts
@@ -202,7 +240,7 @@ def card(records: list[dict], judge: str, gold_set: str, setup: dict | None = No
     wt = agree["with_ties"]
     first, longer = [], []
     for r in records:
-        for key, order in (("verdict", "AB"), ("verdict_swapped", "BA")):
+        for key, order in zip(("verdict", "verdict_swapped"), ORDERS):
             w = r.get(key)
             first.append(V.shown_first_won(w, order))
             if w in ("A", "B") and r.get("lengths") and r["lengths"][0] != r["lengths"][1]:
@@ -241,11 +279,11 @@ def card(records: list[dict], judge: str, gold_set: str, setup: dict | None = No
     return out
 
 
-def _acc(block: dict, key: str = "accuracy") -> dict:
+def _acc(block: Mapping[str, Any], key: str = "accuracy") -> dict[str, Any]:
     return {"value": block[key], "low": block["low"], "high": block["high"], "n": block["items"]}
 
 
-def card_from_verdict_file(path: str) -> dict:
+def card_from_verdict_file(path: str) -> dict[str, Any]:
     """A card from a verdict file whose records carry ``human`` labels (no judge is run)."""
     records = [r for r in read_verdicts(path) if r.get("human") is not None]
     if not records:
@@ -273,5 +311,5 @@ def known_figures(store: Store, judge: str) -> list[str]:
     return lines
 
 
-def _share(x) -> str:
+def _share(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"

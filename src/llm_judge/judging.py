@@ -1,55 +1,46 @@
-"""The calls to a judge: one order of a pairwise judgment, both orders, one answer graded alone;
-a judge is one model or a jury of several.
+"""The calls to a judge through one interface, ``Judge``: a model judge (``ModelJudge``) and a jury
+of several (``Jury``) alike judge a pair in one order (``judge_order``) or grade one answer alone
+(``grade``), holding how they are asked (``JudgeSetup``: criteria, scale, sampling, format, method).
 
-Each call builds the prompt (``verdicts``), asks the judge, and reads the verdict; with
+Each call builds the prompt (``verdicts``), asks the model, and reads the verdict; with
 ``method="weighted"`` also the judge's probabilities at its decisions (``weighting``). What the
 judge wrote always ends as a verdict or as unscored with the reason; a failed request ends as
-failed (``completion`` None); only a fatal error (a refused key) is raised.
+failed (``completion`` None); only a fatal error (a refused key) is raised. A pairwise call's
+result is a ``records.Shown`` (the verdict as the judge gave it, with the order shown); its
+``verdict`` is in the item's labels.
 
 A ``Jury`` (Verga et al. 2024) asks every member in each order and decides by majority, or by the
 members' mean probabilities where all give them; the members' verdicts are kept in ``jurors``.
+
+Left out on purpose: caching and storing calls (``cache``), running many calls (``runner``), and
+deciding across orders (``verdicts.combine``).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol, TypeVar
 
 from . import verdicts as V
 from . import weighting as W
-from .backends import Backend, Completion, get_backend
+from .backends import Backend, Completion, ReadAt, get_backend
 from .criteria import Criterion, Scale
 from .errors import LLMJudgeError
+from .records import ORDERS, Grade, Juror, Order, Probabilities, Shown, Verdict, Winner, in_order, shown_first
 from .sampling import SamplingParams
-from .store import cache_key
 
-
-@dataclass
-class Jury:
-    """Several judges deciding together, one order at a time."""
-
-    members: list[Backend]
-
-    @property
-    def spec(self) -> str:
-        return jury_name([m.spec for m in self.members])
-
-    @property
-    def warnings(self) -> list[str]:
-        return [w for m in self.members for w in m.warnings]
-
-    def describe(self) -> dict:
-        return {"jury": [m.describe() for m in self.members]}
-
-
-Judge = Backend | Jury
+Conversation = Sequence[Mapping[str, str]]  # the messages before a question
+History = Sequence[Conversation]  # each answer's conversation before the question: [A's, B's]
+Status = Literal["scored", "unscored", "failed"]
+R = TypeVar("R", Verdict, Grade)
 
 
 @dataclass(frozen=True)
 class JudgeSetup:
-    """How a judge is asked (the same in a study and in a judge evaluation)."""
+    """How a judge is asked (the same in a study, a comparison and a judge evaluation)."""
 
     criteria: list[Criterion]
     scale: Scale
@@ -58,88 +49,113 @@ class JudgeSetup:
     method: str = "plain"
 
 
-def model_identity(judge: Judge) -> dict:
-    """What identifies a model (or a jury) for caching: the file hash for local models, the spec otherwise;
-    a jury by its members'."""
-    if isinstance(judge, Jury):
-        return {"jury": [model_identity(m) for m in judge.members]}
-    d = judge.describe()
-    if "sha256" not in d:
-        return {"spec": d["spec"]}
-    return {"sha256": d["sha256"], "n_ctx": d.get("n_ctx"), **({"lora": d["lora_sha256"]} if d.get("lora_sha256") else {})}
-
-
-def judgment_key(kind: str, judge: Judge, setup: JudgeSetup, prompt: str, shown: list[str],
-                 reference: str | None = None, repeat: int = 0, history: list | None = None) -> str:
-    """The cache key of one judgment: everything that determines it, the texts in the positions
-    shown included, and each shown answer's conversation before it. The one definition for
-    studies and judge evaluations."""
-    return cache_key(kind, judge=model_identity(judge), template=V.TEMPLATE_VERSION,
-                     sampling=setup.sampling.model_dump(), criteria=[[c.name, c.rubric] for c in setup.criteria],
-                     scale=[setup.scale.low, setup.scale.high],
-                     **({"method": setup.method} if setup.method != "plain" else {}),
-                     **({"format": setup.fmt} if kind == "pairwise" and setup.fmt != "full" else {}),
-                     prompt=prompt, reference=reference, shown=shown, **({"repeat": repeat} if repeat else {}),
-                     **({"history": history} if history and any(history) else {}))
-
-
-def save_judgment(store, key: str, kind: str, judge_name: str, call: JudgeCall, link: tuple | None = None) -> None:
-    """Store a judge's call under its cache key: a pairwise verdict as shown (A = the answer shown
-    first, ``verdicts.as_labelled``), with its raw output, reason, cost and log probabilities, and
-    linked to its run item unless it failed. The one writer for studies and judge evaluations."""
-    comp = call.completion
-    verdict = V.as_labelled(call.verdict, call.order) if kind == "pairwise" else call.verdict
-    store.put_judgment(key, kind, judge_name, V.TEMPLATE_VERSION, call.order, status=call.status, raw=call.raw,
-                       verdict=verdict, error=call.error, completion_tokens=comp.completion_tokens if comp else None,
-                       seconds=comp.seconds if comp else None, logprobs=comp.logprobs if comp else None,
-                       link=None if call.status == "failed" else link)
-
-
-def jury_name(specs: list[str]) -> str:
-    """How a judge (one spec) or a jury (several) is named in runs, cards and reports.
-
-    >>> jury_name(["embedded"]), jury_name(["a", "b", "c"])
-    ('embedded', 'jury(a, b, c)')
-    """
-    return specs[0] if len(specs) == 1 else f"jury({', '.join(specs)})"
-
-
-def load_judge(specs: str | list[str], **options: Any) -> Judge:
-    """One judge from a spec, a jury from several (each member loaded once)."""
-    specs = [specs] if isinstance(specs, str) else list(specs)
-    if not specs:
-        raise LLMJudgeError("no judge: name one (a spec), or several for a jury")
-    if len(set(specs)) != len(specs):
-        raise LLMJudgeError("a jury names the same judge twice: name each member once")
-    members = [get_backend(s, **options) for s in specs]
-    return members[0] if len(members) == 1 else Jury(members)
-
-
 @dataclass
 class JudgeCall:
-    """One call of the judge: what it saw, what it said, what was read from it."""
+    """One call of the judge: what it saw, what it said, what was read from it.
 
-    order: str  # "AB": A shown first; "BA": B shown first; "A"/"B": single grading of that answer
+    ``order``: "AB" (A shown first) or "BA" for a pairwise call; for grading one answer, its label
+    (the item's "A"/"B" in a comparison, the candidate's own label in a study).
+    ``result``: the pairwise verdict as shown (``Shown``), a single ``Grade``, or None (unscored
+    or failed, ``error`` says why)."""
+
+    order: Order | str
     raw: str
-    verdict: dict | None  # in the original labels; None when unscored
+    result: Shown | Grade | None
     error: str | None
     completion: Completion | None = None
 
     @property
-    def status(self) -> str:
-        """scored, unscored (the judge answered, nothing readable) or failed (no answer)."""
-        return "scored" if self.verdict else ("failed" if self.completion is None else "unscored")
+    def verdict(self) -> Verdict | Grade | None:
+        """The result in the item's labels (A = its first label)."""
+        return self.result.in_labels() if isinstance(self.result, Shown) else self.result
 
-    def to_dict(self) -> dict:
-        out = {"order": self.order, "raw": self.raw, "verdict": self.verdict, "error": self.error}
+    @property
+    def pair(self) -> Verdict | None:
+        """A pairwise call's verdict in the item's labels (None for a grade or no verdict)."""
+        return self.result.in_labels() if isinstance(self.result, Shown) else None
+
+    @property
+    def grade(self) -> Grade | None:
+        """A single call's grade (None for a pairwise verdict or no verdict)."""
+        return self.result if isinstance(self.result, Grade) else None
+
+    @property
+    def status(self) -> Status:
+        """scored, unscored (the judge answered, nothing readable) or failed (no answer)."""
+        return "scored" if self.result is not None else ("failed" if self.completion is None else "unscored")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The call as the outputs print it, its verdict in the item's labels."""
+        from .store import verdict_json  # the store's codec: the one JSON form of a verdict
+
+        verdict = self.verdict
+        out: dict[str, Any] = {"order": self.order, "raw": self.raw,
+                               "verdict": None if verdict is None else verdict_json(verdict), "error": self.error}
         if self.completion is not None:
             out["completion_tokens"] = self.completion.completion_tokens
             out["seconds"] = round(self.completion.seconds, 3)
         return out
 
 
-def _call_judge(backend: Backend, messages, schema, sampling, parse,
-                read_at=None) -> tuple[str, Any, str | None, Completion | None]:
+class Judge(Protocol):
+    """A judge: one model or a jury, asked the same way (its ``setup``) on every call."""
+
+    setup: JudgeSetup
+
+    @property
+    def name(self) -> str:
+        """Its spec (a jury: ``jury(a, b)``), as runs, cards and reports name it."""
+        ...
+
+    @property
+    def concurrency(self) -> int:
+        """Calls it serves at once."""
+        ...
+
+    @property
+    def warnings(self) -> list[str]:
+        """What its models noticed while serving."""
+        ...
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies it for caching (``cache.judgment_key``)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about its models, for the store."""
+        ...
+
+    def judge_order(self, question: str, answers: tuple[str, str], order: Order, *, reference: str | None = None,
+                    history: History | None = None) -> JudgeCall:
+        """One order of a pairwise judgment; ``answers`` and ``history`` in the item's labels."""
+        ...
+
+    def grade(self, question: str, answer: str, label: str, *, reference: str | None = None,
+              history: Conversation | None = None) -> JudgeCall:
+        """One answer graded alone (``label``: which answer it is, kept as the call's ``order``)."""
+        ...
+
+
+def model_identity(backend: Backend) -> dict[str, Any]:
+    """What identifies one model for caching: the file hash for local models, the spec otherwise."""
+    d = backend.describe()
+    if "sha256" not in d:
+        return {"spec": d["spec"]}
+    return {"sha256": d["sha256"], "n_ctx": d.get("n_ctx"), **({"lora": d["lora_sha256"]} if d.get("lora_sha256") else {})}
+
+
+def _reader(method: str, criteria: list[Criterion], scale: Scale, mode: str) -> ReadAt | None:
+    """What the backend should report probabilities for: the offsets of the decisions in its output."""
+    if method not in W.METHODS:
+        raise LLMJudgeError(f"unknown judge method {method!r}: use {' or '.join(W.METHODS)}")
+    if method != "weighted":
+        return None
+    return lambda text: list(W.decision_offsets(text, criteria, scale, mode).values())
+
+
+def _ask(backend: Backend, messages: V.Messages, schema: dict[str, Any], sampling: SamplingParams,
+         parse: Callable[[str], R], read_at: ReadAt | None) -> tuple[str, R | None, str | None, Completion | None]:
+    """One request and its verdict: (raw, verdict or None, error, completion or None if it failed)."""
     try:
         completion = backend.generate(messages, sampling, schema=schema, read_at=read_at)
     except LLMJudgeError as exc:
@@ -152,85 +168,73 @@ def _call_judge(backend: Backend, messages, schema, sampling, parse,
         return completion.text, None, str(exc), completion
 
 
-def judge_pairwise_order(judge: Judge, prompt: str, answer_a: str, answer_b: str, order: str,
-                         criteria: list[Criterion], scale: Scale, sampling: SamplingParams,
-                         reference: str | None = None, *, fmt: str = "full", method: str = "plain",
-                         history: list | None = None) -> JudgeCall:
-    """One order of a pairwise judgment ("AB": A shown first; "BA": B shown first).
-
-    The verdict is returned in the original labels, whatever the order shown; with
-    ``method="weighted"`` it carries ``weighted``: the judge's probabilities (``weighting``).
-    ``history``: each candidate's conversation before ``prompt`` ([A's messages, B's]), for a
-    later turn of a conversation.
-    """
-    if isinstance(judge, Jury):
-        calls = [judge_pairwise_order(m, prompt, answer_a, answer_b, order, criteria, scale, sampling, reference,
-                                      fmt=fmt, method=method, history=history) for m in judge.members]
-        return _jury_call(order, judge, calls, "pairwise")
-    first, second = (answer_a, answer_b) if order == "AB" else (answer_b, answer_a)
-    shown_history = None if not history else (history if order == "AB" else history[::-1])
-    messages = V.pairwise_messages(prompt, first, second, criteria, scale, reference, judge.special_tokens(), fmt,
-                                   shown_history)
-    raw, verdict, error, completion = _call_judge(
-        judge, messages, V.pairwise_schema(criteria, scale, fmt), sampling,
-        lambda text: V.parse_verdict(text, criteria, scale, "pairwise", fmt), _reader(method, criteria, scale, "pairwise"))
-    shown = None if verdict is None else verdict.to_dict()
-    if shown is not None and method == "weighted" and completion is not None:
-        weighted = W.read_weighted(completion.decisions, completion.text,
-                                   W.decision_offsets(completion.text, criteria, scale), scale)
-        if weighted:
-            shown["weighted"] = weighted
-    return JudgeCall(order, raw, V.as_labelled(shown, order), error, completion)
-
-
-def _reader(method: str, criteria, scale, mode):
-    """What the backend should report probabilities for: the offsets of the decisions in its output."""
-    if method not in W.METHODS:
-        raise LLMJudgeError(f"unknown judge method {method!r}: use {' or '.join(W.METHODS)}")
-    if method != "weighted":
+def _shown_history(history: History | None, order: Order) -> list[Conversation] | None:
+    """Each answer's conversation in the positions shown."""
+    if not history:
         return None
-    return lambda text: list(W.decision_offsets(text, criteria, scale, mode).values())
+    return list(history) if shown_first(order) == "A" else list(history)[::-1]
 
 
-def judge_pairwise(judge: Judge, prompt: str, answer_a: str, answer_b: str,
-                   criteria: list[Criterion], scale: Scale, sampling: SamplingParams,
-                   reference: str | None = None, *, fmt: str = "full",
-                   method: str = "plain") -> tuple[list[JudgeCall], V.Combined]:
-    """Ask the judge in both orders and combine (see ``verdicts.combine`` for the rule)."""
-    calls = [judge_pairwise_order(judge, prompt, answer_a, answer_b, order, criteria, scale, sampling, reference,
-                                  fmt=fmt, method=method) for order in ("AB", "BA")]
-    return calls, combine_calls(calls)
+class ModelJudge:
+    """One model as a judge."""
+
+    def __init__(self, backend: Backend, setup: JudgeSetup) -> None:
+        self.backend = backend
+        self.setup = setup
+
+    @property
+    def name(self) -> str:
+        return self.backend.spec
+
+    @property
+    def concurrency(self) -> int:
+        return self.backend.concurrency
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.backend.warnings
+
+    def identity(self) -> dict[str, Any]:
+        return model_identity(self.backend)
+
+    def describe(self) -> dict[str, Any]:
+        return self.backend.describe()
+
+    def _probabilities(self, completion: Completion | None, mode: str) -> Probabilities | None:
+        """The judge's probabilities at its decisions (weighted judging only)."""
+        s = self.setup
+        if s.method != "weighted" or completion is None:
+            return None
+        offsets = W.decision_offsets(completion.text, s.criteria, s.scale, mode)
+        return W.read_weighted(completion.decisions, completion.text, offsets, s.scale, mode)
+
+    def judge_order(self, question: str, answers: tuple[str, str], order: Order, *, reference: str | None = None,
+                    history: History | None = None) -> JudgeCall:
+        s = self.setup
+        first, second = in_order(answers, order)
+        messages = V.pairwise_messages(question, first, second, s.criteria, s.scale, reference,
+                                       self.backend.special_tokens(), s.fmt, _shown_history(history, order))
+        raw, verdict, error, completion = _ask(
+            self.backend, messages, V.pairwise_schema(s.criteria, s.scale, s.fmt), s.sampling,
+            lambda text: V.parse_pair(text, s.criteria, s.scale, s.fmt), _reader(s.method, s.criteria, s.scale, "pairwise"))
+        if verdict is not None and (probabilities := self._probabilities(completion, "pairwise")):
+            verdict = replace(verdict, probabilities=probabilities)
+        return JudgeCall(order, raw, None if verdict is None else Shown(verdict, order), error, completion)
+
+    def grade(self, question: str, answer: str, label: str, *, reference: str | None = None,
+              history: Conversation | None = None) -> JudgeCall:
+        s = self.setup
+        messages = V.single_messages(question, answer, s.criteria, s.scale, reference, self.backend.special_tokens(),
+                                     history)
+        raw, grade, error, completion = _ask(
+            self.backend, messages, V.single_schema(s.criteria, s.scale), s.sampling,
+            lambda text: V.parse_grade(text, s.criteria, s.scale), _reader(s.method, s.criteria, s.scale, "single"))
+        if grade is not None and (probabilities := self._probabilities(completion, "single")):
+            grade = replace(grade, probabilities=probabilities)
+        return JudgeCall(label, raw, grade, error, completion)
 
 
-def combine_calls(calls: list[JudgeCall]) -> V.Combined:
-    """The two orders' calls (AB, BA) as one verdict, their probabilities included."""
-    return V.combine_verdicts(*(c.verdict for c in calls))
-
-
-def judge_single(judge: Judge, prompt: str, answer: str, label: str, criteria: list[Criterion],
-                 scale: Scale, sampling: SamplingParams, reference: str | None = None, *,
-                 method: str = "plain", history: list | None = None) -> JudgeCall:
-    """One answer graded alone; the verdict holds its scores, total and reasons (and, weighted,
-    the expected scores). ``history``: the conversation before ``prompt``."""
-    if isinstance(judge, Jury):
-        calls = [judge_single(m, prompt, answer, label, criteria, scale, sampling, reference, method=method,
-                              history=history) for m in judge.members]
-        return _jury_call(label, judge, calls, "single")
-    messages = V.single_messages(prompt, answer, criteria, scale, reference, judge.special_tokens(), history)
-    raw, grade, error, completion = _call_judge(
-        judge, messages, V.single_schema(criteria, scale), sampling,
-        lambda t: V.parse_verdict(t, criteria, scale, "single"), _reader(method, criteria, scale, "single"))
-    verdict = None if grade is None else {"scores": grade.scores, "justification": grade.justification,
-                                          "total": grade.total}
-    if verdict is not None and method == "weighted" and completion is not None:
-        weighted = W.read_weighted(completion.decisions, completion.text,
-                                   W.decision_offsets(completion.text, criteria, scale, "single"), scale, "single")
-        if weighted:
-            verdict["weighted"] = weighted
-    return JudgeCall(label, raw, verdict, error, completion)
-
-
-def majority(winners: list[str | None]) -> str | None:
+def majority(winners: Sequence[Winner | None]) -> Winner | None:
     """The jury's winner: the one more than half the members who gave a verdict name; no
     majority is a tie; no member's verdict, none.
 
@@ -238,52 +242,152 @@ def majority(winners: list[str | None]) -> str | None:
     ('A', 'tie', 'A', None)
     """
     scored = [w for w in winners if w is not None]
+    return _most(scored) if scored else None
+
+
+def _most(winners: Sequence[Winner]) -> Winner:
+    """The winner more than half of ``winners`` name, else a tie."""
+    winner, count = Counter(winners).most_common(1)[0]
+    return winner if count * 2 > len(winners) else "tie"
+
+
+def _mean(values: Sequence[Any]) -> Any:
+    """The mean of numbers, or of nested mappings of numbers with the first one's keys."""
+    first = values[0]
+    if isinstance(first, Mapping):
+        return {k: _mean([v[k] for v in values]) for k in first}
+    return sum(values) / len(values)
+
+
+def _mean_probabilities(scored: Sequence[Verdict | Grade]) -> Probabilities | None:
+    """The members' mean probabilities, where every scored member gave them."""
+    given = [v.probabilities for v in scored if v.probabilities is not None]
+    if not given or len(given) != len(scored):
+        return None
+    winners = [p.winner for p in given if p.winner is not None]
+    scores = [p.scores for p in given if p.scores is not None]
+    return Probabilities(_mean(winners) if given[0].winner is not None else None,
+                         _mean(scores) if given[0].scores is not None else None)
+
+
+def _jurors(members: Sequence[tuple[str, Verdict | Grade | None, str | None]]) -> tuple[Juror, ...]:
+    """Each member's verdict as a juror: its winner (pairwise) or total (single), error and probabilities."""
+    return tuple(Juror(spec, v.winner if isinstance(v, Verdict) else None, err,
+                       v.total if isinstance(v, Grade) else None, None if v is None else v.probabilities)
+                 for spec, v, err in members)
+
+
+def _tally(jurors: Sequence[Juror]) -> str:
+    """The jury's justification: what each member decided."""
+    return "; ".join(f"{j.judge}: {j.winner or j.total or 'unscored'}" for j in jurors)
+
+
+def jury_verdict(members: Sequence[tuple[str, Verdict | None, str | None]]) -> Verdict | None:
+    """The jury's pairwise verdict in one order from its members' (spec, verdict or None, error),
+    all in one frame: the majority winner, the mean scores, the mean probabilities where every
+    scored member gives them, and each member's verdict in ``jurors``. None when no member scored."""
+    scored = [v for _, v, _ in members if v is not None]
     if not scored:
         return None
-    winner, count = Counter(scored).most_common(1)[0]
-    return winner if count * 2 > len(scored) else "tie"
+    jurors = _jurors(members)
+    return Verdict(_most([v.winner for v in scored]), _mean([v.scores for v in scored]) if scored[0].scores else {},
+                   _tally(jurors), _mean_probabilities(scored), jurors)
 
 
-def _mean_dicts(dicts: list[dict]) -> dict:
-    """The mean of nested dicts of numbers with the same keys."""
-    first = dicts[0]
-    return {k: (_mean_dicts([d[k] for d in dicts]) if isinstance(v, dict) else sum(d[k] for d in dicts) / len(dicts))
-            for k, v in first.items()}
-
-
-def jury_verdict(members: list[tuple[str, dict | None, str | None]], mode: str = "pairwise") -> dict | None:
-    """The jury's verdict in one order from its members' (spec, verdict or None, error): the
-    majority winner (single mode: the mean scores), the mean probabilities where every scored
-    member gives them, and each member's verdict in ``jurors``. None when no member scored."""
-    jurors = [{"judge": spec, "winner": (v or {}).get("winner"), "error": err,
-               **({"total": v["total"]} if v and "total" in v else {}),
-               **({"weighted": v["weighted"]} if v and v.get("weighted") else {})}
-              for spec, v, err in members]
-    scored = [v for _, v, _ in members if v]
+def jury_grade(members: Sequence[tuple[str, Grade | None, str | None]]) -> Grade | None:
+    """The jury's grade of one answer from its members': the mean scores and their sum, the
+    mean expected scores where every scored member gives them, each member's total in ``jurors``."""
+    scored = [g for _, g, _ in members if g is not None]
     if not scored:
         return None
-    verdict = {"scores": _mean_dicts([v["scores"] for v in scored]) if scored[0]["scores"] else {},
-               "justification": "; ".join(f"{j['judge']}: {j.get('winner') or j.get('total') or 'unscored'}"
-                                          for j in jurors), "jurors": jurors}
-    if mode == "pairwise":
-        verdict["winner"] = majority([j["winner"] for j in jurors])
-    else:
-        verdict["total"] = sum(verdict["scores"].values())
-    weighted = [v["weighted"] for v in scored if v.get("weighted")]
-    if weighted and len(weighted) == len(scored):
-        verdict["weighted"] = _mean_dicts(weighted)
-    return verdict
+    jurors = _jurors(members)
+    scores: dict[str, float] = _mean([g.scores for g in scored]) if scored[0].scores else {}
+    return Grade(scores, sum(scores.values()), _tally(jurors), _mean_probabilities(scored), jurors)
 
 
-def _jury_call(order: str, jury: Jury, calls: list[JudgeCall], mode: str) -> JudgeCall:
-    """The members' calls in one order as the jury's call (verdicts in the original labels)."""
-    raw = json.dumps({m.spec: c.raw for m, c in zip(jury.members, calls)}, ensure_ascii=False)
-    done = [c.completion for c in calls if c.completion is not None]
-    completion = None if not done else Completion(
-        text=raw, prompt_tokens=sum(c.prompt_tokens or 0 for c in done),
-        completion_tokens=sum(c.completion_tokens or 0 for c in done), seconds=sum(c.seconds for c in done))
-    verdict = jury_verdict([(m.spec, c.verdict, c.error) for m, c in zip(jury.members, calls)], mode)
-    if verdict is None:
-        errors = "; ".join(f"{m.spec}: {c.error}" for m, c in zip(jury.members, calls))
-        return JudgeCall(order, raw, None, f"no juror gave a readable verdict ({errors})", completion)
-    return JudgeCall(order, raw, verdict, None, completion)
+def jury_name(specs: Sequence[str]) -> str:
+    """How a judge (one spec) or a jury (several) is named in runs, cards and reports.
+
+    >>> jury_name(["embedded"]), jury_name(["a", "b", "c"])
+    ('embedded', 'jury(a, b, c)')
+    """
+    return specs[0] if len(specs) == 1 else f"jury({', '.join(specs)})"
+
+
+class Jury:
+    """Several judges deciding together, one order at a time (each member asked in turn)."""
+
+    def __init__(self, members: Sequence[Backend], setup: JudgeSetup) -> None:
+        self.members = list(members)
+        self.setup = setup
+        self.judges = [ModelJudge(m, setup) for m in self.members]
+
+    @property
+    def name(self) -> str:
+        return jury_name([m.spec for m in self.members])
+
+    @property
+    def concurrency(self) -> int:
+        return max(1, min(m.concurrency for m in self.members))
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for m in self.members for w in m.warnings]
+
+    def identity(self) -> dict[str, Any]:
+        return {"jury": [model_identity(m) for m in self.members]}
+
+    def describe(self) -> dict[str, Any]:
+        return {"jury": [m.describe() for m in self.members]}
+
+    def judge_order(self, question: str, answers: tuple[str, str], order: Order, *, reference: str | None = None,
+                    history: History | None = None) -> JudgeCall:
+        calls = [j.judge_order(question, answers, order, reference=reference, history=history) for j in self.judges]
+        verdict = jury_verdict([(j.name, c.pair, c.error) for j, c in zip(self.judges, calls)])  # in the item's labels
+        return self._call(order, calls, None if verdict is None else Shown.from_labels(verdict, order))
+
+    def grade(self, question: str, answer: str, label: str, *, reference: str | None = None,
+              history: Conversation | None = None) -> JudgeCall:
+        calls = [j.grade(question, answer, label, reference=reference, history=history) for j in self.judges]
+        return self._call(label, calls, jury_grade([(j.name, c.grade, c.error) for j, c in zip(self.judges, calls)]))
+
+    def _call(self, order: Order | str, calls: list[JudgeCall], result: Shown | Grade | None) -> JudgeCall:
+        """The members' calls in one order as the jury's call."""
+        raw = json.dumps({j.name: c.raw for j, c in zip(self.judges, calls)}, ensure_ascii=False)
+        done = [c.completion for c in calls if c.completion is not None]
+        completion = None if not done else Completion(
+            text=raw, prompt_tokens=sum(c.prompt_tokens or 0 for c in done),
+            completion_tokens=sum(c.completion_tokens or 0 for c in done), seconds=sum(c.seconds for c in done))
+        if result is None:
+            errors = "; ".join(f"{j.name}: {c.error}" for j, c in zip(self.judges, calls))
+            return JudgeCall(order, raw, None, f"no juror gave a readable verdict ({errors})", completion)
+        return JudgeCall(order, raw, result, None, completion)
+
+
+def make_judge(backends: Sequence[Backend], setup: JudgeSetup) -> Judge:
+    """A model judge from one loaded model, a jury from several."""
+    if not backends:
+        raise LLMJudgeError("no judge: name one (a spec), or several for a jury")
+    return ModelJudge(backends[0], setup) if len(backends) == 1 else Jury(backends, setup)
+
+
+def load_judge(specs: str | Sequence[str], setup: JudgeSetup, **load_options: Any) -> Judge:
+    """One judge from a spec, a jury from several (each member loaded once)."""
+    names = [specs] if isinstance(specs, str) else list(specs)
+    if not names:
+        raise LLMJudgeError("no judge: name one (a spec), or several for a jury")
+    if len(set(names)) != len(names):
+        raise LLMJudgeError("a jury names the same judge twice: name each member once")
+    return make_judge([get_backend(s, **load_options) for s in names], setup)
+
+
+def combine_calls(calls: Sequence[JudgeCall]) -> V.Combined:
+    """The two orders' calls (AB, BA) as one verdict, their probabilities included."""
+    return V.combine(calls[0].pair, calls[1].pair)
+
+
+def judge_pairwise(judge: Judge, question: str, answers: tuple[str, str], *,
+                   reference: str | None = None) -> tuple[list[JudgeCall], V.Combined]:
+    """Ask the judge in both orders and combine (see ``verdicts.combine`` for the rule)."""
+    calls = [judge.judge_order(question, answers, order, reference=reference) for order in ORDERS]
+    return calls, combine_calls(calls)

@@ -78,10 +78,9 @@ def in_order(pair: tuple[T, T], order: Order) -> tuple[T, T]:
     return pair if order == "AB" else (pair[1], pair[0])
 
 
-def swap_sides(sides: Mapping[str, T]) -> dict[str, T]:
+def swap_sides(sides: Mapping[Winner, T]) -> dict[Winner, T]:
     """One {"A": x, "B": y} (a tie's share, if any, stays) with A and B exchanged."""
-    swap = {"A": "B", "B": "A"}
-    return {swap.get(k, k): v for k, v in sides.items()}
+    return {swap_winner(k): v for k, v in sides.items()}
 
 
 def swap_pairs(scores: Mapping[str, Mapping[Label, Number]]) -> dict[str, dict[Label, Number]]:
@@ -103,7 +102,7 @@ class Probabilities:
         if scores and all(isinstance(v, Mapping) for v in scores.values()):
             scores = swap_pairs(scores)  # type: ignore[arg-type]
         winner = None if self.winner is None else swap_sides(self.winner)
-        return Probabilities(winner, scores)  # type: ignore[arg-type]
+        return Probabilities(winner, scores)
 
 
 @dataclass(frozen=True)

@@ -170,7 +170,7 @@ class PairStats:
 
 
 def pairwise_summary(outcomes: list[str | None], sides: tuple[str, str] = ("A", "B"),
-                     level: float = 0.95, lengths: list[tuple[int, int] | None] | None = None,
+                     level: float = 0.95, lengths: Sequence[tuple[int, int] | None] | None = None,
                      n_boot: int = DEFAULT_BOOT, seed: int = 0) -> PairStats:
     """Both sides' figures from the first side's outcomes ("win", "tie", "loss"; None = unscored,
     counted and left out of the rates). With ``lengths`` (each item's (first, second) answer
@@ -188,7 +188,7 @@ def pairwise_summary(outcomes: list[str | None], sides: tuple[str, str] = ("A", 
         length_controlled=_pair_lc(outcomes, lengths, sides, n_boot, seed, level) if lengths else None)
 
 
-def _pair_lc(outcomes: list[str | None], lengths: list[tuple[int, int] | None], sides: tuple[str, str], n_boot: int,
+def _pair_lc(outcomes: list[str | None], lengths: Sequence[tuple[int, int] | None], sides: tuple[str, str], n_boot: int,
              seed: int, level: float) -> dict[str, Estimate] | None:
     """Each side's length-controlled win rate; the second side is the "model", the first the
     "baseline" (the fit is symmetric: the first side's is one minus the second's)."""
@@ -312,7 +312,7 @@ def _rating(e: Estimate, rank: int, rank_range: tuple[int, int] | None) -> dict[
     return {"rating": e.value, "low": e.low, "high": e.high, "reason": e.reason, "rank": rank, "rank_range": span}
 
 
-def position_consistency(pairs: list[tuple[str | None, str | None]], level: float = 0.95) -> dict[str, Any]:
+def position_consistency(pairs: Sequence[tuple[str | None, str | None]], level: float = 0.95) -> dict[str, Any]:
     """Share of items whose two verdicts (in the original labels) agree, over *all* items: an item
     with an unscored order counts as not agreeing (LLMBar's and Auto-J's convention)."""
     agree = sum(a is not None and a == b for a, b in pairs)
@@ -331,7 +331,7 @@ def first_position_rate(shown_first_won: list[bool | None], level: float = 0.95)
             "low": est["low"], "high": est["high"]}
 
 
-def longer_answer_rate(items: list[tuple[str | None, int, int]], level: float = 0.95) -> dict[str, Any]:
+def longer_answer_rate(items: Sequence[tuple[str | None, int, int]], level: float = 0.95) -> dict[str, Any]:
     """Share of decisive verdicts (answers of unequal length) won by the longer answer, with its
     Wilson interval like the other diagnostics: items are (winner, len_a, len_b)."""
     decisive = [(w, la, lb) for w, la, lb in items if w in ("A", "B") and la != lb]
@@ -420,7 +420,7 @@ def fleiss_kappa(ratings: list[list[str]]) -> float | None:
     return None if pe == 1 else (p_bar - pe) / (1 - pe)
 
 
-def juror_agreement(ratings: list[list[str | None]]) -> dict[str, Any]:
+def juror_agreement(ratings: Sequence[Sequence[str | None]]) -> dict[str, Any]:
     """How a jury's members agreed: per judgment (an item in one order) the members' verdicts
     (None = unscored). Unanimity over all judgments (an unscored member breaks it), the mean
     agreement of each pair of members (likewise), and Fleiss' kappa on the fully scored ones."""

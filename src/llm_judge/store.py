@@ -7,6 +7,15 @@ has one writer at a time (``run_writer``: a lock that dies with its process). Ev
 own short transaction in WAL mode, so a run killed at any moment leaves a consistent database and
 a reader (the UI) never sees half a result.
 
+Reading and writing are typed: a run item is linked by an ``ItemLink``, a judgment is written
+with its ``Verdict`` (pairwise, as shown: A = the answer shown first) or ``Grade`` and read back as
+a ``StoredJudgment``, and ``items`` returns ``RunItem`` records whose pairwise verdict is in the
+item's own labels (``Shown.in_labels``). The JSON form of verdicts lives here alone (``_encode`` /
+``_decode``), writing exactly the shapes earlier versions wrote, so that old stores stay valid.
+
+Left out: what a verdict means or how one is decided (``verdicts``), the cache keys of judgments
+(``cache``), and any figure computed from a run (``study``).
+
 Default path: ``$LLM_JUDGE_DB``, else ``llm-judge.db`` in the user's data directory.
 """
 
@@ -19,11 +28,21 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
 
 from .errors import LLMJudgeError
+from .records import ORDERS, Grade, Juror, Kind, Order, Probabilities, Shown, Verdict
 from .redact import redact
-from .verdicts import as_labelled, swap_labels
+
+ItemKind = Literal["generation", "single", "pairwise"]
+# a run item's display order: pairwise AB/BA, a generation "-", single the label graded (a candidate's: any str)
+Slot = Order | Literal["-"] | str
+Status = Literal["scored", "unscored", "failed"]
+Migration = Callable[[sqlite3.Connection], None]
+T = TypeVar("T")
 
 
 def default_db_path() -> Path:
@@ -35,7 +54,7 @@ def default_db_path() -> Path:
     return Path(user_data_dir("llm-judge")) / "llm-judge.db"
 
 
-def cache_key(kind: str, **parts) -> str:
+def cache_key(kind: str, **parts: Any) -> str:
     """A stable key from everything that determines a result.
 
     >>> cache_key("gen", spec="embedded", prompt="hi") == cache_key("gen", prompt="hi", spec="embedded")
@@ -48,15 +67,15 @@ def cache_key(kind: str, **parts) -> str:
 
 # Named migrations, applied in order inside one immediate transaction and recorded by name in
 # `schema_migrations` (simonw/llm's pattern). Append new ones; never edit one that has shipped.
-MIGRATIONS: list = []
+MIGRATIONS: list[Migration] = []
 
 
-def migration(fn):
+def migration(fn: Migration) -> Migration:
     MIGRATIONS.append(fn)
     return fn
 
 
-def _script(db, sql: str) -> None:
+def _script(db: sqlite3.Connection, sql: str) -> None:
     """Run several statements on ``db`` inside the caller's transaction (executescript would commit)."""
     for statement in sql.split(";"):
         if statement.strip():
@@ -64,7 +83,7 @@ def _script(db, sql: str) -> None:
 
 
 @migration
-def m001_initial(db):
+def m001_initial(db: sqlite3.Connection) -> None:
     _script(db, """
     CREATE TABLE runs (
         id TEXT PRIMARY KEY, created_at REAL NOT NULL, finished_at REAL,
@@ -95,13 +114,13 @@ def m001_initial(db):
 
 
 @migration
-def m002_judge_logprobs(db):
+def m002_judge_logprobs(db: sqlite3.Connection) -> None:
     """The judge's per-token log probabilities, where the server gives them."""
     db.execute("ALTER TABLE judgments ADD COLUMN logprobs TEXT")
 
 
 @migration
-def m003_comparisons_and_votes(db):
+def m003_comparisons_and_votes(db: sqlite3.Connection) -> None:
     """Comparisons made in the page, and human votes on the answers of stored runs."""
     _script(db, """
         CREATE TABLE comparisons (
@@ -114,13 +133,13 @@ def m003_comparisons_and_votes(db):
 
 
 @migration
-def m004_run_item_repeat(db):
+def m004_run_item_repeat(db: sqlite3.Connection) -> None:
     """The repeat a run item belongs to (--repeat N judges each item N times; 0 is the first)."""
     db.execute("ALTER TABLE run_items ADD COLUMN repeat INTEGER NOT NULL DEFAULT 0")
 
 
 @migration
-def m005_pairwise_verdicts_as_shown(db):
+def m005_pairwise_verdicts_as_shown(db: sqlite3.Connection) -> None:
     """Pairwise verdicts are stored as the judge gave them (A = the answer shown first), because a
     stored judgment is reused for every item that shows the same texts in the same positions;
     each run item maps it to its own labels by its display order. Verdicts of BA calls were stored
@@ -128,11 +147,11 @@ def m005_pairwise_verdicts_as_shown(db):
     rows = db.execute("SELECT key, verdict FROM judgments WHERE kind='pairwise' AND display_order='BA' "
                       "AND verdict IS NOT NULL").fetchall()
     for key, verdict in rows:
-        db.execute("UPDATE judgments SET verdict=? WHERE key=?", (_j(swap_labels(json.loads(verdict))), key))
+        db.execute("UPDATE judgments SET verdict=? WHERE key=?", (_j(_swap_stored(json.loads(verdict))), key))
 
 
 @migration
-def m006_judge_cards(db):
+def m006_judge_cards(db: sqlite3.Connection) -> None:
     """Judge cards: a judge's figures on a gold-labelled set (``llm-judge judges eval``)."""
     _script(db, """
         CREATE TABLE judge_cards (
@@ -142,7 +161,7 @@ def m006_judge_cards(db):
 
 
 @migration
-def m007_conversation_turns(db):
+def m007_conversation_turns(db: sqlite3.Connection) -> None:
     """Conversations: a prompt's later turns, references and fixed earlier messages (JSON), and the
     turn each run item answers or judges (1: the first)."""
     db.execute("ALTER TABLE run_prompts ADD COLUMN conversation TEXT")
@@ -150,7 +169,7 @@ def m007_conversation_turns(db):
 
 
 @migration
-def m008_page_runs_and_voters(db):
+def m008_page_runs_and_voters(db: sqlite3.Connection) -> None:
     """The runs a page started (a public page lists only those), and who cast each vote (one counts
     per voter and pair; the votes of older stores have none and count as one unknown voter's)."""
     _script(db, """
@@ -158,8 +177,72 @@ def m008_page_runs_and_voters(db):
         ALTER TABLE votes ADD COLUMN voter TEXT""")
 
 
+@dataclass(frozen=True)
+class ItemLink:
+    """Which run item a result answers: its run, name, prompt, kind, candidates' labels, display
+    order (pairwise AB/BA, single the label graded, a generation "-"), repeat and turn."""
+
+    run_id: str
+    item: str
+    prompt_id: str
+    kind: ItemKind
+    labels: tuple[str, ...]
+    order: Slot
+    repeat: int = 0
+    turn: int = 1
+
+
+@dataclass(frozen=True)
+class StoredJudgment:
+    """A judgment as stored under its key; a pairwise ``verdict`` as shown (A = shown first)."""
+
+    key: str
+    kind: Kind
+    judge_spec: str
+    order: Slot
+    status: Status
+    raw: str | None
+    verdict: Verdict | Grade | None
+    error: str | None
+    completion_tokens: int | None
+    seconds: float | None
+
+    @property
+    def shown(self) -> Shown | None:
+        """A pairwise verdict with the order it was shown in (``Shown.in_labels`` maps it)."""
+        if not isinstance(self.verdict, Verdict) or self.order not in ORDERS:
+            return None
+        return Shown(self.verdict, self.order)
+
+
+@dataclass(frozen=True)
+class RunItem:
+    """One result of a run: the item (``ItemLink``'s fields) with its judgment or generation.
+
+    ``verdict`` is in the item's labels (A = ``labels[0]``) whatever order it was shown in;
+    ``status`` and ``error`` are the generation's for a generation, the judgment's otherwise;
+    ``tokens`` and ``seconds`` are a generation's cost (None for a judgment)."""
+
+    item: str
+    prompt_id: str
+    kind: ItemKind
+    labels: tuple[str, ...]
+    order: Slot
+    repeat: int
+    turn: int
+    result_key: str
+    status: str | None = None
+    raw: str | None = None
+    verdict: Verdict | Grade | None = None
+    error: str | None = None
+    judge_spec: str | None = None
+    text: str | None = None
+    tokens: int | None = None
+    seconds: float | None = None
+
+
 class Store:
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else default_db_path()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,11 +279,12 @@ class Store:
                     applied.append(fn.__name__)
         return applied
 
-    def tx(self):
+    def tx(self) -> _Tx:
         return _Tx(self.db, self.lock)
 
     # --- runs --------------------------------------------------------------------------------
-    def create_run(self, run_id: str, config: dict, manifest: dict, prompts: list, candidates: dict) -> bool:
+    def create_run(self, run_id: str, config: Mapping[str, Any], manifest: Mapping[str, Any], prompts: Sequence[Any],
+                   candidates: Mapping[str, Any]) -> bool:
         """Create the run unless it exists; returns True when it was new."""
         with self.tx():
             if self.db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone():
@@ -225,7 +309,8 @@ class Store:
         with self.tx():
             self.db.execute("UPDATE runs SET status=?, finished_at=? WHERE id=?", (status, time.time(), run_id))
 
-    def update_manifest(self, run_id: str, *, models: dict | None = None, warnings: list[str] = ()) -> None:
+    def update_manifest(self, run_id: str, *, models: Mapping[str, Any] | None = None,
+                        warnings: Sequence[str] = ()) -> None:
         """Record in a run's manifest what its calls settled: each model's description as it stands
         after the run (a server's structured-output mode, say) and what the backends warned about."""
         with self.tx():
@@ -243,7 +328,7 @@ class Store:
             raise LLMJudgeError(f"no run {run_id!r} in {self.path}: `llm-judge runs` lists the stored runs")
         if len(rows) > 1:
             raise LLMJudgeError(f"run id {run_id!r} is ambiguous: give more characters")
-        return rows[0]
+        return cast(sqlite3.Row, rows[0])
 
     def runs(self, page_only: bool = False) -> list[sqlite3.Row]:
         """Every stored run, newest first (``page_only``: those a page started)."""
@@ -261,7 +346,7 @@ class Store:
     def prompts(self, run_id: str) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM run_prompts WHERE run_id=? ORDER BY position", (run_id,)).fetchall()
 
-    def conversations(self, run_id: str) -> dict[str, dict]:
+    def conversations(self, run_id: str) -> dict[str, dict[str, Any]]:
         """prompt id -> its conversation (later turns, their references, earlier messages), for
         the prompts that have one."""
         return {r["prompt_id"]: json.loads(r["conversation"]) for r in self.prompts(run_id) if r["conversation"]}
@@ -271,10 +356,14 @@ class Store:
 
     # --- results -----------------------------------------------------------------------------
     def generation(self, key: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM generations WHERE key=? AND status='ok'", (key,)).fetchone()
+        row: sqlite3.Row | None = self.db.execute("SELECT * FROM generations WHERE key=? AND status='ok'",
+                                                  (key,)).fetchone()
+        return row
 
-    def put_generation(self, key: str, spec: str, sampling: dict, prompt: str, *, text=None, error=None,
-                       prompt_tokens=None, completion_tokens=None, seconds=None, finish_reason=None) -> str | None:
+    def put_generation(self, key: str, spec: str, sampling: Mapping[str, Any], prompt: str, *, text: str | None = None,
+                       error: str | None = None, prompt_tokens: int | None = None,
+                       completion_tokens: int | None = None, seconds: float | None = None,
+                       finish_reason: str | None = None) -> str | None:
         """Store an answer (or its failure) unless an answer is stored under ``key`` already, and
         return the answer stored: the first one written stays, whoever wrote it (another process,
         another run), because judgments are attached to it. None when only a failure is stored."""
@@ -283,18 +372,25 @@ class Store:
         with self.tx():
             stored = self.db.execute("SELECT text FROM generations WHERE key=? AND status='ok'", (key,)).fetchone()
             if stored is not None:
-                return stored["text"]  # an answer is never replaced, by a failure or by another answer
+                return cast(str, stored["text"])  # an answer is never replaced, by a failure or by another answer
             self.db.execute("INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                             (key, spec, _j(sampling), prompt, status, text, error, prompt_tokens,
                              completion_tokens, seconds, finish_reason, time.time()))
         return text if status == "ok" else None
 
-    def judgment(self, key: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM judgments WHERE key=? AND status!='failed'", (key,)).fetchone()
+    def judgment(self, key: str) -> StoredJudgment | None:
+        """The judgment stored under ``key``, unless only a failure is (a failure is retried)."""
+        row = self.db.execute("SELECT * FROM judgments WHERE key=? AND status!='failed'", (key,)).fetchone()
+        if row is None:
+            return None
+        return StoredJudgment(row["key"], row["kind"], row["judge_spec"], row["display_order"], row["status"],
+                              row["raw"], _decode(row["kind"], row["verdict"]), row["error"],
+                              row["completion_tokens"], row["seconds"])
 
-    def put_judgment(self, key: str, kind: str, judge_spec: str, template_version: str, order: str, *,
-                     status: str, raw=None, verdict=None, error=None, completion_tokens=None, seconds=None,
-                     logprobs=None, link: tuple | None = None) -> None:
+    def put_judgment(self, key: str, kind: Kind, judge_spec: str, template_version: str, order: Slot, *,
+                     status: Status, raw: str | None = None, verdict: Verdict | Grade | None = None,
+                     error: str | None = None, completion_tokens: int | None = None, seconds: float | None = None,
+                     logprobs: object = None, link: ItemLink | None = None) -> None:
         """Store a judgment and, in the same transaction, link it to its run item.
 
         A pairwise ``verdict`` is given as the judge gave it: A is the answer shown first.
@@ -307,23 +403,26 @@ class Store:
             self.db.execute(
                 "INSERT OR REPLACE INTO judgments (key, kind, judge_spec, template_version, display_order, status, raw, "
                 "verdict, error, completion_tokens, seconds, created_at, logprobs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (key, kind, judge_spec, template_version, order, status, raw, None if verdict is None else _j(verdict),
-                 error, completion_tokens, seconds, time.time(), None if logprobs is None else _j(logprobs)))
+                (key, kind, judge_spec, template_version, order, status, raw,
+                 None if verdict is None else _j(_encode(verdict)), error, completion_tokens, seconds, time.time(),
+                 None if logprobs is None else _j(logprobs)))
             if link:
-                self._link(*link, result_key=key)
+                self._link(link, key)
 
-    def link(self, run_id, item, prompt_id, kind, labels, order, repeat: int = 0, turn: int = 1, *,
-             result_key: str) -> None:
+    def link(self, link: ItemLink, *, result_key: str) -> None:
+        """Link a run item to the result stored under ``result_key`` (a relink replaces the old one)."""
         with self.tx():
-            self._link(run_id, item, prompt_id, kind, labels, order, repeat, turn, result_key=result_key)
+            self._link(link, result_key)
 
-    def _link(self, run_id, item, prompt_id, kind, labels, order, repeat=0, turn=1, *, result_key) -> None:
+    def _link(self, link: ItemLink, result_key: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO run_items (run_id, item, prompt_id, kind, labels, display_order, "
                         "result_key, repeat, turn) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (run_id, item, prompt_id, kind, _j(labels), order, result_key, repeat, turn))
+                        (link.run_id, link.item, link.prompt_id, link.kind, _j(list(link.labels)), link.order,
+                         result_key, link.repeat, link.turn))
 
-    def items(self, run_id: str, kind: str | None = None, repeat: int | None = 0) -> list[dict]:
-        """Every result of a run, joined with its generation or judgment (``repeat=None``: all repeats)."""
+    def items(self, run_id: str, kind: ItemKind | None = None, repeat: int | None = 0) -> list[RunItem]:
+        """Every result of a run, joined with its generation or judgment (``repeat=None``: all
+        repeats), in the order linked; pairwise verdicts in each item's labels."""
         rows = self.db.execute("""
             SELECT i.*, j.status AS j_status, j.raw, j.verdict, j.error AS j_error, j.judge_spec,
                    g.status AS g_status, g.text, g.error AS g_error, g.completion_tokens AS g_tokens,
@@ -332,22 +431,14 @@ class Store:
             LEFT JOIN generations g ON g.key=i.result_key
             WHERE i.run_id=? AND (? IS NULL OR i.kind=?) AND (? IS NULL OR i.repeat=?) ORDER BY i.rowid""",
                                (run_id, kind, kind, repeat, repeat)).fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            d["labels"] = json.loads(d["labels"])
-            d["verdict"] = json.loads(d["verdict"]) if d.get("verdict") else None
-            if d["kind"] == "pairwise":  # stored as shown; this item's labels by its display order
-                d["verdict"] = as_labelled(d["verdict"], d["display_order"])
-            out.append(d)
-        return out
+        return [_run_item(r) for r in rows]
 
-    def save_comparison(self, result: dict) -> int:
+    def save_comparison(self, result: Mapping[str, Any]) -> int:
         with self.tx():
             cur = self.db.execute("INSERT INTO comparisons (created_at, result) VALUES (?, ?)", (time.time(), _j(result)))
-            return cur.lastrowid
+            return cast(int, cur.lastrowid)
 
-    def comparisons(self, limit: int = 50) -> list[dict]:
+    def comparisons(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM comparisons ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [{"id": r["id"], "created_at": r["created_at"], **json.loads(r["result"])} for r in rows]
 
@@ -365,22 +456,22 @@ class Store:
     def votes(self, run_id: str) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM votes WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
 
-    def add_card(self, card: dict) -> int:
+    def add_card(self, card: Mapping[str, Any]) -> int:
         """Store a judge card (``judges.card``); returns its id."""
         with self.tx():
             cur = self.db.execute("INSERT INTO judge_cards (created_at, judge, gold_set, method, items, card) "
                                   "VALUES (?,?,?,?,?,?)", (time.time(), card["judge"], card["set"],
                                                            card.get("method", "plain"), card["items"], _j(card)))
-            return cur.lastrowid
+            return cast(int, cur.lastrowid)
 
-    def cards(self, judge: str | None = None) -> list[dict]:
+    def cards(self, judge: str | None = None) -> list[dict[str, Any]]:
         """Stored judge cards, newest first (of one judge when named)."""
         rows = self.db.execute("SELECT * FROM judge_cards WHERE ? IS NULL OR judge=? ORDER BY id DESC",
                                (judge, judge)).fetchall()
         return [{"id": r["id"], "created_at": r["created_at"], **json.loads(r["card"])} for r in rows]
 
     def integrity(self) -> str:
-        return self.db.execute("PRAGMA integrity_check").fetchone()[0]
+        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
 
     def close(self) -> None:
         self.db.close()
@@ -392,7 +483,7 @@ class RunWriter:
     holder writes its pid in the file so that a refused process can name it, and removes the file
     when done (a process that locked a removed file sees it is no longer the one at that path)."""
 
-    def __init__(self, path: Path, run_id: str):
+    def __init__(self, path: Path, run_id: str) -> None:
         self.path, self.run_id = path, run_id
         self.fd: int | None = None
 
@@ -413,7 +504,7 @@ class RunWriter:
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
         return self
 
-    def __exit__(self, *_) -> None:
+    def __exit__(self, *_: object) -> None:
         if self.fd is not None:
             self.path.unlink(missing_ok=True)  # before unlocking: a waiter then sees a removed file
             os.close(self.fd)
@@ -440,7 +531,7 @@ def _same_file(fd: int, path: Path) -> bool:
     return (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
 
 
-def _retry_busy(fn, seconds: float = 30.0):
+def _retry_busy(fn: Callable[[], T], seconds: float = 30.0) -> T:
     """Run ``fn``, retrying while another process holds the lock it needs (switching a new database
     to WAL takes an exclusive lock and does not wait on its own)."""
     deadline = time.monotonic() + seconds
@@ -454,10 +545,10 @@ def _retry_busy(fn, seconds: float = 30.0):
 
 
 class _Tx:
-    def __init__(self, db, lock):
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
         self.db, self.lock = db, lock
 
-    def __enter__(self):
+    def __enter__(self) -> sqlite3.Connection:
         self.lock.acquire()
         try:
             _retry_busy(lambda: self.db.execute("BEGIN IMMEDIATE"))
@@ -466,7 +557,7 @@ class _Tx:
             raise
         return self.db
 
-    def __exit__(self, exc_type, *_):
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> Literal[False]:
         try:
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
@@ -474,5 +565,120 @@ class _Tx:
         return False
 
 
-def _j(obj) -> str:
+def _j(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=False, sort_keys=True)
+
+
+def _run_item(r: sqlite3.Row) -> RunItem:
+    """A row of ``items``' join as a typed run item, its pairwise verdict in the item's labels."""
+    generation = r["kind"] == "generation"
+    verdict = None if generation else _decode(r["kind"], r["verdict"])
+    if isinstance(verdict, Verdict):  # stored as shown; this item's labels by its display order
+        verdict = Shown(verdict, r["display_order"]).in_labels()
+    return RunItem(r["item"], r["prompt_id"], r["kind"], tuple(json.loads(r["labels"])), r["display_order"],
+                   r["repeat"], r["turn"], r["result_key"], r["g_status"] if generation else r["j_status"],
+                   r["raw"], verdict, r["g_error"] if generation else r["j_error"], r["judge_spec"], r["text"],
+                   r["g_tokens"], r["g_seconds"])
+
+
+# --- the JSON form of verdicts: the one place it is read and written ------------------------------
+# The shapes are those every earlier version wrote (sort_keys JSON; an int stays an int):
+#   pairwise  {"justification", "scores": {criterion: {"A": n, "B": n}}, "winner", "jurors"?, "weighted"?}
+#   single    {"justification", "scores": {criterion: n}, "total", "jurors"?, "weighted"?}
+#   weighted  {"winner"?: {"A", "B", "tie": p}, "scores"?: {criterion: {"A": e, "B": e}} or {criterion: e}}
+#   juror     {"judge", "winner", "error", "total"?, "weighted"?}
+
+def _encode(verdict: Verdict | Grade) -> dict[str, Any]:
+    """A verdict's stored JSON object (pairwise: in the frame it is given in)."""
+    if isinstance(verdict, Verdict):
+        out: dict[str, Any] = {"justification": verdict.justification, "winner": verdict.winner,
+                               "scores": {c: dict(pair) for c, pair in verdict.scores.items()}}
+    else:
+        out = {"justification": verdict.justification, "scores": dict(verdict.scores), "total": verdict.total}
+    if verdict.jurors:
+        out["jurors"] = [_encode_juror(j) for j in verdict.jurors]
+    if verdict.probabilities is not None:
+        out["weighted"] = _encode_probabilities(verdict.probabilities)
+    return out
+
+
+def verdict_json(verdict: Verdict | Grade) -> dict[str, Any]:
+    """A verdict's JSON object as the store writes it (for output that shows one, e.g. ``--json``)."""
+    return _encode(verdict)
+
+
+def labelled_json(verdict: Verdict | Grade, order: Slot) -> dict[str, Any]:
+    """A run item's verdict (pairwise: in the item's labels, shown in ``order``) as the JSON object
+    earlier versions read back and exported: the stored object (keys sorted), a pairwise one shown
+    second-first relabelled in place, so that its pairs read B before A as they always did."""
+    if not isinstance(verdict, Verdict) or order not in ORDERS:
+        return dict(json.loads(_j(_encode(verdict))))
+    stored = dict(json.loads(_j(_encode(Shown.from_labels(verdict, order).verdict))))
+    return stored if order == ORDERS[0] else _swap_stored(stored)
+
+
+def _encode_probabilities(p: Probabilities) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if p.winner is not None:
+        out["winner"] = dict(p.winner)
+    if p.scores is not None:
+        out["scores"] = {c: dict(v) if isinstance(v, Mapping) else v for c, v in p.scores.items()}
+    return out
+
+
+def _encode_juror(j: Juror) -> dict[str, Any]:
+    out: dict[str, Any] = {"judge": j.judge, "winner": j.winner, "error": j.error}
+    if j.total is not None:
+        out["total"] = j.total
+    if j.probabilities is not None:
+        out["weighted"] = _encode_probabilities(j.probabilities)
+    return out
+
+
+def _decode(kind: str, text: str | None) -> Verdict | Grade | None:
+    """A stored verdict (pairwise: in the frame it was stored in); None where none is stored."""
+    if not text:
+        return None
+    d = json.loads(text)
+    jurors = tuple(_decode_juror(j) for j in d.get("jurors") or ())
+    probabilities = _decode_probabilities(d.get("weighted"))
+    if kind == "pairwise":
+        return Verdict(d["winner"], d.get("scores") or {}, d.get("justification", ""), probabilities, jurors)
+    return Grade(d.get("scores") or {}, d["total"], d.get("justification", ""), probabilities, jurors)
+
+
+def _decode_probabilities(d: Mapping[str, Any] | None) -> Probabilities | None:
+    return None if d is None else Probabilities(d.get("winner"), d.get("scores"))
+
+
+def _decode_juror(d: Mapping[str, Any]) -> Juror:
+    return Juror(d["judge"], d.get("winner"), d.get("error"), d.get("total"), _decode_probabilities(d.get("weighted")))
+
+
+def _swap_stored(verdict: dict[str, Any]) -> dict[str, Any]:
+    """m005's relabelling of a stored pairwise verdict, on its JSON as it was then (whatever keys
+    it holds): winner, each criterion's {A, B} pair, the weighted probabilities and the jurors'."""
+    out = dict(verdict)
+    if isinstance(out.get("winner"), str):
+        out["winner"] = {"A": "B", "B": "A"}.get(out["winner"], out["winner"])
+    if out.get("scores"):
+        out["scores"] = _swap_pairs(out["scores"])
+    if out.get("weighted"):
+        weighted = dict(out["weighted"])
+        if weighted.get("winner"):
+            weighted["winner"] = _swap_raw(weighted["winner"])
+        if weighted.get("scores"):
+            weighted["scores"] = _swap_pairs(weighted["scores"])
+        out["weighted"] = weighted
+    if out.get("jurors"):
+        out["jurors"] = [_swap_stored(j) for j in out["jurors"]]
+    return out
+
+
+def _swap_pairs(scores: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: _swap_raw(pair) for name, pair in scores.items()}
+
+
+def _swap_raw(sides: Mapping[str, Any]) -> dict[str, Any]:
+    """One stored {"A": x, "B": y} (a tie's share, if any, stays) with A and B exchanged."""
+    return {{"A": "B", "B": "A"}.get(k, k): v for k, v in sides.items()}

@@ -40,7 +40,10 @@ from .present.report import charts, drilldown, drilldown_html, tables, write_rep
 from .prompts import BUILTIN, load_prompts
 from .sampling import JUDGE_DEFAULT, PRESETS, make_sampling
 from .store import Store
-from .study import StudyConfig, export_run, run_study, summarize
+from .study import StudyConfig, run_study
+from .study.export import export_rows, write_rows
+from .study.loaded import load_run
+from .study.summary import summarize_run
 from .votes import agreement, cast, next_item
 
 log = logging.getLogger("llm_judge.ui")
@@ -114,7 +117,8 @@ class App:
         run = functools.partial(compare, prompt, model_a=specs[0], model_b=specs[1], judge=specs[2], sampling_a=sa,
                                 sampling_b=sb, criteria=criteria, n_ctx=self.n_ctx,
                                 judge_sampling=make_sampling(None, **JUDGE_DEFAULT), load_options=PAGE_LOAD,
-                                settings=self.settings)
+                                settings=self.settings,
+                                concurrency=1)  # one request per visitor at a time: the slots share the endpoints
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         self.slots.acquire()  # released by the worker when it has stopped, not when the visitor left
@@ -222,18 +226,19 @@ class App:
     def open_run(self, run_id):
         if not run_id:
             raise LLMJudgeError("choose a run first")
-        summary = summarize(self.store, self.shown_run(run_id))
+        run = load_run(self.store, self.shown_run(run_id))
+        summary = summarize_run(run)
         rid = summary.run_id
         files = []
         for name, fmt in ((f"{rid}.csv", "csv"), (f"{rid}.jsonl", "jsonl")):
-            export_run(self.store, rid, self.files / name, fmt)
+            write_rows(export_rows(run, fmt), self.files / name, fmt)
             files.append(str(self.files / name))
-        files.append(str(write_report(self.store, summary, self.files / f"{rid}.html")))
+        files.append(str(write_report(run, summary, self.files / f"{rid}.html")))
         head = (f"Run **{rid}** ({summary.status}): {summary.prompts} prompts, judge `{summary.judge}`, "
                 f"mode {summary.mode}.\n\n" + "\n\n".join(f"> warning: {w}" for w in summary.warnings))
-        conversations = ("<h3>Prompts, turn by turn</h3>" + drilldown_html(drilldown(self.store, rid, summary.baseline, 30))
+        conversations = ("<h3>Prompts, turn by turn</h3>" + drilldown_html(drilldown(run, 30))
                          if summary.turns > 1 else "")
-        return head, views.tables_html(tables(summary)) + conversations, "".join(charts(self.store, summary)), files
+        return head, views.tables_html(tables(summary)) + conversations, "".join(charts(run, summary)), files
 
     # --- Judges -------------------------------------------------------------------------------
     def judge_cards(self) -> str:

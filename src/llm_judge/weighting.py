@@ -9,22 +9,31 @@ tokens that spell it after the same leading characters (a token ``' "A'`` after 
 values' probabilities are renormalised: the judge's belief between A, B and tie, and its expected
 score. The sampled verdict is kept beside them.
 
+The result is a ``records.Probabilities`` in the frame shown (A = the answer shown first).
+
 Left out: scales with a value of two digits (a first digit cannot tell 1 from 10): there only the
-winner is weighted. Calibrating the two orders is ``verdicts.combine_weighted``.
+winner is weighted. Calibrating the two orders is ``verdicts.combine_weighted``; relabelling is
+``Probabilities.swapped``.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .criteria import Criterion, Scale
-from .verdicts import WINNERS, json_spans
+from .records import LABELS, WINNERS, Probabilities
+from .verdicts import json_spans
 
 METHODS = ("plain", "weighted")
 _VALUE = re.compile(r"[A-Za-z0-9]+")
+Decision = Mapping[str, Any]  # {"offset", "start", "token", "top": {token text: probability}} (backends.Completion)
+Offsets = dict[tuple[str, ...], int]  # ("winner",) or ("score", criterion[, label]) -> where its value starts
 
 
-def decision_offsets(text: str, criteria: list[Criterion], scale: Scale, mode: str = "pairwise") -> dict[tuple, int]:
+def decision_offsets(text: str, criteria: list[Criterion], scale: Scale, mode: str = "pairwise") -> Offsets:
     """Where each decision's value starts in the judge's output: {("winner",): offset,
     ("score", criterion, "A"|"B"): offset} (single mode: ("score", criterion)).
 
@@ -39,7 +48,7 @@ def decision_offsets(text: str, criteria: list[Criterion], scale: Scale, mode: s
         return {}
     start, end, _obj = spans[-1]  # the last object: where the parser's verdict stands
     body = text[start:end]
-    out: dict[tuple, int] = {}
+    out: Offsets = {}
     m = re.search(r'"winner"\s*:\s*"', body)
     if m:
         out[("winner",)] = start + m.end()
@@ -50,7 +59,7 @@ def decision_offsets(text: str, criteria: list[Criterion], scale: Scale, mode: s
         if mode == "pairwise":
             block = re.search(name + r'\s*:\s*\{([^{}]*)\}', body)
             if block:
-                for lab in ("A", "B"):
+                for lab in LABELS:
                     v = re.search(r'"' + lab + r'"\s*:\s*"?(?=\d)', block.group(1))
                     if v:
                         out[("score", c.name, lab)] = start + block.start(1) + v.end()
@@ -62,12 +71,10 @@ def decision_offsets(text: str, criteria: list[Criterion], scale: Scale, mode: s
 
 
 def json_string(s: str) -> str:
-    import json
-
     return json.dumps(s, ensure_ascii=False)
 
 
-def option_probabilities(decision: dict, text: str, options: list[str]) -> dict[str, float] | None:
+def option_probabilities(decision: Decision, text: str, options: Sequence[str]) -> dict[str, float] | None:
     """The renormalised probability of each option at one decision.
 
     ``decision``: {"offset": where the value starts, "start": where the generated token starts,
@@ -98,32 +105,42 @@ def option_probabilities(decision: dict, text: str, options: list[str]) -> dict[
     return {o: round(v / total, 6) for o, v in mass.items()}
 
 
-def read_weighted(decisions: list[dict] | None, text: str, offsets: dict[tuple, int], scale: Scale,
-                  mode: str = "pairwise") -> dict | None:
-    """The judge's probabilities at its decisions, as the shown labels: {"winner": {"A", "B", "tie"},
-    "scores": {criterion: {"A": expected, "B": expected}}} (single mode: {criterion: expected});
-    None when the backend gave no probabilities."""
+def _expected(probs: Mapping[str, float]) -> float:
+    """The expected score from each value's probability."""
+    return round(sum(int(v) * p for v, p in probs.items()), 4)
+
+
+def read_weighted(decisions: Sequence[Decision] | None, text: str, offsets: Offsets, scale: Scale,
+                  mode: str = "pairwise") -> Probabilities | None:
+    """The judge's probabilities at its decisions, in the labels shown: of the winner (A, B, tie)
+    and each criterion's expected score (pairwise: of A and of B, criteria with both only; single:
+    one number); None when the backend gave no probabilities. Where scores were read but none
+    kept, ``scores`` is empty (not None): the store keeps that difference.
+
+    >>> from llm_judge.criteria import parse_criteria
+    >>> out = '{"winner": "A"}'
+    >>> read_weighted([{"offset": 12, "start": 12, "top": {"A": 0.75, "B": 0.25}}], out,
+    ...               decision_offsets(out, parse_criteria("Relevance"), Scale()), Scale())
+    Probabilities(winner={'A': 0.75, 'B': 0.25, 'tie': 0.0}, scores=None)
+    """
     if not decisions:
         return None
     by_offset = {d["offset"]: d for d in decisions}
-    out: dict = {}
     values = [str(v) for v in scale.values]
-    for key, offset in offsets.items():
-        d = by_offset.get(offset)
-        if d is None:
-            continue
-        if key[0] == "winner":
-            probs = option_probabilities(d, text, list(WINNERS))
-            if probs:
-                out["winner"] = probs
-        else:
-            probs = option_probabilities(d, text, values)
-            if probs:
-                expected = round(sum(int(v) * p for v, p in probs.items()), 4)
-                if mode == "pairwise":
-                    out.setdefault("scores", {}).setdefault(key[1], {})[key[2]] = expected
-                else:
-                    out.setdefault("scores", {})[key[1]] = expected
-    if "scores" in out and mode == "pairwise":
-        out["scores"] = {c: v for c, v in out["scores"].items() if set(v) == {"A", "B"}}
-    return out or None
+    read = {key: probs for key, offset in offsets.items()
+            if (d := by_offset.get(offset)) is not None
+            and (probs := option_probabilities(d, text, list(WINNERS) if key[0] == "winner" else values))}
+    scored = [(key[1:], _expected(p)) for key, p in read.items() if key[0] == "score"]
+    winner = read.get(("winner",))
+    if winner is None and not scored:
+        return None
+    scores = (_pair_scores(scored) if mode == "pairwise" else {k[0]: e for k, e in scored}) if scored else None
+    return Probabilities(winner, scores)  # type: ignore[arg-type]  # A, B, tie / per criterion, as read
+
+
+def _pair_scores(scored: list[tuple[tuple[str, ...], float]]) -> dict[str, dict[str, float]]:
+    """Each criterion's expected score of A and of B; a criterion missing either is left out."""
+    pairs: dict[str, dict[str, float]] = {}
+    for (name, label), expected in scored:
+        pairs.setdefault(name, {})[label] = expected
+    return {c: v for c, v in pairs.items() if set(v) == set(LABELS)}

@@ -141,10 +141,20 @@ def studies() -> dict[str, StudyConfig]:
 
 def key_examples(config: StudyConfig) -> list[dict]:
     """A few judgment keys of a study (each one the study stored) with what they were computed from."""
-    from llm_judge.judging import JudgeSetup, judgment_key, load_judge
+    from llm_judge.judging import JudgeSetup, load_judge
 
-    judge_ = load_judge(config.judges, n_ctx=config.n_ctx)
     setup = JudgeSetup(config.criteria, config.scale, config.judge_sampling, config.verdict_format, config.judge_method)
+    try:  # the typed core (#19): the judge holds its setup, and the cache keys live in llm_judge.cache
+        from llm_judge.cache import judgment_key as new_key
+
+        judge_ = load_judge(config.judges, setup, n_ctx=config.n_ctx)
+
+        def judgment_key(kind, _judge, _setup, prompt, shown, reference, repeat):
+            return new_key(kind, _judge, prompt, shown, reference, repeat)
+    except ImportError:  # the code at COMMIT, which wrote the store
+        from llm_judge.judging import judgment_key
+
+        judge_ = load_judge(config.judges, n_ctx=config.n_ctx)
     p = config.prompts[0]
     a, b = [candidate(n)([{"role": "user", "content": p.prompt}], None, None) for n in sorted(config.candidates)[:2]]
     jobs = [("single", [a], 0)] if config.mode != "pairwise" else []

@@ -174,7 +174,7 @@ def _study_config(prompts: list[PromptItem], candidates: tuple[str, ...], judge:
         prompts=prompts, candidates=cands, judge=judge.specs[0] if len(judge.specs) == 1 else list(judge.specs),
         judge_method=judge.method, verdict_format=judge.verdict_format, judge_sampling=judge.sampling(),
         criteria=judge.parsed_criteria(), scale=judge.parsed_scale(), **fields)
-    config.validate()
+    config.validate(current_settings())
     return config
 
 

@@ -65,7 +65,7 @@ def finetune(base: str, data: str, out_dir: str, recipe_name: str, overrides: tu
         from ..finetune.study import checkpoint_config
 
         checkpoint_config(base, {"checkpoint": "adapter.gguf"}, judge, prompts=source, limit=study_limit,
-                          max_tokens=max_tokens, verdict_format=verdict_format)
+                          max_tokens=max_tokens, verdict_format=verdict_format, settings=current_settings())
     result = _train(cfg, as_json)
     study = None
     if then_study:
@@ -114,7 +114,7 @@ def _checkpoint_study(result: dict[str, Any], judge: str, source: str, limit: in
     from ..study import run_study, summarize
 
     config = checkpoint_config(result["base"], result["checkpoints"], judge, prompts=source, limit=limit,
-                               max_tokens=max_tokens, verdict_format=verdict_format)
+                               max_tokens=max_tokens, verdict_format=verdict_format, settings=current_settings())
     store = open_store(db)
     bar = progress_bar(as_json)
     try:

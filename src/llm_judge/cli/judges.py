@@ -7,7 +7,6 @@ Leaves out evaluating and scoring judges (``judges``, ``judging``) and the cards
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,10 +77,10 @@ def _team_card(team: list[str], items: list[Any], source: str, setup: JudgeSetup
     from ..judging import jury_name, load_judge
 
     name = jury_name(team)
-    judge = load_judge(team, n_ctx=n_ctx, settings=current_settings())
+    judge = load_judge(team, setup, n_ctx=n_ctx, settings=current_settings())
     progress = progress_bar(quiet)
     try:
-        records = evaluate(judge, name, items, setup, store, progress.update if progress else None)
+        records = evaluate(judge, name, items, store, progress.update if progress else None)
     finally:
         if progress:
             progress.stop()
@@ -92,9 +91,11 @@ def _team_card(team: list[str], items: list[Any], source: str, setup: JudgeSetup
 
 def _export_records(out: Path, c: dict[str, Any], source: str, records: list[dict[str, Any]]) -> None:
     """One card's per-pair verdicts as a JSONL file in ``out`` (the ``analyze`` format)."""
+    from ..judges import records_jsonl
+
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{c['id']}-{source.replace('/', '_')}.jsonl"
-    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "weighted"}) + "\n" for r in records))
+    path.write_text(records_jsonl(records))
 
 
 def _show_cards(cards: list[dict[str, Any]], as_json: bool) -> None:

@@ -10,6 +10,7 @@ and resumable); the progression reads each checkpoint against the one before it:
 from __future__ import annotations
 
 from ..compare import Candidate
+from ..config import Settings
 from ..criteria import parse_criteria
 from ..defaults import CRITERIA_TEXT, N_CTX
 from ..prompts import load_prompts, select
@@ -32,8 +33,10 @@ def adapter_spec(base_spec: str, adapter: str) -> str:
 
 def checkpoint_config(base_spec: str, checkpoints: dict[str, str], judge: str, *, prompts: str = "seed-10",
                       preset: str = "p1", max_tokens: int = 256, limit: int | None = None,
-                      n_ctx: int = N_CTX, judge_method: str = "plain", verdict_format: str = "full") -> StudyConfig:
-    """A pairwise study of the base model and its checkpoints (label -> GGUF adapter), both orders."""
+                      n_ctx: int = N_CTX, judge_method: str = "plain", verdict_format: str = "full",
+                      settings: Settings | None = None) -> StudyConfig:
+    """A pairwise study of the base model and its checkpoints (label -> GGUF adapter), both orders
+    (``settings``: what its specs are resolved under)."""
     sampling = make_sampling(preset, max_tokens=max_tokens)
     candidates = {BASE_LABEL: Candidate(base_spec, sampling, BASE_LABEL)}
     candidates.update({name: Candidate(adapter_spec(base_spec, path), sampling, name) for name, path in checkpoints.items()})
@@ -41,7 +44,7 @@ def checkpoint_config(base_spec: str, checkpoints: dict[str, str], judge: str, *
                          judge_sampling=make_sampling(None, **JUDGE_DEFAULT), criteria=parse_criteria(SEED_CRITERIA),
                          mode="pairwise", n_ctx=n_ctx, source=prompts, judge_method=judge_method,
                          verdict_format=verdict_format)
-    config.validate()
+    config.validate(settings)
     return config
 
 

@@ -1,5 +1,7 @@
 """The formatting every output shares (terminal, page, report): numbers, intervals, p-values, a
-comparison's verdict as parts, HTML tables. Pure functions; no decision about a verdict is made here.
+comparison's verdict as parts, HTML tables. Pure functions of JSON forms (a comparison's
+``to_dict``, a judge card, a summary's figures); no decision about a verdict is made here, and
+nothing is read from the store.
 """
 
 from __future__ import annotations
@@ -7,6 +9,10 @@ from __future__ import annotations
 import html
 import json
 from dataclasses import asdict, is_dataclass
+
+from ..records import ORDERS
+
+AB, BA = ORDERS  # the keys of a card's per-order figures and of a comparison's jurors (their JSON form)
 
 
 def fmt_score(x: float | None) -> str:
@@ -103,7 +109,7 @@ def verdict_parts(result: dict) -> list[tuple[str, str]]:
                                   f"P(A wins) {p['A']:.2f}, P(B wins) {p['B']:.2f}, P(tie) {p['tie']:.2f}; the judge's "
                                   f"measured position bias {w['position_bias']:+.2f} (+1: always the answer shown first)"))
     for j in result.get("jurors") or []:
-        parts.append(("juror", f"Juror {j['judge']}: AB {j['AB'] or 'unscored'}, BA {j['BA'] or 'unscored'}, "
+        parts.append(("juror", f"Juror {j['judge']}: AB {j[AB] or 'unscored'}, BA {j[BA] or 'unscored'}, "
                                f"both orders {j['winner'] or 'unscored'}"))
     for o in result["orders"]:
         if o["verdict"]:
@@ -136,16 +142,16 @@ def to_json(obj) -> str:
 CARD_ROWS = [  # (measure, how to read it from a card)
     ("set", lambda c: f"{c['set']} ({c['items']} pairs)"),
     ("method", lambda c: f"{c.get('method', 'plain')}, {c.get('format', 'full')} verdicts"),
-    ("accuracy, A shown first", lambda c: fmt_estimate(c["accuracy"]["AB"])),
-    ("accuracy, B shown first", lambda c: fmt_estimate(c["accuracy"]["BA"])),
+    ("accuracy, A shown first", lambda c: fmt_estimate(c["accuracy"][AB])),
+    ("accuracy, B shown first", lambda c: fmt_estimate(c["accuracy"][BA])),
     ("accuracy, mean of both orders", lambda c: f"{c['accuracy']['mean']:.2f}"),
     ("both orders correct", lambda c: fmt_estimate(c["accuracy"]["both_orders"])),
     ("both orders combined (disagreement = tie)", lambda c: fmt_estimate(c["accuracy"]["combined"])),
     ("weighted, calibrated accuracy", lambda c: fmt_estimate(c["weighted"]["accuracy"]) if c.get("weighted") else "-"),
     ("weighted, mean P(gold answer)", lambda c: fmt_estimate(c["weighted"]["p_correct"]) if c.get("weighted") else "-"),
     ("position bias (P first - P second)", lambda c: fmt_estimate(c["weighted"]["position_bias"]) if c.get("weighted") else "-"),
-    ("Cohen's kappa, A shown first", lambda c: fmt_estimate(c["kappa"]["AB"])),
-    ("Cohen's kappa, B shown first", lambda c: fmt_estimate(c["kappa"]["BA"])),
+    ("Cohen's kappa, A shown first", lambda c: fmt_estimate(c["kappa"][AB])),
+    ("Cohen's kappa, B shown first", lambda c: fmt_estimate(c["kappa"][BA])),
     ("position consistency", lambda c: fmt_rate(c["position_consistency"], digits=2)),
     ("decisive verdicts for the first shown", lambda c: fmt_rate(c["first_shown_wins"], digits=2)),
     ("decisive verdicts for the longer answer", lambda c: fmt_estimate(c["longer_wins"])),

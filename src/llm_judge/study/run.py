@@ -7,32 +7,35 @@ retried, and each result is linked to its run item once (primary key), so nothin
 A run has one writer at a time (a second process on it is refused), judgments are made of the
 answers as stored, and Ctrl-C stops a run at once: the calls in flight are dropped, what finished
 stays stored, and the run is ``interrupted``, to be continued by the same command.
+
+Left out: running the calls (``runner``: workers, limits, sharing, stopping), the cache keys and
+the writing of a judgment (``cache``), and asking the judge (``judging``).
 """
 
 from __future__ import annotations
 
 import itertools
 import platform
-import queue
-import threading
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any, cast
 
-from .. import cancel
 from .. import verdicts as V
-from ..backends import get_backend, parse_spec
+from ..backends import Backend, Completion, get_backend, parse_spec
+from ..cache import generation_key, judgment_key, save_judgment
 from ..compare import Candidate, check_judging, check_n_ctx
 from ..config import Settings
 from ..criteria import Criterion, Scale
 from ..defaults import N_CTX
 from ..errors import LLMJudgeError
-from ..judging import JudgeSetup, Jury, judge_pairwise_order, judge_single, judgment_key, jury_name, model_identity, save_judgment
+from ..judging import Judge, JudgeCall, JudgeSetup, jury_name, make_judge
 from ..prompts import PromptItem
+from ..records import ORDERS, Kind, Order, in_order
+from ..runner import Finished, Generate, GradeOne, JudgeOrder, Progress, Runner
 from ..sampling import SamplingParams
-from ..store import Store, cache_key
+from ..store import ItemLink, Store, cache_key
 
 MODES = ("single", "pairwise", "both")
 
@@ -61,7 +64,14 @@ class StudyConfig:
     def judge_name(self) -> str:
         return jury_name(self.judges)
 
-    def validate(self) -> None:
+    @property
+    def setup(self) -> JudgeSetup:
+        """How the judge is asked in this study."""
+        return JudgeSetup(self.criteria, self.scale, self.judge_sampling, self.verdict_format, self.judge_method)
+
+    def validate(self, settings: Settings | None = None) -> None:
+        """The study's configuration, or the error; specs are resolved under ``settings`` (the
+        engine and config file the models will load under; by default the environment's)."""
         if self.mode not in MODES:
             raise LLMJudgeError(f"unknown mode {self.mode!r}: use {', '.join(MODES)}")
         if not self.candidates:
@@ -80,9 +90,9 @@ class StudyConfig:
         if twice is not None:  # a run keys answers and verdicts by prompt id
             raise LLMJudgeError(f"prompt id {twice!r} is given twice: give every prompt its own id")
         for spec in [c.spec for c in self.candidates.values()] + self.judges:
-            parse_spec(spec)
+            parse_spec(spec, settings)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "prompts": [[p.id, p.prompt, p.reference] + ([p.conversation()] if p.turns > 1 or p.context else [])
@@ -104,7 +114,7 @@ class StudyConfig:
         return run_pairs(self.candidates, self.baseline)
 
 
-def run_pairs(labels, baseline: str | None = None) -> list[tuple[str, str]]:
+def run_pairs(labels: Iterable[str], baseline: str | None = None) -> list[tuple[str, str]]:
     """The pairs a pairwise run judges, each oriented by ``orient``: every pair against the
     baseline when there is one, else every pair. The order candidates are listed in never changes
     a pair (the run id does not depend on it either)."""
@@ -135,7 +145,7 @@ def installed_version(distribution: str) -> str | None:
         return None
 
 
-def manifest(config: StudyConfig, backends: dict) -> dict:
+def manifest(config: StudyConfig, backends: Mapping[str, Backend]) -> dict[str, Any]:
     return {"llm_judge": version("llm-judge"), "llama_cpp_python": installed_version("llama-cpp-python"),
             "python": platform.python_version(),
             "models": {spec: b.describe() for spec, b in backends.items()},
@@ -147,10 +157,7 @@ def manifest(config: StudyConfig, backends: dict) -> dict:
                       "second; each run item records its order (run_items.display_order)"}
 
 
-Progress = Callable[..., None]  # (stage, done, total, in_flight)
-
-
-def pool_size(backends: dict, concurrency: int | None) -> int:
+def pool_size(backends: Mapping[str, Backend], concurrency: int | None) -> int:
     """Workers for a run: ``concurrency`` when given, else the endpoints' own limits added up
     (an in-process model counts 1: it runs one call at a time behind its lock)."""
     return concurrency or max(1, sum(b.concurrency for b in backends.values()))
@@ -158,7 +165,7 @@ def pool_size(backends: dict, concurrency: int | None) -> int:
 
 def run_study(config: StudyConfig, store: Store, progress: Progress | None = None,
               concurrency: int | None = None, *, generate_only: bool = False,
-              load_options: dict | None = None, settings: Settings | None = None) -> str:
+              load_options: Mapping[str, Any] | None = None, settings: Settings | None = None) -> str:
     """Run (or continue) a study; returns its run id.
 
     Remote calls run concurrently up to each endpoint's limit (or ``concurrency``, which also
@@ -166,246 +173,229 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
     ``generate_only`` writes the answers and leaves the judging to a later run of the same study
     (the run is then ``incomplete``). Raises ``LLMJudgeError`` at once when another process (or
     thread) is writing the same run. ``load_options``: more load options for every model (the
-    page's ``key_configured_only``).
+    page's ``key_configured_only``); ``settings``: the engine and config file the models load under.
     """
-    config.validate()
-    tell = progress or (lambda *_: None)
-    specs = {c.spec for c in config.candidates.values()} | (set() if generate_only else set(config.judges))
+    config.validate(settings)
     if concurrency is not None and concurrency < 1:
         raise LLMJudgeError(f"concurrency {concurrency}: at least 1 request in flight")
-    extra = {} if concurrency is None else {"concurrency": concurrency}
-    backends = {s: get_backend(s, settings, n_ctx=config.n_ctx, **extra, **(load_options or {})) for s in specs}
+    backends = _load(config, generate_only, concurrency, load_options or {}, settings)
+    judge = None if generate_only else make_judge([backends[s] for s in config.judges], config.setup)
     run_id = config.run_id()
     with store.run_writer(run_id):  # one writer per run: another process on it is refused in one line
         store.create_run(run_id, config.to_dict(), manifest(config, backends), config.prompts, config.candidates)
-        judge = None
-        if not generate_only:
-            judge = backends[config.judges[0]] if len(config.judges) == 1 else Jury([backends[s] for s in config.judges])
-        pool = _Workers(pool_size(backends, concurrency))
         try:
-            failed = _Pipeline(config, store, run_id, backends, judge, pool, tell).run()
+            with Runner[_Waiter](pool_size(backends, concurrency), _limits(backends, judge), progress) as runner:
+                failed = _Pipeline(config, store, run_id, backends, judge, runner).run()
         except BaseException:
             # Ctrl-C, or an error no item can get past (a refused key): what finished is stored,
-            # the calls in flight are dropped unwaited and the run is left to be continued.
-            pool.stop()
+            # the calls in flight are dropped unwaited (the runner stopped) and the run is left to be continued.
             store.finish_run(run_id, "interrupted")
             raise
-        pool.close()
         _finish(store, run_id, backends, failed, generate_only)
     return run_id
 
 
-def _finish(store: Store, run_id: str, backends: dict, failed: int, generate_only: bool) -> None:
+def _load(config: StudyConfig, generate_only: bool, concurrency: int | None,
+          load_options: Mapping[str, Any], settings: Settings | None) -> dict[str, Backend]:
+    """Every model the study calls, loaded once per spec."""
+    specs = {c.spec for c in config.candidates.values()} | (set() if generate_only else set(config.judges))
+    extra = {} if concurrency is None else {"concurrency": concurrency}
+    return {s: get_backend(s, settings, n_ctx=config.n_ctx, **extra, **load_options) for s in specs}
+
+
+def _limits(backends: Mapping[str, Backend], judge: Judge | None) -> dict[str, int]:
+    """The calls each endpoint takes at once: a model's own limit, the judge's (a jury's) as a whole."""
+    limits = {b.spec: b.concurrency for b in backends.values()}
+    return limits | ({judge.name: judge.concurrency} if judge is not None else {})
+
+
+def _finish(store: Store, run_id: str, backends: Mapping[str, Backend], failed: int, generate_only: bool) -> None:
     warnings = [w for b in backends.values() for w in b.warnings]
     # what the calls settled (a server's structured-output mode is known only after the first)
     store.update_manifest(run_id, models={spec: b.describe() for spec, b in backends.items()}, warnings=warnings)
     store.finish_run(run_id, "done" if failed == 0 and not generate_only else "incomplete")
 
 
-class _Workers:
-    """A run's worker threads. Unlike a ThreadPoolExecutor's, which the interpreter joins at exit
-    (waiting out every call in flight and its retries), they are daemons: ``stop`` drops the calls
-    not yet started, ends the retries' waits (``cancel.pause``) and returns at once, leaving the
-    calls in flight unwaited, so Ctrl-C ends a study within a moment whatever its endpoints do."""
+@dataclass(frozen=True)
+class _Answer:
+    """A run item waiting for a generation: the candidate's answer to one turn of a prompt."""
 
-    def __init__(self, workers: int):
-        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self.stopped = threading.Event()
-        self.threads = [threading.Thread(target=self._work, name=f"llm-judge-worker-{i}", daemon=True)
-                        for i in range(workers)]
-        for t in self.threads:
-            t.start()
+    prompt: PromptItem
+    label: str
+    turn: int
+    link: ItemLink
 
-    def submit(self, fn: Callable, *args) -> Future:
-        fut: Future = Future()
-        self.jobs.put((fut, fn, args))
-        return fut
 
-    def _work(self) -> None:
-        cancel.carry(self.stopped)
-        while (job := self.jobs.get()) is not None:
-            fut, fn, args = job
-            if self.stopped.is_set() or not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                fut.set_result(fn(*args))
-            except BaseException as exc:
-                fut.set_exception(exc)
+@dataclass(frozen=True, eq=False)  # each planned judgment is its own (a key of ``waiting``)
+class _Planned:
+    """A judgment the study makes once the answers it compares are there."""
 
-    def close(self) -> None:
-        """Let the threads end once their queue is empty (every call has returned by then)."""
-        for _ in self.threads:
-            self.jobs.put(None)
+    kind: Kind
+    prompt: PromptItem
+    labels: tuple[str, ...]
+    order: str  # pairwise: AB or BA; single: the label graded
+    repeat: int
+    turn: int
 
-    def stop(self) -> None:
-        self.stopped.set()
-        self.close()
+    def needs(self) -> set[tuple[str, str, int]]:
+        """The answers it compares, every earlier turn included."""
+        return {(self.prompt.id, lab, k) for lab in self.labels for k in range(1, self.turn + 1)}
+
+    def link(self, run_id: str) -> ItemLink:
+        name = (f"{self.kind}:{self.prompt.id}:{'|'.join(self.labels)}:{self.order}"
+                + (f"@t{self.turn}" if self.turn > 1 else "") + (f"#{self.repeat}" if self.repeat else ""))
+        return ItemLink(run_id, name, self.prompt.id, self.kind, self.labels, self.order, self.repeat, self.turn)
+
+
+_Waiter = _Answer | ItemLink  # what a call's result goes to: an answer's item, or a judgment's
 
 
 class _Pipeline:
     """A study's calls as one stream: each call is submitted as soon as what it needs is there (a
     candidate's later turn after its earlier answer, a judgment after the answers it compares), so
     judging starts while the last answers are still being written and no slot waits for a stage to
-    drain. Calls that share a cache key are made once; results are written by the calling thread.
+    drain. The runner makes the calls that share a cache key once; results are written here, by the
+    calling thread.
 
     Answers are ``{(prompt id, label, turn): text}``, None where the generation failed (or an earlier
     turn did): the judgments that need it count as failed, to be made by a later run.
     """
 
-    def __init__(self, config: StudyConfig, store: Store, run_id: str, backends: dict, judge, pool, tell):
+    def __init__(self, config: StudyConfig, store: Store, run_id: str, backends: Mapping[str, Backend],
+                 judge: Judge | None, runner: Runner[_Waiter]) -> None:
         self.config, self.store, self.run_id, self.backends, self.judge = config, store, run_id, backends, judge
-        self.pool, self.tell = pool, tell
-        self.setup = JudgeSetup(config.criteria, config.scale, config.judge_sampling, config.verdict_format,
-                                config.judge_method)
+        self.runner = runner
         self.answers: dict[tuple[str, str, int], str | None] = {}
-        self.futures: dict = {}  # future -> (stage, cache key)
-        self.sharing: dict[tuple[str, str], list] = {}  # (stage, key) -> the run items waiting for that call
-        self.done = {"generating": 0, "judging": 0}
-        self.in_flight = {"generating": 0, "judging": 0}  # calls under way, kept as they start and end
-        self.total = {"generating": sum(p.turns for p in config.prompts) * len(config.candidates), "judging": 0}
-        self.needs: dict[tuple[str, str, int], list[list]] = {}  # answer -> the judgments waiting for it
+        self.waiting: dict[_Planned, int] = {}  # a judgment -> how many of its answers are not there yet
+        self.needs: dict[tuple[str, str, int], list[_Planned]] = {}  # an answer -> the judgments waiting for it
         self.failed = 0
 
     def run(self) -> int:
-        self.tell("generating", 0, self.total["generating"], 0)
+        self.runner.expect("generating", sum(p.turns for p in self.config.prompts) * len(self.config.candidates))
         if self.judge is not None:
             self._plan_judgments()
         for p in self.config.prompts:
             for label in self.config.candidates:
                 self._generation_ready(p, label, 1)
-        while self.futures:
-            finished, _ = wait(self.futures, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                stage, key = self.futures.pop(fut)
-                self.in_flight[stage] -= 1
-                try:
-                    result = fut.result()
-                except LLMJudgeError as exc:
-                    if exc.fatal:
-                        raise
-                    result = exc
-                items = self.sharing.pop((stage, key))
-                (self._write_generation if stage == "generating" else self._write_judgment)(items, result)
+        for finished in self.runner.finished():
+            if isinstance(finished.job, Generate):
+                self._write_generation(finished)
+            else:
+                self._write_judgment(finished)
         return self.failed
-
-    def _submit(self, stage: str, key: str, item, call) -> None:
-        if (stage, key) in self.sharing:  # the same call is under way: this item shares its result
-            self.sharing[(stage, key)].append(item)
-            return
-        self.sharing[(stage, key)] = [item]
-        self.futures[self.pool.submit(call, item)] = (stage, key)
-        self.in_flight[stage] += 1
-
-    def _progress(self, stage: str, items: int = 1) -> None:
-        self.done[stage] += items
-        self.tell(stage, self.done[stage], self.total[stage], self.in_flight[stage])
 
     # generations
 
     def _generation_ready(self, p: PromptItem, label: str, turn: int) -> None:
         earlier = [self.answers[(p.id, label, k)] for k in range(1, turn)]
         if None in earlier:  # an earlier turn failed: this one waits for a rerun
+            self.runner.count("generating")
             return self._answered(p, label, turn, None)
         cand = self.config.candidates[label]
         backend = self.backends[cand.spec]
-        messages = p.messages(earlier, turn)
-        key = cache_key("gen", model=model_identity(backend), sampling=cand.sampling.model_dump(), messages=messages)
-        link = (self.run_id, f"gen:{p.id}:{label}" + (f"@t{turn}" if turn > 1 else ""), p.id, "generation", [label],
-                "-", 0, turn)
+        messages = p.messages([a for a in earlier if a is not None], turn)
+        key = generation_key(backend, cand.sampling, messages)
+        link = ItemLink(self.run_id, f"gen:{p.id}:{label}" + (f"@t{turn}" if turn > 1 else ""), p.id, "generation",
+                        (label,), "-", 0, turn)
         row = self.store.generation(key)
         if row is not None:
-            self.store.link(*link, result_key=key)
+            self.store.link(link, result_key=key)
+            self.runner.count("generating")
             return self._answered(p, label, turn, row["text"])
-        self._submit("generating", key, (p, label, turn, cand, backend, messages, key, link), _generate)
+        self.runner.submit(Generate(backend, messages, cand.sampling, key), _Answer(p, label, turn, link))
 
-    def _write_generation(self, items: list, result) -> None:
-        _p, _label, _turn, cand, _backend, messages, key, _link = items[0]
-        sampling = cand.sampling.model_dump()
-        if not isinstance(result, LLMJudgeError):
-            stored = self.store.put_generation(
-                key, cand.spec, sampling, messages[-1]["content"], text=result.text,
-                prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                seconds=result.seconds, finish_reason=result.finish_reason)
-        else:
-            stored = self.store.put_generation(key, cand.spec, sampling, messages[-1]["content"], error=str(result))
+    def _write_generation(self, finished: Finished[_Waiter]) -> None:
+        job = finished.job
+        assert isinstance(job, Generate)
+        answers = [w for w in finished.waiters if isinstance(w, _Answer)]
+        stored = self._put_generation(job, self.config.candidates[answers[0].label], finished.result, finished.error)
         # the answer stored under the key (another process's, written first, wins): it is the one judged
-        for p, label, turn, *_rest, link in items:
+        for a in answers:
             if stored is not None:
-                self.store.link(*link, result_key=key)
-            self._answered(p, label, turn, stored)
+                self.store.link(a.link, result_key=job.key)
+            self._answered(a.prompt, a.label, a.turn, stored)
+
+    def _put_generation(self, job: Generate, cand: Candidate, comp: Completion | None,
+                        error: LLMJudgeError | None) -> str | None:
+        sampling, prompt = cand.sampling.model_dump(), job.messages[-1]["content"]
+        if comp is None:
+            return self.store.put_generation(job.key, cand.spec, sampling, prompt, error=str(error))
+        return self.store.put_generation(job.key, cand.spec, sampling, prompt, text=comp.text,
+                                         prompt_tokens=comp.prompt_tokens, completion_tokens=comp.completion_tokens,
+                                         seconds=comp.seconds, finish_reason=comp.finish_reason)
 
     def _answered(self, p: PromptItem, label: str, turn: int, text: str | None) -> None:
-        """An answer is settled (None: failed): count it, then start what was waiting for it."""
+        """An answer is settled (None: failed): note it, then start what was waiting for it."""
         self.answers[(p.id, label, turn)] = text
         if text is None:
             self.failed += 1
-        self._progress("generating")
         if turn < p.turns:
             self._generation_ready(p, label, turn + 1)
-        for job in self.needs.pop((p.id, label, turn), []):
-            job[0] -= 1
-            if job[0] == 0:
-                self._judgment_ready(*job[1:])
+        for planned in self.needs.pop((p.id, label, turn), []):
+            self.waiting[planned] -= 1
+            if self.waiting[planned] == 0:
+                self._judgment_ready(planned)
 
     # judgments
 
     def _plan_judgments(self) -> None:
         """Every judgment the study makes, each waiting for the answers it needs."""
-        config = self.config
-        jobs = []
-        for r in range(config.repeat):
-            for p in config.prompts:
-                for t in range(1, p.turns + 1):
-                    if config.mode in ("single", "both"):
-                        jobs += [("single", p, (lab,), lab, r, t) for lab in config.candidates]
-                    if config.mode in ("pairwise", "both"):
-                        jobs += [("pairwise", p, pair, order, r, t) for pair in config.pairs() for order in ("AB", "BA")]
-        self.total["judging"] = len(jobs)
-        self.tell("judging", 0, len(jobs), 0)
-        for kind, p, labels, order, r, t in jobs:
-            needed = {(p.id, lab, k) for lab in labels for k in range(1, t + 1)}
-            job = [len(needed), kind, p, labels, order, r, t]
-            for answer in needed:
+        planned = list(self._judgments())
+        self.runner.expect("judging", len(planned))
+        for job in planned:
+            self.waiting[job] = len(job.needs())
+            for answer in job.needs():
                 self.needs.setdefault(answer, []).append(job)
 
-    def _judgment_ready(self, kind: str, p: PromptItem, labels: tuple, order: str, r: int, t: int) -> None:
-        convo = [[self.answers[(p.id, lab, k)] for k in range(1, t + 1)] for lab in labels]
-        if any(a is None for answers_of in convo for a in answers_of):
+    def _judgments(self) -> Iterable[_Planned]:
+        c = self.config
+        for r, p in itertools.product(range(c.repeat), c.prompts):
+            for t in range(1, p.turns + 1):
+                if c.mode in ("single", "both"):
+                    yield from (_Planned("single", p, (lab,), lab, r, t) for lab in c.candidates)
+                if c.mode in ("pairwise", "both"):
+                    yield from (_Planned("pairwise", p, pair, order, r, t) for pair in c.pairs() for order in ORDERS)
+
+    def _judgment_ready(self, planned: _Planned) -> None:
+        p, t = planned.prompt, planned.turn
+        answers = [[self.answers[(p.id, lab, k)] for k in range(1, t + 1)] for lab in planned.labels]
+        convo = [[a for a in answers_of if a is not None] for answers_of in answers]
+        if any(len(c) < t for c in convo):
             self.failed += 1  # a generation failed: judged on a later run
-            return self._progress("judging")
-        texts = [c[-1] for c in convo]
+            return self.runner.count("judging")
         # what came before this turn, each candidate's own conversation (the shared context at turn 1)
         history = [p.messages(c[:-1], t)[:-1] for c in convo]
-        shown, shown_history = (texts, history) if order != "BA" else (texts[::-1], history[::-1])
-        key = judgment_key(kind, self.judge, self.setup, p.question(t), shown, p.reference_at(t), r, shown_history)
-        item = f"{kind}:{p.id}:{'|'.join(labels)}:{order}" + (f"@t{t}" if t > 1 else "") + (f"#{r}" if r else "")
-        link = (self.run_id, item, p.id, kind, list(labels), order, r, t)
-        if self.store.judgment(key) is not None:
-            self.store.link(*link, result_key=key)
-            return self._progress("judging")
-        self._submit("judging", key, (kind, p, labels, order, texts, key, link, t, history), self._judge)
+        job = self._job(planned, [c[-1] for c in convo], history)
+        link = planned.link(self.run_id)
+        if self.store.judgment(job.key) is not None:
+            self.store.link(link, result_key=job.key)
+            return self.runner.count("judging")
+        self.runner.submit(job, link)
 
-    def _judge(self, item):
-        kind, p, labels, order, texts, _key, _link, t, history = item
-        c = self.config
-        if kind == "single":
-            return judge_single(self.judge, p.question(t), texts[0], labels[0], c.criteria, c.scale, c.judge_sampling,
-                                p.reference_at(t), method=c.judge_method, history=history[0])
-        return judge_pairwise_order(self.judge, p.question(t), texts[0], texts[1], order, c.criteria, c.scale,
-                                    c.judge_sampling, p.reference_at(t), fmt=c.verdict_format, method=c.judge_method,
-                                    history=history)
+    def _job(self, planned: _Planned, texts: list[str], history: list[list[dict[str, str]]]) -> JudgeOrder | GradeOne:
+        """The call of one judgment, with its cache key (the texts and histories as shown)."""
+        assert self.judge is not None
+        p, t = planned.prompt, planned.turn
+        question, reference = p.question(t), p.reference_at(t)
+        if planned.kind == "single":
+            key = judgment_key("single", self.judge, question, texts, reference, planned.repeat, history)
+            return GradeOne(self.judge, question, texts[0], planned.order, key, reference=reference,
+                            history=history[0])
+        order = cast(Order, planned.order)
+        shown, shown_history = in_order((texts[0], texts[1]), order), in_order((history[0], history[1]), order)
+        key = judgment_key("pairwise", self.judge, question, list(shown), reference, planned.repeat,
+                           list(shown_history))
+        return JudgeOrder(self.judge, question, (texts[0], texts[1]), order, key, reference=reference,
+                          history=(history[0], history[1]))
 
-    def _write_judgment(self, items: list, call) -> None:
-        kind, *_rest, key, link, _t, _history = items[0]
-        save_judgment(self.store, key, kind, self.config.judge_name, call, link)
+    def _write_judgment(self, finished: Finished[_Waiter]) -> None:
+        job, call = finished.job, finished.result
+        assert isinstance(job, JudgeOrder | GradeOne) and isinstance(call, JudgeCall)
+        links = [w for w in finished.waiters if isinstance(w, ItemLink)]
+        kind: Kind = "pairwise" if isinstance(job, JudgeOrder) else "single"
+        save_judgment(self.store, job.key, kind, self.config.judge_name, call, links[0])
         if call.status == "failed":
-            self.failed += len(items)
+            self.failed += len(links)
         else:
-            for other in items[1:]:
-                self.store.link(*other[6], result_key=key)
-        self._progress("judging", len(items))
-
-
-def _generate(item):
-    _p, _label, _turn, cand, backend, messages, _key, _link = item
-    return backend.generate(messages, cand.sampling)
+            for other in links[1:]:
+                self.store.link(other, result_key=job.key)

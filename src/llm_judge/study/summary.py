@@ -1,23 +1,29 @@
 """Reading a run back (the reading side of studies): one typed ``Summary`` that the terminal, the
-report, the page and ``--json`` all show, computed once per command.
+report, the page and ``--json`` all show, computed once per command from a ``LoadedRun``.
 
 Verdict rules come from ``verdicts`` and statistics from ``stats``; this module only gathers a
-run's items and hands them over. Left out: anything that writes (``study.run``, ``study.export``).
+loaded run's items and hands them over (``summarize_run`` is a pure function of the run;
+``summarize`` loads it from a store first). Left out: reading the store (``study.loaded``) and
+anything that writes (``study.run``, ``study.export``).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from .. import stats as S
 from .. import verdicts as V
-from ..compare import LATER_TURN, judge_warnings
-from ..judges import known_figures
-from ..judging import jury_name
-from ..store import Store
+from ..compare import judge_warnings
+from ..records import LABELS, ORDERS, Grade, Number, Verdict, Winner
+from ..store import RunItem, Store
+from .loaded import LoadedRun, PairRow, load_run, pair_rows, prompt_of, split_unit, unit_id
 from .run import orient
+
+__all__ = ["CandidateScores", "Diagnostics", "Pairwise", "Summary", "Weighted", "pair_rows", "prompt_of",
+           "repeat_spread", "split_unit", "summarize", "summarize_run", "unit_id"]
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,9 @@ class CandidateScores:
 class Diagnostics:
     """How the judge behaved over every pairwise item (``stats`` documents each figure)."""
 
-    position_consistency: dict
-    first_position_wins: dict
-    longer_answer_wins: dict
+    position_consistency: dict[str, Any]
+    first_position_wins: dict[str, Any]
+    longer_answer_wins: dict[str, Any]
     unscored_judgments: int
     judgments: int
 
@@ -58,10 +64,10 @@ class Weighted:
 class Pairwise:
     pairs: dict[str, S.PairStats]
     diagnostics: Diagnostics
-    bradley_terry: dict | None = None
+    bradley_terry: dict[str, Any] | None = None
     weighted: Weighted | None = None
-    jurors: dict | None = None  # stats.juror_agreement of a jury's members
-    style_control: dict | None = None  # stats.bradley_terry_style: ratings with answer style held equal
+    jurors: dict[str, Any] | None = None  # stats.juror_agreement of a jury's members
+    style_control: dict[str, Any] | None = None  # stats.bradley_terry_style: ratings with answer style held equal
 
 
 @dataclass(frozen=True)
@@ -70,19 +76,19 @@ class Summary:
     status: str
     mode: str
     judge: str  # its spec, or jury(a, b, c)
-    candidates: dict[str, dict]  # label -> {"spec", "sampling"}
+    candidates: dict[str, dict[str, Any]]  # label -> {"spec", "sampling"}
     criteria: list[str]
     scale: list[int]
     prompts: int
     baseline: str | None
-    bootstrap: dict
+    bootstrap: dict[str, Any]
     single: dict[str, CandidateScores]
     pairwise_from_totals: dict[str, S.PairStats]
     pairwise: Pairwise | None
-    repeat_spread: dict | None
+    repeat_spread: dict[str, Any] | None
     warnings: list[str]
     turns: int = 1  # the most turns a prompt has (2: MT-Bench's conversations)
-    by_turn: dict = field(default_factory=dict)  # with conversations: turn -> {"single", "pairs"}
+    by_turn: dict[int, dict[str, Any]] = field(default_factory=dict)  # with conversations: turn -> {"single", "pairs"}
     judge_method: str = "plain"
     verdict_format: str = "full"
     judge_cards: list[str] = field(default_factory=list)  # the judge's known figures (judges.known_figures)
@@ -93,244 +99,233 @@ class Summary:
     with_reference: int = 0  # prompts judged against a reference answer (reference-guided grading)
     proportions: str = "Wilson score intervals (95%)"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``llm-judge run/report --json``."""
         return asdict(self)
 
 
 def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> Summary:
-    """Everything the CLI table, the report, the page and ``--json`` show about a run."""
+    """Everything the CLI table, the report, the page and ``--json`` show about a stored run (read once)."""
+    return summarize_run(load_run(store, run_id), n_boot, seed)
+
+
+def summarize_run(run: LoadedRun, n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> Summary:
+    """A loaded run's ``Summary``: a pure function of the run."""
     n_boot = S.check_resamples(n_boot)
-    run = store.run(run_id)
-    run_id = run["id"]
-    config = json.loads(run["config"])
-    labels = [c["label"] for c in store.candidates(run_id)]
-    every_repeat = unit_items(store, run_id, repeat=None)
-    items = [i for i in every_repeat if i["repeat"] == 0]
-    prompts = store.prompts(run_id)
-    convos = store.conversations(run_id)
-    units = [{"prompt_id": unit_id(p["prompt_id"], t), "category": p["category"], "turn": t,
-              "reference": p["reference"] if t == 1 else None}
-             for p in prompts for t in range(1, 2 + len(convos.get(p["prompt_id"], {}).get("followups", [])))]
-    turns = max((i["turn"] for i in items), default=1)
-    baseline = config.get("baseline")
-    gens = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "generation"}
-    singles = {(i["prompt_id"], i["labels"][0]): i for i in items if i["kind"] == "single"}
-    criteria = [c[0] for c in config["criteria"]]
-    judge = jury_name([config["judge"]] if isinstance(config["judge"], str) else config["judge"])
-    measure, by_category = _categories(units, labels, singles, items, baseline, n_boot, seed)
+    config, labels = run.config, run.labels
+    every_repeat = run.units(repeat=None)
+    items = [i for i in every_repeat if i.repeat == 0]
+    units = [Unit(unit_id(p.prompt_id, t), p.category, t, p.reference if t == 1 else None)
+             for p in run.prompts for t in range(1, 1 + len(p.questions))]
+    turns = max((i.turn for i in items), default=1)
+    gens = {(i.prompt_id, i.labels[0]): i for i in items if i.kind == "generation"}
+    singles = {(i.prompt_id, i.labels[0]): _grade(i) for i in items if i.kind == "single"}
+    criteria = run.criteria
+    measure, by_category = _categories(units, labels, singles, items, run.baseline, n_boot, seed)
     return Summary(
-        turns=turns, by_turn=_by_turn(turns, units, labels, singles, items, gens, baseline, n_boot, seed),
+        turns=turns, by_turn=_by_turn(turns, units, labels, singles, items, gens, run.baseline, n_boot, seed),
         categories=by_category, category_measure=measure,
-        with_reference=sum(1 for p in prompts if p["reference"]),
-        run_id=run_id, status=run["status"], mode=config["mode"],
-        judge=judge, judge_cards=known_figures(store, judge), judge_method=config.get("judge_method", "plain"),
+        with_reference=sum(1 for p in run.prompts if p.reference),
+        run_id=run.run_id, status=run.status, mode=config["mode"],
+        judge=run.judge, judge_cards=list(run.judge_cards), judge_method=config.get("judge_method", "plain"),
         verdict_format=config.get("verdict_format", "full"),
-        candidates={c["label"]: {"spec": c["spec"], "sampling": json.loads(c["sampling"])}
-                    for c in store.candidates(run_id)},
-        criteria=criteria, scale=config["scale"], prompts=len(prompts), baseline=baseline,
+        candidates={c.label: {"spec": c.spec, "sampling": dict(c.sampling)} for c in run.candidates},
+        criteria=criteria, scale=config["scale"], prompts=len(run.prompts), baseline=run.baseline,
         bootstrap={"method": "percentile bootstrap over prompts", "resamples": n_boot, "seed": seed, "level": 0.95},
         single={lab: _candidate_scores(lab, units, singles, gens, criteria, n_boot, seed) for lab in labels},
-        pairwise_from_totals=_pairs_from_totals(labels, units, singles, baseline) if singles else {},
-        pairwise=_pairwise(items, labels, gens, n_boot, seed, baseline),
+        pairwise_from_totals=_pairs_from_totals(labels, units, singles, run.baseline) if singles else {},
+        pairwise=_pairwise(items, labels, gens, n_boot, seed, run.baseline),
         repeat_spread=repeat_spread(every_repeat),
         warnings=judge_warnings(config["judge"], [c["spec"] for c in config["candidates"].values()])
-        + json.loads(run["manifest"]).get("warnings", []) + _bound_warning(every_repeat))
+        + list(run.manifest.get("warnings", [])) + _bound_warning(every_repeat))
 
 
-def _bound_warning(items: list[dict]) -> list[str]:
+@dataclass(frozen=True)
+class Unit:
+    """One judged unit of a run: a prompt's turn (``unit_id``), its category and reference."""
+
+    prompt_id: str
+    category: str | None
+    turn: int
+    reference: str | None
+
+
+def _grade(item: RunItem) -> Grade | None:
+    return item.verdict if isinstance(item.verdict, Grade) else None
+
+
+def _bound_warning(items: list[RunItem]) -> list[str]:
     """How many of the run's verdicts had their justification cut at the bound."""
-    judged = [i for i in items if i["kind"] != "generation" and i["verdict"]]
-    return V.bound_warning(sum(V.reached_bound(i["raw"]) for i in judged), len(judged))
+    judged = [i for i in items if i.kind != "generation" and i.verdict]
+    return V.bound_warning(sum(V.reached_bound(i.raw or "") for i in judged), len(judged))
 
 
+Singles = Mapping[tuple[str, str], Grade | None]  # (unit, label) -> its grade, None when unscored
+Gens = Mapping[tuple[str, str], RunItem]  # (unit, label) -> its generation
 
 
-def unit_id(prompt_id: str, turn: int) -> str:
-    """How a turn of a conversation is named among a run's judged units: its prompt id, and
-    ``@t2`` for the second turn. A first turn whose id already ends like a later turn's is named
-    with ``@t1``, so that no two units share a name (``split_unit`` reads every one back).
-
-    >>> unit_id("q1", 1), unit_id("q1", 2), unit_id("q1@t2", 1)
-    ('q1', 'q1@t2', 'q1@t2@t1')
-    """
-    return prompt_id if turn == 1 and not LATER_TURN.search(prompt_id) else f"{prompt_id}@t{turn}"
-
-
-def split_unit(unit: str) -> tuple[str, int]:
-    """The (prompt id, turn) a unit id names: the inverse of ``unit_id``.
-
-    >>> split_unit("q1"), split_unit("q1@t2"), split_unit("q1@t2@t1"), split_unit("a@tb")
-    (('q1', 1), ('q1', 2), ('q1@t2', 1), ('a@tb', 1))
-    """
-    m = LATER_TURN.search(unit)
-    return (unit[:m.start()], int(m.group(1))) if m else (unit, 1)
-
-
-def prompt_of(unit: str) -> str:
-    return split_unit(unit)[0]
-
-
-def _as_unit(item: dict) -> dict:
-    unit = unit_id(item["prompt_id"], item["turn"])
-    return item if unit == item["prompt_id"] else {**item, "prompt_id": unit}
-
-
-def unit_items(store: Store, run_id: str, kind: str | None = None, repeat: int | None = 0) -> list[dict]:
-    """A run's items with each later turn of a conversation as its own unit (``unit_id``): what
-    every reader of a run groups by, so that a second turn never stands in for a first."""
-    return [_as_unit(i) for i in store.items(run_id, kind, repeat)]
-
-
-def _by_turn(turns, units, labels, singles, items, gens, baseline, n_boot, seed) -> dict:
+def _by_turn(turns: int, units: list[Unit], labels: list[str], singles: Singles, items: list[RunItem], gens: Gens,
+             baseline: str | None, n_boot: int, seed: int) -> dict[int, dict[str, Any]]:
     """With conversations: each candidate's mean total, and each pair's figures, turn by turn."""
     if turns < 2:
         return {}
     out = {}
     for t in range(1, turns + 1):
-        mine = [u for u in units if u["turn"] == t]
-        block: dict = {}
+        mine = [u.prompt_id for u in units if u.turn == t]
+        block: dict[str, Any] = {}
         if singles:
-            block["single"] = {lab: S.mean_ci([singles[(u["prompt_id"], lab)]["verdict"]["total"] for u in mine
-                                               if (u["prompt_id"], lab) in singles
-                                               and singles[(u["prompt_id"], lab)]["verdict"]], n_boot, seed)
-                               for lab in labels}
-        pw = _pairwise([i for i in items if i["turn"] == t], labels, gens, n_boot, seed, baseline)
+            block["single"] = {lab: S.mean_ci(_totals(singles, mine, lab), n_boot, seed) for lab in labels}
+        pw = _pairwise([i for i in items if i.turn == t], labels, gens, n_boot, seed, baseline)
         if pw:
             block["pairs"] = pw.pairs
         out[t] = block
     return out
 
 
-def _categories(prompts, labels, singles, items, baseline, n_boot, seed):
+def _totals(singles: Singles, units: list[str], label: str) -> list[Number]:
+    """The totals of ``label``'s scored grades on ``units``, in their order."""
+    grades = [singles.get((u, label)) for u in units]
+    return [g.total for g in grades if g is not None]
+
+
+def _categories(units: list[Unit], labels: list[str], singles: Singles, items: list[RunItem],
+                baseline: str | None, n_boot: int, seed: int) -> tuple[str | None, dict[str, dict[str, S.Estimate]]]:
     """Each candidate's figure per prompt category (two categories or more)."""
-    cat_of = {p["prompt_id"]: p["category"] for p in prompts if p["category"]}
+    cat_of = {u.prompt_id: u.category for u in units if u.category}
     cats = sorted(set(cat_of.values()))
     if len(cats) < 2:
         return None, {}
     if singles:
         return "mean total score", {
-            c: {lab: S.mean_ci([v["verdict"]["total"] for (pid, lb), v in singles.items()
-                                if lb == lab and cat_of.get(pid) == c and v["verdict"]], n_boot, seed) for lab in labels}
+            c: {lab: S.mean_ci([g.total for (pid, lb), g in singles.items() if lb == lab and cat_of.get(pid) == c
+                                and g is not None], n_boot, seed) for lab in labels}
             for c in cats}
-    points: dict = {}
-    for (pid, (a, b)), orders in pair_rows(items, baseline).items():
-        w = V.combine_verdicts(orders["AB"], orders["BA"]).winner
-        if w is not None and pid in cat_of:
-            points.setdefault((cat_of[pid], a), []).append(V.POINTS[w])
-            points.setdefault((cat_of[pid], b), []).append(1 - V.POINTS[w])
+    points: dict[tuple[str, str], list[float]] = {}
+    for row in pair_rows(items, baseline):
+        w = V.combine(*row.by_order).winner
+        if w is not None and row.unit in cat_of:
+            a, b = row.pair
+            points.setdefault((cat_of[row.unit], a), []).append(V.POINTS[w])
+            points.setdefault((cat_of[row.unit], b), []).append(1 - V.POINTS[w])
     return "win rate against the others (ties half)", {
         c: {lab: S.mean_ci(points.get((c, lab), []), n_boot, seed) for lab in labels} for c in cats}
 
 
-def _candidate_scores(lab, prompts, singles, gens, criteria, n_boot, seed) -> CandidateScores:
-    graded = [singles[(p["prompt_id"], lab)]["verdict"] for p in prompts if (p["prompt_id"], lab) in singles]
-    scored = [g for g in graded if g]
-    tokens = [gens[(p["prompt_id"], lab)]["g_tokens"] for p in prompts if (p["prompt_id"], lab) in gens]
-    tokens = [t for t in tokens if t is not None]
+def _candidate_scores(lab: str, units: list[Unit], singles: Singles, gens: Gens, criteria: list[str],
+                      n_boot: int, seed: int) -> CandidateScores:
+    graded = [singles[(u.prompt_id, lab)] for u in units if (u.prompt_id, lab) in singles]
+    scored = [g for g in graded if g is not None]
+    tokens = [t for t in (gens[(u.prompt_id, lab)].tokens for u in units if (u.prompt_id, lab) in gens)
+              if t is not None]
     return CandidateScores(
-        criteria={c: S.mean_ci([g["scores"][c] for g in scored], n_boot, seed) for c in criteria},
-        total=S.mean_ci([g["total"] for g in scored], n_boot, seed),
+        criteria={c: S.mean_ci([g.scores[c] for g in scored], n_boot, seed) for c in criteria},
+        total=S.mean_ci([g.total for g in scored], n_boot, seed),
         graded=len(scored), unscored=len(graded) - len(scored),
-        generated=sum((p["prompt_id"], lab) in gens for p in prompts),
+        generated=sum((u.prompt_id, lab) in gens for u in units),
         mean_tokens=sum(tokens) / len(tokens) if tokens else None)
 
 
-def _pairs_from_totals(labels, prompts, singles, baseline) -> dict[str, S.PairStats]:
+def _pairs_from_totals(labels: list[str], units: list[Unit], singles: Singles,
+                       baseline: str | None) -> dict[str, S.PairStats]:
     """Single-grading totals compared per prompt, for every pair of candidates."""
     out = {}
     for a, b in sorted({orient(x, y, baseline) for x, y in itertools.combinations(labels, 2)}):
         outcomes = []
-        for p in prompts:
-            va, vb = singles.get((p["prompt_id"], a)), singles.get((p["prompt_id"], b))
-            if va and vb:
-                outcomes.append(S.outcome(V.single_totals({"A": va["verdict"], "B": vb["verdict"]}, []).winner))
+        for u in units:
+            pid = u.prompt_id
+            if (pid, a) in singles and (pid, b) in singles:
+                grades = dict(zip(LABELS, (singles[(pid, a)], singles[(pid, b)]), strict=True))
+                outcomes.append(S.outcome(V.single_totals(grades, []).winner))
         out[f"{a} vs {b}"] = S.pairwise_summary(outcomes, (a, b))
     return out
 
 
-def pair_rows(items: list[dict], baseline: str | None = None) -> dict:
-    """Pairwise items grouped per (prompt, pair), the pair oriented by ``orient``:
-    {(prompt_id, (a, b)): {"AB": verdict|None, "BA": verdict|None}}, verdicts in the labels a=A, b=B.
+@dataclass
+class _PairTally:
+    """What ``_pairwise`` gathers over a run's pairs before handing it to ``stats``."""
 
-    An item stored the other way round (a run continued with its candidates listed in another
-    order by llm-judge 0.1) is the same question: its verdict is relabelled, and its display order
-    read from the oriented pair's side (b shown first is BA), so each pair appears once.
-    """
-    rows: dict = {}
-    for i in items:
-        if i["kind"] != "pairwise":
-            continue
-        a, b = i["labels"]
-        pair, order, verdict = orient(a, b, baseline), i["display_order"], i["verdict"]
-        if pair != (a, b):
-            order, verdict = {"AB": "BA", "BA": "AB"}[order], V.swap_labels(verdict)
-        rows.setdefault((i["prompt_id"], pair), {}).setdefault(order, verdict)
-    for orders in rows.values():
-        for order in ("AB", "BA"):
-            orders.setdefault(order, None)
-    return rows
+    per_pair: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    by_prompt: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
+    styled: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    consistency: list[tuple[Winner | None, Winner | None]] = field(default_factory=list)
+    first_won: list[bool | None] = field(default_factory=list)
+    longer: list[tuple[Winner | None, int, int]] = field(default_factory=list)
+    lengths: dict[tuple[str, str], list[tuple[int, int]]] = field(default_factory=dict)
+    p_first: dict[tuple[str, str], list[Mapping[Winner, float]]] = field(default_factory=dict)
+    biases: list[float] = field(default_factory=list)
+    jurors: list[list[Winner | None]] = field(default_factory=list)
+
+    def add(self, row: PairRow, gens: Gens) -> None:
+        (a, b), pid = row.pair, row.unit
+        ab, ba = row.by_order
+        comb = V.combine(ab, ba)
+        if comb.weighted and comb.weighted.calibrated:
+            self.p_first.setdefault((a, b), []).append(comb.weighted.p)
+            self.biases.append(comb.weighted.position_bias)
+        self.jurors += [[j.winner for j in v.jurors] for v in (ab, ba) if v and v.jurors]
+        self.per_pair.setdefault((a, b), []).append(S.outcome(comb.winner))
+        text_a, text_b = (gens[(pid, x)].text if (pid, x) in gens else None for x in (a, b))
+        if comb.winner is not None:  # the turns of one conversation are resampled together
+            self.by_prompt.setdefault(prompt_of(pid), []).append((a, b, V.POINTS[comb.winner]))
+            if text_a is not None and text_b is not None:
+                self.styled.setdefault(prompt_of(pid), []).append(
+                    (a, b, V.POINTS[comb.winner], S.style_features(text_a), S.style_features(text_b)))
+        w1, w2 = (None if v is None else v.winner for v in (ab, ba))
+        self.consistency.append((w1, w2))
+        self.first_won += [V.shown_first_won(w, order) for w, order in zip((w1, w2), ORDERS, strict=True)]
+        la, lb = len(text_a or ""), len(text_b or "")
+        self.longer.append((comb.winner, la, lb))
+        self.lengths.setdefault((a, b), []).append((la, lb))
 
 
-def _pairwise(items, labels, gens, n_boot, seed, baseline=None) -> Pairwise | None:
+def _pairwise(items: list[RunItem], labels: list[str], gens: Gens, n_boot: int, seed: int,
+              baseline: str | None = None) -> Pairwise | None:
     rows = pair_rows(items, baseline)
     if not rows:
         return None
-    per_pair, by_prompt, consistency, first_won, longer = {}, {}, [], [], []
-    p_first, biases, jurors, lengths, styled = {}, [], [], {}, {}
-    for (pid, (a, b)), orders in rows.items():
-        ab, ba = orders["AB"], orders["BA"]
-        w1, w2 = (ab or {}).get("winner"), (ba or {}).get("winner")
-        comb = V.combine_verdicts(ab, ba)
-        if comb.weighted and comb.weighted["calibrated"]:
-            p_first.setdefault((a, b), []).append(comb.weighted["p"])
-            biases.append(comb.weighted["position_bias"])
-        jurors += [[j["winner"] for j in v["jurors"]] for v in (ab, ba) if v and v.get("jurors")]
-        per_pair.setdefault((a, b), []).append(S.outcome(comb.winner))
-        if comb.winner is not None:  # the turns of one conversation are resampled together
-            by_prompt.setdefault(prompt_of(pid), []).append((a, b, V.POINTS[comb.winner]))
-            texts = [(gens.get((pid, x)) or {}).get("text") for x in (a, b)]
-            if None not in texts:
-                styled.setdefault(prompt_of(pid), []).append((a, b, V.POINTS[comb.winner], *map(S.style_features, texts)))
-        consistency.append((w1, w2))
-        first_won += [V.shown_first_won(w1, "AB"), V.shown_first_won(w2, "BA")]
-        la, lb = (len((gens.get((pid, x)) or {}).get("text") or "") for x in (a, b))
-        longer.append((comb.winner, la, lb))
-        lengths.setdefault((a, b), []).append((la, lb))
+    t = _PairTally()
+    for row in rows:
+        t.add(row, gens)
     diagnostics = Diagnostics(
-        position_consistency=S.position_consistency(consistency), first_position_wins=S.first_position_rate(first_won),
-        longer_answer_wins=S.longer_answer_rate(longer),
-        unscored_judgments=sum(w is None for pair in consistency for w in pair), judgments=2 * len(consistency))
+        position_consistency=S.position_consistency(t.consistency),
+        first_position_wins=S.first_position_rate(t.first_won), longer_answer_wins=S.longer_answer_rate(t.longer),
+        unscored_judgments=sum(w is None for pair in t.consistency for w in pair), judgments=2 * len(t.consistency))
     # the plain ratings always, so that the style-controlled ones stand beside them
-    bt = S.bradley_terry_ci(by_prompt, n_boot=n_boot, seed=seed) if by_prompt else None
-    weighted = None
-    if biases:
-        weighted = Weighted(
-            p_wins={f"{a} vs {b}": {a: S.mean_ci([p["A"] for p in ps], n_boot, seed),
-                                    b: S.mean_ci([p["B"] for p in ps], n_boot, seed)}
-                    for (a, b), ps in sorted(p_first.items())},
-            position_bias=S.mean_ci(biases, n_boot, seed), calibrated_items=len(biases))
-    pairs = {f"{a} vs {b}": S.pairwise_summary(v, (a, b), lengths=lengths[(a, b)], n_boot=n_boot, seed=seed)
-             for (a, b), v in sorted(per_pair.items())}
-    return Pairwise(pairs, diagnostics, bt, weighted, S.juror_agreement(jurors) if jurors else None,
-                    S.bradley_terry_style(styled, n_boot=n_boot, seed=seed) if styled else None)
+    bt = S.bradley_terry_ci(t.by_prompt, n_boot=n_boot, seed=seed) if t.by_prompt else None
+    pairs = {f"{a} vs {b}": S.pairwise_summary(v, (a, b), lengths=t.lengths[(a, b)], n_boot=n_boot, seed=seed)
+             for (a, b), v in sorted(t.per_pair.items())}
+    return Pairwise(pairs, diagnostics, bt, _weighted(t, n_boot, seed),
+                    S.juror_agreement(t.jurors) if t.jurors else None,
+                    S.bradley_terry_style(t.styled, n_boot=n_boot, seed=seed) if t.styled else None)
 
 
-def repeat_spread(items: list[dict]) -> dict | None:
+def _weighted(t: _PairTally, n_boot: int, seed: int) -> Weighted | None:
+    """The calibrated probabilities' figures, where any item had them in both orders."""
+    if not t.biases:
+        return None
+    first, second = LABELS
+    return Weighted(
+        p_wins={f"{a} vs {b}": {a: S.mean_ci([p[first] for p in ps], n_boot, seed),
+                                b: S.mean_ci([p[second] for p in ps], n_boot, seed)}
+                for (a, b), ps in sorted(t.p_first.items())},
+        position_bias=S.mean_ci(t.biases, n_boot, seed), calibrated_items=len(t.biases))
+
+
+def repeat_spread(items: list[RunItem]) -> dict[str, Any] | None:
     """How much the judge's verdicts vary when the same item is judged again (``repeat``).
 
     Statistics use each item's first judgment; this says how far the others strayed from it.
     """
-    groups: dict[tuple, list] = {}
+    groups: dict[tuple[str, str, tuple[str, ...], str], list[Verdict | Grade]] = {}
     for i in items:
-        if i["kind"] != "generation" and i["verdict"] is not None:
-            groups.setdefault((i["kind"], i["prompt_id"], tuple(i["labels"]), i["display_order"]), []).append(i["verdict"])
+        if i.kind != "generation" and i.verdict is not None:
+            groups.setdefault((i.kind, i.prompt_id, i.labels, i.order), []).append(i.verdict)
     repeated = {k: v for k, v in groups.items() if len(v) > 1}
     if not repeated:
         return None
-    singles = [[v["total"] for v in vs] for k, vs in repeated.items() if k[0] == "single"]
-    pairs = [[v["winner"] for v in vs] for k, vs in repeated.items() if k[0] == "pairwise"]
-    out = {"repeats": max(len(v) for v in repeated.values())}
+    singles = [[v.total for v in vs if isinstance(v, Grade)] for k, vs in repeated.items() if k[0] == "single"]
+    pairs = [[v.winner for v in vs if isinstance(v, Verdict)] for k, vs in repeated.items() if k[0] == "pairwise"]
+    out: dict[str, Any] = {"repeats": max(len(v) for v in repeated.values())}
     if singles:
         out["single"] = {"items": len(singles), "identical_share": sum(len(set(t)) == 1 for t in singles) / len(singles),
                          "mean_range": sum(max(t) - min(t) for t in singles) / len(singles)}
