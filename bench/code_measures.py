@@ -15,7 +15,8 @@ How each is counted:
 - winner lookups: ``x["winner"]`` subscripts that read (not ``x["winner"] = ...``) and
   ``x.get("winner", ...)`` calls.
 - jury checks: ``isinstance(x, Jury)`` calls (``Jury`` alone, as an attribute, or in a tuple).
-- orchestrators: calls of ``_Workers(...)``, ``ThreadPoolExecutor(...)`` and ``.submit(...)``.
+- orchestrators: places that build a pool of calls: ``_Workers(...)``, ``ThreadPoolExecutor(...)``,
+  ``Runner(...)`` (engine's one-thread process launcher is such a call too, and is listed).
 - function length: from the ``def`` line to the function's last line (decorators aside), every
   function and method, nested ones included; p90 is the nearest rank.
 - parameters: every parameter but ``self``/``cls`` (``*args`` and ``**kwargs`` count one each) of
@@ -33,7 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ORCHESTRATORS = ("_Workers", "ThreadPoolExecutor", ".submit")
+ORCHESTRATORS = ("_Workers", "ThreadPoolExecutor", "Runner")
 
 
 @dataclass
@@ -86,9 +87,10 @@ def _str(node: ast.AST | None) -> str | None:
 
 
 def _callee(node: ast.Call) -> str:
-    if isinstance(node.func, ast.Name):
-        return node.func.id
-    return f".{node.func.attr}" if isinstance(node.func, ast.Attribute) else ""
+    func = node.func.value if isinstance(node.func, ast.Subscript) else node.func  # Runner[str](...)
+    if isinstance(func, ast.Name):
+        return func.id
+    return f".{func.attr}" if isinstance(func, ast.Attribute) else ""
 
 
 def _names_jury(node: ast.AST) -> bool:
@@ -231,7 +233,7 @@ def report(root: Path) -> str:
            "internal import edges)", "",
            f"import cycles: {len(found)}"] + [f"  {' <-> '.join(c)}" for c in found]
     for title, key in (('"AB"/"BA" string literals', "AB/BA"), ('["winner"] / .get("winner") lookups', "winner"),
-                       ("isinstance(..., Jury)", "jury"), ("orchestrators (_Workers(, ThreadPoolExecutor(, .submit()",
+                       ("isinstance(..., Jury)", "jury"), ("orchestrators (pools built: _Workers(, ThreadPoolExecutor(, Runner()",
                                                            "orchestrators")):
         out += ["", f"{title}: " + "\n".join(per_module(modules, key))]
     kinds: Counter[str] = Counter()

@@ -84,7 +84,7 @@ def test_criteria_named_like_labels_survive_a_ba_round_trip_through_the_store(tm
     key = judgment_key("pairwise", judge, "Q?", ["two", "one"])
     save_judgment(store, key, "pairwise", judge.name, call)
     stored = store.judgment(key)
-    assert stored.shown == call.result and stored.shown.in_labels() == call.verdict
+    assert Shown(stored.verdict, call.order) == call.result and call.result.in_labels() == call.verdict
 
 
 # --- one interface for a model and a jury ----------------------------------------------------------

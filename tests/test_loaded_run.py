@@ -14,7 +14,7 @@ from llm_judge import make_sampling, parse_criteria
 from llm_judge.compare import Candidate
 from llm_judge.present.report import render_html, render_markdown, tables
 from llm_judge.prompts import PromptItem
-from llm_judge.records import Grade, Juror, Probabilities, Verdict
+from llm_judge.records import Grade, Juror, Probabilities, Shown, Verdict
 from llm_judge.store import ItemLink, RunItem, Store
 from llm_judge.study import StudyConfig, export_run, run_study, summarize, verdict_records
 from llm_judge.study.export import export_rows, run_records
@@ -132,7 +132,7 @@ def test_a_verdict_shown_second_first_is_read_in_the_items_labels_with_criteria_
     stored = store.db.execute("SELECT verdict FROM judgments WHERE key='k'").fetchone()[0]
     assert stored == ('{"justification": "the first shown is better", "scores": {"A": {"A": 5, "B": 1}, '
                       '"B": {"A": 4, "B": 2}}, "winner": "A"}')  # as shown, ints as ints
-    assert store.judgment("k").verdict == shown and store.judgment("k").shown.in_labels() == shown.swapped()
+    assert store.judgment("k").verdict == shown and Shown(store.judgment("k").verdict, "BA").in_labels() == shown.swapped()
     [got] = store.items("r")
     assert got.verdict.winner == "B"  # y (B) was shown first and won
     assert got.verdict.scores == {"A": {"A": 1, "B": 5}, "B": {"A": 2, "B": 4}}  # the criteria keep their names

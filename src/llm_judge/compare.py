@@ -163,9 +163,10 @@ def compare(prompt: str, *, candidates: Mapping[Label, Candidate] | None = None,
     ``fmt="winner"``: the judge names the winner without reasons or scores. The loose keywords
     of before (``model_a``, ``sampling_b``, ``criteria``, ``judge_method``, ...) are still taken.
     ``on_token(label, piece)`` receives the answers as they are written; ``on_stage(text)`` is
-    told what is happening. ``concurrency``: the most calls at once (default: what the endpoints
-    take; the page asks for 1). ``load_options``: more load options for every model; ``settings``:
-    the engine and config file the models load under (by default the environment's).
+    told what is happening. ``concurrency``: the most calls at once (default 1: the answers one
+    after the other, then the orders, as a model batching two answers need not write the same
+    ones). ``load_options``: more load options for every model; ``settings``: the engine and
+    config file the models load under (by default the environment's).
     """
     prompt = check_prompt(prompt)
     cands, setup = _grouped(candidates, setup, loose)
@@ -175,7 +176,7 @@ def compare(prompt: str, *, candidates: Mapping[Label, Candidate] | None = None,
     backends = {label: get_backend(c.spec, settings, n_ctx=n_ctx, **(load_options or {})) for label, c in cands.items()}
     the_judge = load_judge(judges, setup, n_ctx=n_ctx, settings=settings, **(load_options or {}))
     limits = _limits(backends.values(), the_judge)
-    with Runner[str](concurrency or sum(limits.values()), limits) as runner:
+    with Runner[str](concurrency or 1, limits) as runner:
         answers = _answers(runner, prompt, cands, backends, stage, on_token)
         calls = _judged(runner, the_judge, prompt, answers, mode, reference, stage)
     noticed = [w for b in backends.values() for w in b.warnings] + the_judge.warnings
@@ -218,14 +219,21 @@ def _limits(backends: Iterable[Backend], judge: Judge) -> dict[str, int]:
 
 def _answers(runner: Runner[str], prompt: str, cands: Mapping[str, Candidate], backends: Mapping[str, Backend],
              stage: Stage, on_token: TokenSink | None) -> dict[str, Completion]:
-    """Both answers, made at once where their endpoints allow (a failed one is raised)."""
+    """Both answers: one after the other with one worker (the default: a model batching two answers
+    at once need not write the same ones), else at once where their endpoints allow. A failed one is
+    raised once the calls under way have ended, so that nothing is left running."""
     messages = [{"role": "user", "content": prompt}]
-    stage(f"answers {' and '.join(cands)}")
-    for label, cand in cands.items():
-        sink = (lambda piece, _l=label: on_token(_l, piece)) if on_token else None
-        runner.submit(Generate(backends[label], messages, cand.sampling, f"answer {label}", on_token=sink), label)
-    ended = list(runner.finished())  # both, a failed one too: nothing is left running when one fails
-    return {f.waiters[0]: f.value() for f in ended}
+    batches = [[label] for label in cands] if runner.workers == 1 else [list(cands)]
+    answers: dict[str, Completion] = {}
+    for labels in batches:
+        stage(("answer " if len(labels) == 1 else "answers ") + " and ".join(labels))
+        for label in labels:
+            sink = (lambda piece, _l=label: on_token(_l, piece)) if on_token else None
+            runner.submit(Generate(backends[label], messages, cands[label].sampling, f"answer {label}", on_token=sink),
+                          label)
+        ended = list(runner.finished())
+        answers.update({f.waiters[0]: f.value() for f in ended})
+    return answers
 
 
 def _judged(runner: Runner[str], judge: Judge, prompt: str, answers: Mapping[str, Completion], mode: str,
@@ -241,7 +249,8 @@ def _judged(runner: Runner[str], judge: Judge, prompt: str, answers: Mapping[str
         for label, text in zip(LABELS, texts):
             runner.submit(GradeOne(judge, prompt, text, label, label, reference=reference), label)
     ended = list(runner.finished())
-    done = {f.waiters[0]: f.value() for f in ended}
+    # a call serves every slot that shows the same texts (two identical answers): each reads it in its own labels
+    done = {slot: f.value().as_slot(slot) for f in ended for slot in f.waiters}
     return [done[slot] for slot in (ORDERS if mode == "pairwise" else LABELS)]
 
 

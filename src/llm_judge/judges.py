@@ -32,7 +32,7 @@ from .cache import judgment_key, save_judgment
 from .errors import LLMJudgeError
 from .judging import Judge, JudgeCall, jury_verdict
 from .prompts import select
-from .records import ORDERS, Order, Verdict, in_order
+from .records import ORDERS, Order, Shown, Verdict, in_order
 from .runner import JudgeOrder, Progress, Runner
 from .store import Store, StoredJudgment, verdict_json
 from .textfiles import iter_jsonl, parse_json, read_text
@@ -136,9 +136,11 @@ class _Judged:
     tokens: int | None
 
     @classmethod
-    def stored(cls, row: StoredJudgment) -> _Judged:
-        shown = row.shown
-        return cls(None if shown is None else shown.in_labels(), row.seconds, row.completion_tokens)
+    def stored(cls, row: StoredJudgment, order: Order) -> _Judged:
+        """A stored judgment read by the slot shown in ``order`` (whoever wrote it, in whatever order:
+        the same texts in the same positions)."""
+        verdict = row.verdict if isinstance(row.verdict, Verdict) else None
+        return cls(None if verdict is None else Shown(verdict, order).in_labels(), row.seconds, row.completion_tokens)
 
     @classmethod
     def called(cls, call: JudgeCall) -> _Judged:
@@ -164,7 +166,7 @@ def evaluate(judge: Judge, name: str, items: list[GoldItem], store: Store, progr
             call = f.result
             assert isinstance(call, JudgeCall)
             save_judgment(store, f.job.key, "pairwise", name, call, None)
-            results.update({slot: _Judged.called(call) for slot in f.waiters})
+            results.update({slot: _Judged.called(call.as_slot(slot[1])) for slot in f.waiters})
     return [_record(it, results[(it, ORDERS[0])], results[(it, ORDERS[1])]) for it in items]
 
 
@@ -179,7 +181,7 @@ def _look_up(store: Store, runner: Runner[_Slot], job: JudgeOrder, slot: _Slot, 
     row = store.judgment(job.key)
     if row is None:
         return runner.submit(job, slot)
-    results[slot] = _Judged.stored(row)
+    results[slot] = _Judged.stored(row, slot[1])
     runner.count("judging")
 
 

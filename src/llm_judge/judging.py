@@ -84,6 +84,17 @@ class JudgeCall:
         """scored, unscored (the judge answered, nothing readable) or failed (no answer)."""
         return "scored" if self.result is not None else ("failed" if self.completion is None else "unscored")
 
+    def as_slot(self, slot: Order | str) -> JudgeCall:
+        """This call as the call of ``slot``, which shows the same texts in the same positions (the
+        two share a cache key, so one call serves both; for instance both orders of two identical
+        answers): the same output, its verdict read in ``slot``'s labels."""
+        if slot == self.order:
+            return self
+        result = self.result
+        if isinstance(result, Shown):
+            result = Shown(result.verdict, slot)  # type: ignore[arg-type]  # a pairwise slot is an Order
+        return replace(self, order=slot, result=result)
+
     def to_dict(self) -> dict[str, Any]:
         """The call as the outputs print it, its verdict in the item's labels."""
         from .store import verdict_json  # the store's codec: the one JSON form of a verdict

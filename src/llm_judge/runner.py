@@ -9,10 +9,12 @@ thread, so results are written and progress told by one thread. It may submit mo
 ``LLMJudgeError`` ends as ``Finished.error``; any other exception (a fatal error, ``Cancelled``, a
 bug) is raised to the caller as it was raised.
 
-The workers are daemon threads that carry the runner's stop event (``cancel``): ``stop`` drops the
-jobs not yet started, ends the waits between a backend's retries and returns at once, leaving the
-calls in flight unwaited, so Ctrl-C ends a study within a moment whatever its endpoints do. The
-event is the calling thread's own when it carries one (the page stops a comparison so), else new.
+The workers are daemon threads that carry the runner's stop event (``cancel``): ``stop`` (called
+when the caller leaves the ``with`` block by an exception, Ctrl-C included) drops the jobs not yet
+started, ends the waits between a backend's retries and returns at once, leaving the calls in flight
+unwaited, so Ctrl-C ends a study within a moment whatever its endpoints do. The event is the calling
+thread's own when it carries one (the page stops a comparison so: its calls end, and the caller sees
+it when the call under way returns), else new.
 
 Left out: retrying a request (each backend retries its own, ``cancel.pause`` ends the waits; a
 failed call is retried by the next run through the store's cache) and any caching: the caller
@@ -191,6 +193,9 @@ class Runner(Generic[W]):
                  stop: threading.Event | None = None) -> None:
         if workers < 1:
             raise LLMJudgeError(f"{workers} workers: a runner needs at least 1")
+        starved = next((group for group, n in (limits or {}).items() if n < 1), None)
+        if starved is not None:  # its calls would never start
+            raise LLMJudgeError(f"{starved} takes {limits[starved]} calls at a time: give it at least 1")  # type: ignore[index]
         self.workers, self.limits, self.tell = workers, dict(limits or {}), progress or _silent
         self.stopped = stop or cancel.current() or threading.Event()
         self.stages: dict[str, _Stage] = {}

@@ -207,13 +207,6 @@ class StoredJudgment:
     completion_tokens: int | None
     seconds: float | None
 
-    @property
-    def shown(self) -> Shown | None:
-        """A pairwise verdict with the order it was shown in (``Shown.in_labels`` maps it)."""
-        if not isinstance(self.verdict, Verdict) or self.order not in ORDERS:
-            return None
-        return Shown(self.verdict, self.order)
-
 
 @dataclass(frozen=True)
 class RunItem:
@@ -345,11 +338,6 @@ class Store:
 
     def prompts(self, run_id: str) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM run_prompts WHERE run_id=? ORDER BY position", (run_id,)).fetchall()
-
-    def conversations(self, run_id: str) -> dict[str, dict[str, Any]]:
-        """prompt id -> its conversation (later turns, their references, earlier messages), for
-        the prompts that have one."""
-        return {r["prompt_id"]: json.loads(r["conversation"]) for r in self.prompts(run_id) if r["conversation"]}
 
     def candidates(self, run_id: str) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM run_candidates WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
@@ -590,13 +578,19 @@ def _run_item(r: sqlite3.Row) -> RunItem:
 
 def _encode(verdict: Verdict | Grade) -> dict[str, Any]:
     """A verdict's stored JSON object (pairwise: in the frame it is given in)."""
-    if isinstance(verdict, Verdict):
-        out: dict[str, Any] = {"justification": verdict.justification, "winner": verdict.winner,
-                               "scores": {c: dict(pair) for c, pair in verdict.scores.items()}}
-    else:
-        out = {"justification": verdict.justification, "scores": dict(verdict.scores), "total": verdict.total}
+    # keys in the order outputs always printed them (the store sorts them): scores, a model's winner,
+    # justification, a jury's jurors, then a jury's winner or a grade's total, then the probabilities
+    out: dict[str, Any] = {"scores": {c: dict(pair) for c, pair in verdict.scores.items()}
+                           if isinstance(verdict, Verdict) else dict(verdict.scores)}
+    if isinstance(verdict, Verdict) and not verdict.jurors:
+        out["winner"] = verdict.winner
+    out["justification"] = verdict.justification
     if verdict.jurors:
         out["jurors"] = [_encode_juror(j) for j in verdict.jurors]
+    if isinstance(verdict, Verdict):
+        out.setdefault("winner", verdict.winner)
+    else:
+        out["total"] = verdict.total
     if verdict.probabilities is not None:
         out["weighted"] = _encode_probabilities(verdict.probabilities)
     return out

@@ -80,7 +80,8 @@ def load_options(module: ModuleType, given: dict[str, Any], where: str) -> Optio
 
 def _wrong_type(error: ErrorDetails, where: str, taken: list[str]) -> str:
     name = ".".join(map(str, error["loc"])) or "?"
-    return (f"{where} has option {name}={error['input']!r} of the wrong type ({error['msg'].lower()}; "
+    what = "out of range" if error["type"].startswith(("greater_than", "less_than")) else "of the wrong type"
+    return (f"{where} has option {name}={error['input']!r} {what} ({error['msg'].lower()}; "
             f"it takes: {', '.join(taken) or 'none'})")
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..sampling import SamplingParams
 
@@ -82,7 +82,7 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     n_ctx: int | None = None
-    concurrency: int | None = None
+    concurrency: int | None = Field(None, ge=1)  # at least one call at a time
     key_configured_only: bool = False
 
     @classmethod

@@ -9,6 +9,8 @@ module only chooses, checks and says what a public page allows.
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from .. import engine as engines
 from ..config import Engine, Settings
 from .base import Backend, Parsed, PublicPolicy
@@ -25,9 +27,9 @@ class Options(BaseOptions):
     """A local model's load options; ``engine`` and ``parallel`` where its ``Settings`` should not decide."""
 
     n_ctx: int | None = None  # tokens per request (per slot on the server); None: DEFAULT_N_CTX
-    n_threads: int | None = None
+    n_threads: int | None = Field(None, ge=1)
     engine: Engine | None = None
-    parallel: int | None = None
+    parallel: int | None = Field(None, ge=1)
 
 
 def from_spec(prefix: str, rest: str, options: Options, settings: Settings) -> Backend:

@@ -28,6 +28,7 @@ from typing import Literal, TypeVar
 from urllib.parse import urlparse
 
 import httpx
+from pydantic import Field
 
 from ..cancel import pause
 from ..config import Settings
@@ -53,7 +54,7 @@ class Options(BaseOptions):
     timeout: float = 120.0  # seconds per request
     max_attempts: int = 4
     schema_mode: Literal["json_schema", "json_object", "none"] | None = None  # None: the first the server takes
-    concurrency: int = 16  # requests in flight
+    concurrency: int = Field(16, ge=1)  # requests in flight
     backoff_base: float = 0.5
     key_configured_only: bool = False  # a spec a page visitor typed: the key only to configured servers
 

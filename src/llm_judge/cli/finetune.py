@@ -60,7 +60,7 @@ def finetune(base: str, data: str, out_dir: str, recipe_name: str, overrides: tu
     saves = _save_steps(save_steps, steps)
     cfg = FinetuneConfig(base=base, data=data, out=Path(out_dir), recipe=with_overrides(get_recipe(recipe_name), overrides),
                          max_steps=steps, save_steps=saves, base_gguf=base_gguf, merge=merge, threads=threads,
-                         limit=limit, trainer=trainer).check()
+                         limit=limit, trainer=trainer, settings=current_settings()).check()
     if then_study:  # checked before hours of training, not after
         from ..finetune.study import checkpoint_config
 

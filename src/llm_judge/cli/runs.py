@@ -53,14 +53,15 @@ def report(run_id: str, html_path: str | None, md_path: str | None, bootstrap: i
     """Show a stored run's statistics; write HTML and Markdown reports."""
     from ..present.report import write_report
     from ..stats import check_resamples
-    from ..study import summarize
+    from ..study.loaded import load_run
+    from ..study.summary import summarize_run
 
     check_resamples(bootstrap)
-    store = open_store(db)
-    summary = summarize(store, run_id, n_boot=bootstrap)
+    run = load_run(open_store(db), run_id)  # read once: the summary and every report come from it
+    summary = summarize_run(run, n_boot=bootstrap)
     for path in (html_path, md_path):
         if path:
-            write_report(store, summary, path, markdown=path == md_path)
+            write_report(run, summary, path, markdown=path == md_path)
             click.echo(f"wrote {path}", err=True)
     if not (html_path or md_path) or as_json:
         print_summary(summary, as_json)

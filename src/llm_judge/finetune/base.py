@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import Settings
 from ..errors import LLMJudgeError
 
 
@@ -22,14 +23,15 @@ class Base:
     load: dict = field(default_factory=dict)  # from_pretrained arguments
 
 
-def resolve_base(spec: str, base_gguf: str | None = None) -> Base:
+def resolve_base(spec: str, base_gguf: str | None = None, settings: Settings | None = None) -> Base:
     """``embedded``, ``gguf:PATH``, ``hf:OWNER/REPO/FILE.gguf`` (all loaded by transformers from the
     GGUF, dequantised) or ``hf:OWNER/REPO`` (a transformers model; ``base_gguf`` names the GGUF of
-    it that llama.cpp runs and the adapters are made for)."""
+    it that llama.cpp runs and the adapters are made for); a name from the config file is resolved
+    under ``settings``."""
     from ..backends import parse_spec
     from ..backends.gguf import check_gguf, resolve_path
 
-    prefix, rest = parse_spec(spec)
+    prefix, rest = parse_spec(spec, settings)
     if prefix not in ("embedded", "gguf", "hf") or "+lora:" in rest:
         raise LLMJudgeError(f"cannot fine-tune {spec!r}: use embedded, gguf:PATH, hf:OWNER/REPO/FILE.gguf or hf:OWNER/REPO")
     if prefix != "hf" or rest.endswith(".gguf"):

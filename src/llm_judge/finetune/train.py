@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import Settings
 from ..errors import LLMJudgeError
 from .base import Base, atomic_dir, load_base, resolve_base
 from .data import encode, read_conversations
@@ -61,6 +62,7 @@ class FinetuneConfig:
     threads: int | None = None
     limit: int | None = None  # only the first N conversations
     trainer: str = "auto"  # auto (Unsloth on a CUDA GPU where installed, else PEFT), peft or unsloth
+    settings: Settings | None = None  # what the base's spec is resolved under (a name from the config file)
 
     def check(self) -> FinetuneConfig:
         if self.max_steps < 1:
@@ -253,7 +255,7 @@ def finetune(cfg: FinetuneConfig, progress: Progress | None = None, notify: Call
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    base = resolve_base(cfg.base, cfg.base_gguf)
+    base = resolve_base(cfg.base, cfg.base_gguf, cfg.settings)
     conversations = read_conversations(cfg.data)[:cfg.limit]
     start = _start(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
