@@ -25,7 +25,6 @@ CACHE=${LLM_JUDGE_LLAMA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llm-judge/llama}/
 BINS=(llama-server llama-batched-bench llama-export-lora llama-quantize)
 LIBS=(llama ggml ggml-base ggml-cpu)
 PY="$VENV/bin/python"
-HERE=$(cd "$(dirname "$0")" && pwd)
 STAMP=llama-build.txt
 
 complete=1
@@ -52,8 +51,7 @@ if [ $complete = 0 ]; then
     -DBUILD_SHARED_LIBS=ON -DCMAKE_BUILD_RPATH_USE_ORIGIN=ON -DCMAKE_SKIP_BUILD_RPATH=OFF \
     -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON '-DCMAKE_INSTALL_RPATH=$ORIGIN:$ORIGIN/../lib/llama-cpp' \
     -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF \
-    -DCMAKE_UNITY_BUILD=ON "-DCMAKE_PROJECT_INCLUDE=$HERE/llama-unity.cmake" >"$WORK/cmake.log" 2>&1 \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF >"$WORK/cmake.log" 2>&1 \
     || { tail -20 "$WORK/cmake.log" >&2; exit 1; }
   cmake --build "$WORK/build" --config Release -j "$(nproc 2>/dev/null || echo 2)" --target "${BINS[@]}" \
     >"$WORK/build.log" 2>&1 || { tail -30 "$WORK/build.log" >&2; exit 1; }

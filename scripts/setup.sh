@@ -4,7 +4,7 @@
 #
 # llama-cpp-python ships no binary wheel, so llama.cpp is compiled here, once, for both engines
 # (scripts/build-llama.sh: the shared libraries the Python binding loads for the in-process engine,
-# and llama-server with its tools for the local engine; about 6 minutes on 2 cores, then cached under
+# and llama-server with its tools for the local engine; about 8 minutes on 2 cores, then cached under
 # ~/.cache/llm-judge/llama keyed by version and flags, so later set-ups take seconds). A default
 # build targets the build machine's CPU ("native") and can die with SIGILL on CPUs that advertise
 # instructions they do not permit (AMX tiles on some virtual machines), so on x86-64 we build a
