@@ -102,8 +102,8 @@ def test_the_grammar_holds_a_judge_to_the_bound_on_both_engines(engine_name, mon
     backend = get_backend("embedded", engine=engine_name, parallel=1)
     out = backend.generate(LONG, make_sampling(None, max_tokens=200, temperature=0.0),
                            schema=V.pairwise_schema(CRITERIA, Scale()))
-    verdict = V.parse_verdict(out.text, CRITERIA, Scale()).to_dict()  # it closes: a verdict that validates
-    assert len(verdict["justification"]) <= 40 and V.reached_bound(out.text), out.text
+    verdict = V.parse_verdict(out.text, CRITERIA, Scale())  # it closes: a verdict that validates
+    assert len(verdict.justification) <= 40 and V.reached_bound(out.text), out.text
 
 
 def test_a_verdict_cut_at_the_bound_is_said_beside_the_comparison():
