@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 Label = Literal["A", "B"]
 Winner = Literal["A", "B", "tie"]
@@ -35,6 +35,8 @@ ORDERS: tuple[Order, Order] = ("AB", "BA")
 Number = int | float  # a score as the judge (or a jury's mean) gave it: an int stays an int
 PairScores = Mapping[str, Mapping[Label, Number]]  # criterion -> the score of A and of B
 T = TypeVar("T")
+K = TypeVar("K", bound=str)  # a side's key: a Label, a Winner, or a stored JSON key
+_SWAP = {"A": "B", "B": "A"}
 
 
 def other(label: Label) -> Label:
@@ -78,14 +80,15 @@ def in_order(pair: tuple[T, T], order: Order) -> tuple[T, T]:
     return pair if order == "AB" else (pair[1], pair[0])
 
 
-def swap_sides(sides: Mapping[Winner, T]) -> dict[Winner, T]:
-    """One {"A": x, "B": y} (a tie's share, if any, stays) with A and B exchanged."""
-    return {swap_winner(k): v for k, v in sides.items()}
+def swap_sides(sides: Mapping[K, T]) -> dict[K, T]:
+    """One {"A": x, "B": y} (a tie's share, or any other key, stays) with A and B exchanged: for
+    typed records and for a stored verdict's JSON alike."""
+    return {cast(K, _SWAP.get(k, k)): v for k, v in sides.items()}
 
 
-def swap_pairs(scores: Mapping[str, Mapping[Label, Number]]) -> dict[str, dict[Label, Number]]:
+def swap_pairs(scores: Mapping[str, Mapping[K, T]]) -> dict[str, dict[K, T]]:
     """Per criterion, its {A, B} pair exchanged; the criteria's names are kept whatever they are."""
-    return {name: {other(lab): value for lab, value in pair.items()} for name, pair in scores.items()}
+    return {name: swap_sides(pair) for name, pair in scores.items()}
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from .errors import LLMJudgeError
-from .records import ORDERS, Grade, Juror, Kind, Order, Probabilities, Shown, Verdict
+from .records import ORDERS, Grade, Juror, Kind, Order, Probabilities, Shown, Verdict, swap_pairs, swap_sides
 from .redact import redact
 
 ItemKind = Literal["generation", "single", "pairwise"]
@@ -656,23 +656,15 @@ def _swap_stored(verdict: dict[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("winner"), str):
         out["winner"] = {"A": "B", "B": "A"}.get(out["winner"], out["winner"])
     if out.get("scores"):
-        out["scores"] = _swap_pairs(out["scores"])
+        out["scores"] = swap_pairs(out["scores"])
     if out.get("weighted"):
         weighted = dict(out["weighted"])
         if weighted.get("winner"):
-            weighted["winner"] = _swap_raw(weighted["winner"])
+            weighted["winner"] = swap_sides(weighted["winner"])
         if weighted.get("scores"):
-            weighted["scores"] = _swap_pairs(weighted["scores"])
+            weighted["scores"] = swap_pairs(weighted["scores"])
         out["weighted"] = weighted
     if out.get("jurors"):
         out["jurors"] = [_swap_stored(j) for j in out["jurors"]]
     return out
 
-
-def _swap_pairs(scores: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {name: _swap_raw(pair) for name, pair in scores.items()}
-
-
-def _swap_raw(sides: Mapping[str, Any]) -> dict[str, Any]:
-    """One stored {"A": x, "B": y} (a tie's share, if any, stays) with A and B exchanged."""
-    return {{"A": "B", "B": "A"}.get(k, k): v for k, v in sides.items()}
