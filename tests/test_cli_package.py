@@ -27,7 +27,8 @@ from llm_judge.errors import LLMJudgeError
 SRC = Path(llm_judge.__file__).parent
 JUDGED = {"compare": cli.commands["compare"], "run": cli.commands["run"],
           "judges eval": cli.commands["judges"].commands["eval"]}  # type: ignore[attr-defined]
-JUDGE_FLAGS = ["--judge", "--judge-method", "--verdict-format", "--criteria", "--scale", "--judge-max-tokens"]
+JUDGE_FLAGS = ["--judge", "--judge-method", "--verdict-format", "--criteria", "--scale", "--judge-max-tokens",
+               "--protocol"]
 
 
 def options(command: click.Command) -> dict[str, click.Option]:
@@ -59,7 +60,7 @@ def test_the_judge_options_share_their_types_and_defaults_except_the_judge_that_
 def test_every_command_with_a_context_size_defaults_to_the_one_default():
     found = {name: opts["--n-ctx"].default for name, cmd in _commands(cli)
              if "--n-ctx" in (opts := options(cmd))}
-    assert set(found) == {"compare", "run", "judges eval", "ui"}
+    assert set(found) == {"compare", "run", "judges eval", "judges tune", "ui"}
     assert set(found.values()) == {defaults.N_CTX}
 
 

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import verdicts as V
 from .backends import Backend, Completion, get_backend, parse_spec
+from .cache import MemoAuxiliary, template_version
 from .config import Settings
 from .criteria import Criterion, Scale, parse_criteria
 from .defaults import N_CTX
 from .errors import LLMJudgeError
-from .judging import Judge, JudgeCall, JudgeSetup, jury_name, load_judge
+from .judging import AuxTexts, Judge, JudgeCall, JudgeSetup, check_protocol, jury_name, load_judge
 from .prompts import check_prompt
 from .records import LABELS, ORDERS, Calibrated, Label, Verdict
 from .runner import Generate, GradeOne, JudgeOrder, Runner
@@ -111,6 +112,8 @@ class ComparisonResult:
     method: str = "plain"
     weighted: Calibrated | None = None  # the calibrated probabilities (verdicts.combine_weighted)
     jurors: list[dict[str, Any]] | None = None  # per juror: its verdict in each order and combined
+    protocol: str | None = None  # the published protocol the judge was asked with (None: llm-judge's own)
+    template_version: str = V.TEMPLATE_VERSION  # the prompt's version, or the protocol's name@digest
 
     def justifications(self) -> list[tuple[str, str]]:
         return [(c.order, c.verdict.justification) for c in self.orders if c.verdict]
@@ -120,7 +123,8 @@ class ComparisonResult:
             "prompt": self.prompt, "mode": self.mode,
             "candidates": {label: _candidate_dict(cand, self.answers[label]) for label, cand in self.candidates.items()},
             "judge": {"spec": self.judge_spec, "sampling": self.judge_sampling.model_dump(),
-                      "template_version": V.TEMPLATE_VERSION},
+                      "template_version": self.template_version,
+                      **({"protocol": self.protocol} if self.protocol is not None else {})},
             "criteria": [{"name": c.name, "rubric": c.rubric} for c in self.criteria],
             "scale": [self.scale.low, self.scale.high],
             "orders": [c.to_dict() for c in self.orders],
@@ -153,7 +157,7 @@ def compare(prompt: str, *, candidates: Mapping[Label, Candidate] | None = None,
             setup: JudgeSetup | None = None, mode: str = "pairwise", n_ctx: int = N_CTX, reference: str | None = None,
             on_token: TokenSink | None = None, on_stage: Stage | None = None,
             load_options: Mapping[str, Any] | None = None, concurrency: int | None = None,
-            settings: Settings | None = None, **loose: Any) -> ComparisonResult:
+            settings: Settings | None = None, protocol: str | None = None, **loose: Any) -> ComparisonResult:
     """Generate both answers, judge them and return everything, ready to show or store.
 
     ``candidates``: A's and B's (default: the built-in model at presets p1 and p2); ``judge``: one
@@ -166,10 +170,15 @@ def compare(prompt: str, *, candidates: Mapping[Label, Candidate] | None = None,
     told what is happening. ``concurrency``: the most calls at once (default 1: the answers one
     after the other, then the orders, as a model batching two answers need not write the same
     ones). ``load_options``: more load options for every model; ``settings``: the engine and
-    config file the models load under (by default the environment's).
+    config file the models load under (by default the environment's). ``protocol``: a published
+    judging protocol by name or path (``llm-judge judges protocols``), in place of the setup's.
     """
     prompt = check_prompt(prompt)
     cands, setup = _grouped(candidates, setup, loose)
+    if protocol is not None:
+        from .protocols import load_protocol
+
+        setup = replace(setup, protocol=load_protocol(protocol))
     judges = [judge] if isinstance(judge, str) else list(judge)
     _check(mode, n_ctx, setup, [*(c.spec for c in cands.values()), *judges], settings)
     stage = on_stage or _quiet
@@ -178,7 +187,7 @@ def compare(prompt: str, *, candidates: Mapping[Label, Candidate] | None = None,
     limits = _limits(backends.values(), the_judge)
     with Runner[str](concurrency or 1, limits) as runner:
         answers = _answers(runner, prompt, cands, backends, stage, on_token)
-        calls = _judged(runner, the_judge, prompt, answers, mode, reference, stage)
+        calls = _judged(runner, the_judge, prompt, answers, mode, reference, stage, MemoAuxiliary())
     noticed = [w for b in backends.values() for w in b.warnings] + the_judge.warnings
     return _result(prompt, mode, cands, answers, the_judge, judges, calls, noticed)
 
@@ -204,6 +213,7 @@ def _check(mode: str, n_ctx: int, setup: JudgeSetup, specs: list[str], settings:
         raise LLMJudgeError(f"unknown mode {mode!r}: use pairwise or single")
     check_n_ctx(n_ctx)
     check_judging(setup.method, setup.fmt, mode)
+    check_protocol(setup, mode)
     for spec in specs:
         parse_spec(spec, settings)  # an unknown prefix fails before any model loads
 
@@ -237,17 +247,19 @@ def _answers(runner: Runner[str], prompt: str, cands: Mapping[str, Candidate], b
 
 
 def _judged(runner: Runner[str], judge: Judge, prompt: str, answers: Mapping[str, Completion], mode: str,
-            reference: str | None, stage: Stage) -> list[JudgeCall]:
+            reference: str | None, stage: Stage, auxiliary: AuxTexts) -> list[JudgeCall]:
     """Both orders of the pair (AB, BA), or both answers graded alone (A, B), as calls."""
     texts = (answers["A"].text, answers["B"].text)
     if mode == "pairwise":
         stage("judge: both orders")
         for order in ORDERS:
-            runner.submit(JudgeOrder(judge, prompt, texts, order, order, reference=reference), order)
+            runner.submit(JudgeOrder(judge, prompt, texts, order, order, reference=reference, auxiliary=auxiliary),
+                          order)
     else:
         stage("judge: each answer alone")
         for label, text in zip(LABELS, texts):
-            runner.submit(GradeOne(judge, prompt, text, label, label, reference=reference), label)
+            runner.submit(GradeOne(judge, prompt, text, label, label, reference=reference, auxiliary=auxiliary),
+                          label)
     ended = list(runner.finished())
     # a call serves every slot that shows the same texts (two identical answers): each reads it in its own labels
     done = {slot: f.value().as_slot(slot) for f in ended for slot in f.waiters}
@@ -270,7 +282,8 @@ def _result(prompt: str, mode: str, cands: dict[str, Candidate], answers: dict[s
     return ComparisonResult(prompt, mode, cands, answers, jury_name(judges), setup.sampling, setup.criteria,
                             setup.scale, calls, verdict.scores, verdict.totals, verdict.winner, verdict.consistent,
                             verdict.position_bias, warnings, setup.method, verdict.weighted,
-                            jurors_outcome(calls) if len(judges) > 1 and mode == "pairwise" else None)
+                            jurors_outcome(calls) if len(judges) > 1 and mode == "pairwise" else None,
+                            None if setup.own is None else setup.own.name, template_version(judge))
 
 
 def _answer_warnings(cands: Mapping[str, Candidate], answers: Mapping[str, Completion], judges: list[str],

@@ -12,8 +12,11 @@ a verdict file in the ``analyze`` format with ``human`` (its verdicts are scored
 The calls run through ``runner`` (up to the judge's concurrency); the records keep each order's
 verdict typed (``Verdict``, in the pair's labels: A = output_1) and ``records_jsonl`` writes them.
 
-Left out: a judge's prompt is llm-judge's own (with the criteria given), not LLMBar's rule-based
-prompts, so figures compare judges under llm-judge, and to the published ones only roughly.
+A judge is asked under its setup's protocol: llm-judge's own (with the criteria given) or a
+published one (``protocols``: LLMBar's own prompts among them, so a card can be set beside LLMBar's
+published figures); a protocol's auxiliary texts are kept in the store like its judgments.
+
+Left out: choosing a protocol by measurement (``tune``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 from . import stats as S
 from . import verdicts as V
 from .analyze import read_verdicts
-from .cache import judgment_key, save_judgment
+from .cache import StoredAuxiliary, judgment_key, save_judgment, template_version
 from .errors import LLMJudgeError
 from .judging import Judge, JudgeCall, jury_verdict
 from .prompts import select
@@ -157,23 +160,24 @@ def evaluate(judge: Judge, name: str, items: list[GoldItem], store: Store, progr
     ``analyze`` format with ``human`` = the gold label, plus what each cost. ``workers``: the
     most calls at once (default: the judge's concurrency)."""
     results: dict[_Slot, _Judged] = {}
+    auxiliary, version = StoredAuxiliary(store), template_version(judge)
     with Runner[_Slot](workers or judge.concurrency, progress=progress) as runner:
         runner.expect("judging", 2 * len(items))
         for it in items:
             for order in ORDERS:
-                _look_up(store, runner, _job(judge, it, order), (it, order), results)
+                _look_up(store, runner, _job(judge, it, order, auxiliary), (it, order), results)
         for f in runner.finished():
             call = f.result
             assert isinstance(call, JudgeCall)
-            save_judgment(store, f.job.key, "pairwise", name, call, None)
+            save_judgment(store, f.job.key, "pairwise", name, call, None, version)
             results.update({slot: _Judged.called(call.as_slot(slot[1])) for slot in f.waiters})
     return [_record(it, results[(it, ORDERS[0])], results[(it, ORDERS[1])]) for it in items]
 
 
-def _job(judge: Judge, it: GoldItem, order: Order) -> JudgeOrder:
+def _job(judge: Judge, it: GoldItem, order: Order, auxiliary: StoredAuxiliary) -> JudgeOrder:
     answers = (it.output_1, it.output_2)
     key = judgment_key("pairwise", judge, it.input, list(in_order(answers, order)))
-    return JudgeOrder(judge, it.input, answers, order, key)
+    return JudgeOrder(judge, it.input, answers, order, key, auxiliary=auxiliary)
 
 
 def _look_up(store: Store, runner: Runner[_Slot], job: JudgeOrder, slot: _Slot, results: dict[_Slot, _Judged]) -> None:

@@ -1,9 +1,15 @@
 """The calls to a judge through one interface, ``Judge``: a model judge (``ModelJudge``) and a jury
 of several (``Jury``) alike judge a pair in one order (``judge_order``) or grade one answer alone
-(``grade``), holding how they are asked (``JudgeSetup``: criteria, scale, sampling, format, method).
+(``grade``), holding how they are asked (``JudgeSetup``: criteria, scale, sampling, format, method,
+protocol).
 
-Each call builds the prompt (``verdicts``), asks the model, and reads the verdict; with
-``method="weighted"`` also the judge's probabilities at its decisions (``weighting``). What the
+Each call builds the prompt, asks the model, and reads the verdict: with llm-judge's own protocol
+through ``verdicts`` (and ``weighting`` for ``method="weighted"``), with a published one through
+``protocols`` (its templates, its verdict format, where its weighted decision lies). A protocol
+whose judge first writes texts from the question alone (LLMBar's Metrics and Reference) gets them
+from an ``AuxTexts`` source (``cache.StoredAuxiliary`` keeps them in the store) or, without one,
+asks for them on each call. Arena-Hard's judge that gives no label is asked once more to finish,
+within the same call. What the
 judge wrote always ends as a verdict or as unscored with the reason; a failed request ends as
 failed (``completion`` None); only a fatal error (a refused key) is raised. A pairwise call's
 result is a ``records.Shown`` (the verdict as the judge gave it, with the order shown); its
@@ -22,7 +28,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from . import verdicts as V
 from . import weighting as W
@@ -32,10 +38,13 @@ from .errors import LLMJudgeError
 from .records import ORDERS, Grade, Juror, Order, Probabilities, Shown, Verdict, Winner, in_order, shown_first
 from .sampling import SamplingParams
 
+if TYPE_CHECKING:
+    from . import protocols as P
+
 Conversation = Sequence[Mapping[str, str]]  # the messages before a question
 History = Sequence[Conversation]  # each answer's conversation before the question: [A's, B's]
 Status = Literal["scored", "unscored", "failed"]
-R = TypeVar("R", Verdict, Grade)
+R = TypeVar("R")  # what a verdict is read as (a Verdict, a Grade, the text itself)
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,65 @@ class JudgeSetup:
     sampling: SamplingParams
     fmt: str = "full"
     method: str = "plain"
+    protocol: P.Protocol | None = None  # None (or the built-in one): llm-judge's own JSON prompt
+
+    def __post_init__(self) -> None:
+        """A single protocol rates on its own scale, under its own name for the score (so the key,
+        the summary and the report say what the prompt asked)."""
+        p = self.own
+        if p is not None and p.kind == "single" and p.scale is not None:
+            object.__setattr__(self, "criteria", [Criterion(p.criterion, "")])
+            object.__setattr__(self, "scale", p.scale)
+
+    @property
+    def own(self) -> P.Protocol | None:
+        """The published protocol the judge is asked with; None for llm-judge's own."""
+        p = self.protocol
+        return None if p is None or p.builtin else p
+
+
+def check_protocol(setup: JudgeSetup, mode: str) -> None:
+    """A protocol judges one way (pairwise or single) and has its own verdict format: refuse any
+    other use before a call is made."""
+    p = setup.own
+    if p is None:
+        return
+    if mode != p.kind:
+        raise LLMJudgeError(f"protocol {p.name} judges {'pairs' if p.kind == 'pairwise' else 'one answer at a time'}: "
+                            f"use it with mode {p.kind}, or pick a {'single' if p.kind == 'pairwise' else 'pairwise'} "
+                            "protocol (llm-judge judges protocols)")
+    if setup.fmt != "full":
+        raise LLMJudgeError(f"--verdict-format {setup.fmt} is llm-judge's own protocol's: protocol {p.name} has its own "
+                            "verdict format (leave --verdict-format out)")
+
+
+@dataclass(frozen=True)
+class AuxRequest:
+    """A text a protocol's judge writes first, from the question alone (LLMBar's questions about
+    the outputs, its own reference answer): the judge's model, the protocol, which text, the
+    messages and sampling of the call."""
+
+    backend: Backend
+    protocol: P.Protocol
+    aux: P.Auxiliary
+    question: str
+    messages: V.Messages
+    sampling: SamplingParams
+
+    def make(self) -> str:
+        """Ask the model for the text (stripped, as LLMBar uses it)."""
+        return self.backend.generate(self.messages, self.sampling).text.strip()
+
+
+class AuxTexts(Protocol):
+    """Where a judge gets its auxiliary texts: made once per judge and question, kept by the caller."""
+
+    def __call__(self, request: AuxRequest) -> str: ...
+
+
+def ask_auxiliary(request: AuxRequest) -> str:
+    """No store: the text is asked for on each call."""
+    return request.make()
 
 
 @dataclass
@@ -137,12 +205,16 @@ class Judge(Protocol):
         ...
 
     def judge_order(self, question: str, answers: tuple[str, str], order: Order, *, reference: str | None = None,
-                    history: History | None = None) -> JudgeCall:
-        """One order of a pairwise judgment; ``answers`` and ``history`` in the item's labels."""
+                    history: History | None = None, auxiliary: AuxTexts | None = None,
+                    earlier_references: Sequence[str | None] = ()) -> JudgeCall:
+        """One order of a pairwise judgment; ``answers`` and ``history`` in the item's labels;
+        ``auxiliary``: where a protocol's auxiliary texts come from (default: asked for here);
+        ``earlier_references``: the reference answers of the earlier turns (a protocol may show them)."""
         ...
 
     def grade(self, question: str, answer: str, label: str, *, reference: str | None = None,
-              history: Conversation | None = None) -> JudgeCall:
+              history: Conversation | None = None, auxiliary: AuxTexts | None = None,
+              earlier_references: Sequence[str | None] = ()) -> JudgeCall:
         """One answer graded alone (``label``: which answer it is, kept as the call's ``order``)."""
         ...
 
@@ -164,11 +236,15 @@ def _reader(method: str, criteria: list[Criterion], scale: Scale, mode: str) -> 
     return lambda text: list(W.decision_offsets(text, criteria, scale, mode).values())
 
 
-def _ask(backend: Backend, messages: V.Messages, schema: dict[str, Any], sampling: SamplingParams,
-         parse: Callable[[str], R], read_at: ReadAt | None) -> tuple[str, R | None, str | None, Completion | None]:
+def _ask(backend: Backend, messages: V.Messages, schema: dict[str, Any] | None, sampling: SamplingParams,
+         parse: Callable[[str], R], read_at: ReadAt | None,
+         grammar: str | None = None) -> tuple[str, R | None, str | None, Completion | None]:
     """One request and its verdict: (raw, verdict or None, error, completion or None if it failed)."""
     try:
-        completion = backend.generate(messages, sampling, schema=schema, read_at=read_at)
+        if grammar is None:  # a backend of a plugin may not take one
+            completion = backend.generate(messages, sampling, schema=schema, read_at=read_at)
+        else:
+            completion = backend.generate(messages, sampling, schema=schema, read_at=read_at, grammar=grammar)
     except LLMJudgeError as exc:
         if exc.fatal:
             raise
@@ -220,8 +296,12 @@ class ModelJudge:
         return W.read_weighted(completion.decisions, completion.text, offsets, s.scale, mode)
 
     def judge_order(self, question: str, answers: tuple[str, str], order: Order, *, reference: str | None = None,
-                    history: History | None = None) -> JudgeCall:
+                    history: History | None = None, auxiliary: AuxTexts | None = None,
+                    earlier_references: Sequence[str | None] = ()) -> JudgeCall:
         s = self.setup
+        if s.own is not None:
+            return self._by_protocol(s.own, order, question, in_order(answers, order), reference,
+                                     _shown_history(history, order), auxiliary, earlier_references)
         first, second = in_order(answers, order)
         messages = V.pairwise_messages(question, first, second, s.criteria, s.scale, reference,
                                        self.backend.special_tokens(), s.fmt, _shown_history(history, order))
@@ -233,8 +313,12 @@ class ModelJudge:
         return JudgeCall(order, raw, None if verdict is None else Shown(verdict, order), error, completion)
 
     def grade(self, question: str, answer: str, label: str, *, reference: str | None = None,
-              history: Conversation | None = None) -> JudgeCall:
+              history: Conversation | None = None, auxiliary: AuxTexts | None = None,
+              earlier_references: Sequence[str | None] = ()) -> JudgeCall:
         s = self.setup
+        if s.own is not None:
+            return self._by_protocol(s.own, label, question, (answer,), reference, [history] if history else None,
+                                     auxiliary, earlier_references)
         messages = V.single_messages(question, answer, s.criteria, s.scale, reference, self.backend.special_tokens(),
                                      history)
         raw, grade, error, completion = _ask(
@@ -243,6 +327,104 @@ class ModelJudge:
         if grade is not None and (probabilities := self._probabilities(completion, "single")):
             grade = replace(grade, probabilities=probabilities)
         return JudgeCall(label, raw, grade, error, completion)
+
+    # --- a published protocol (``protocols``) ------------------------------------------------------
+
+    def _by_protocol(self, protocol: P.Protocol, slot: Order | str, question: str, shown: tuple[str, ...],
+                     reference: str | None, history: Sequence[Conversation] | None,
+                     auxiliary: AuxTexts | None, earlier_references: Sequence[str | None] = ()) -> JudgeCall:
+        """One call under a published protocol: a pair in the positions of ``slot`` (an order), or
+        one answer (``shown`` holds one text) graded under its label."""
+        from . import protocols as P
+
+        turn = 1 + (len(history[0]) // 2 if history and history[0] else 0)
+        p = P.resolve(protocol, turn=turn, reference=reference is not None)
+        special = self.backend.special_tokens()
+        try:
+            texts = self._auxiliary(p, question, special, auxiliary)
+        except LLMJudgeError as exc:
+            if exc.fatal:
+                raise
+            return JudgeCall(slot, "", None, f"judge call failed: its auxiliary text: {exc}", None)
+        values = self._values(p, question, shown, reference, history, texts,
+                              earlier_references[0] if earlier_references else None)
+        raw, verdict, error, completion = self._ask_protocol(p, P.messages(p, values, special))
+        result: Shown | Grade | None = None
+        if isinstance(verdict, Verdict):
+            result = Shown(verdict, slot)  # type: ignore[arg-type]  # a pairwise slot is an order
+        elif isinstance(verdict, Grade):
+            result = verdict
+        return JudgeCall(slot, raw, result, error, completion)
+
+    def _values(self, p: P.Protocol, question: str, shown: tuple[str, ...], reference: str | None,
+                history: Sequence[Conversation] | None, texts: Mapping[str, str],
+                reference_1: str | None) -> dict[str, str]:
+        """The texts that fill the protocol's templates: the question, the answers as shown, the rest."""
+        from . import protocols as P
+
+        rubric = P.rubric_text(p, self.setup.criteria)
+        if len(shown) == 2:
+            return P.pair_values(question, shown[0], shown[1], reference=reference, history=history,
+                                 auxiliary=texts, rubric=rubric, reference_1=reference_1)
+        return P.single_values(question, shown[0], reference=reference, history=history[0] if history else None,
+                               auxiliary=texts, rubric=rubric, reference_1=reference_1)
+
+    def _auxiliary(self, p: P.Protocol, question: str, special: frozenset[str],
+                   source: AuxTexts | None) -> dict[str, str]:
+        """The protocol's auxiliary texts for this question, by the slot each fills."""
+        from . import protocols as P
+
+        get = source or ask_auxiliary
+        sampling = self.setup.sampling
+        return {aux.fills: get(AuxRequest(self.backend, p, aux, question, P.auxiliary_messages(p, aux, question, special),
+                                          sampling.model_copy(update={"temperature": aux.temperature,
+                                                                      "max_tokens": aux.max_tokens})))
+                for aux in p.auxiliary}
+
+    def _ask_protocol(self, p: P.Protocol, messages: V.Messages
+                      ) -> tuple[str, Verdict | Grade | None, str | None, Completion | None]:
+        """Ask, read the verdict in the protocol's format and, weighted, its probabilities; a judge
+        that gave no label where the protocol allows a second attempt is asked to finish."""
+        from . import protocols as P
+
+        sampling = self.setup.sampling
+        if p.max_tokens is not None and p.max_tokens < sampling.max_tokens:
+            sampling = sampling.model_copy(update={"max_tokens": p.max_tokens})
+        read_at = (lambda text: P.decision_offsets(p, text)) if self.setup.method == "weighted" else None
+        grammar = P.grammar(p)
+        raw, verdict, error, completion = _ask(self.backend, messages, None, sampling, lambda t: P.parse(p, t),
+                                               read_at, grammar)
+        if verdict is None and completion is not None and (more := P.continuation(p, raw)) is not None:
+            again = [*messages, {"role": "assistant", "content": raw}, {"role": "user", "content": more}]
+            raw, verdict, error, completion = self._second_attempt(p, again, raw, completion, sampling, read_at)
+        if verdict is not None and self.setup.method == "weighted" and completion is not None:
+            probabilities = P.read_probabilities(p, completion.decisions, completion.text)
+            if probabilities is not None:
+                verdict = replace(verdict, probabilities=probabilities)
+        return raw, verdict, error, completion
+
+    def _second_attempt(self, p: P.Protocol, messages: V.Messages, first: str, done: Completion,
+                        sampling: SamplingParams, read_at: ReadAt | None
+                        ) -> tuple[str, Verdict | Grade | None, str | None, Completion | None]:
+        """Arena-Hard's second attempt: the two replies read as one text (joined by a newline), the
+        cost of both calls in one completion, the decisions at their place in the joined text."""
+        from . import protocols as P
+
+        raw, _, error, completion = _ask(self.backend, messages, None, sampling, lambda t: t, read_at)
+        if completion is None:
+            return first, None, error, done
+        joined = first + "\n" + completion.text
+        shift = len(first) + 1
+        decisions = None if completion.decisions is None else [
+            {**d, "offset": d["offset"] + shift, "start": d["start"] + shift} for d in completion.decisions]
+        both = Completion(text=joined, prompt_tokens=(done.prompt_tokens or 0) + (completion.prompt_tokens or 0),
+                          completion_tokens=(done.completion_tokens or 0) + (completion.completion_tokens or 0),
+                          seconds=done.seconds + completion.seconds, finish_reason=completion.finish_reason,
+                          decisions=decisions)
+        try:
+            return joined, P.parse(p, joined), None, both
+        except V.VerdictError as exc:
+            return joined, None, f"{exc} (after a second attempt)", both
 
 
 def majority(winners: Sequence[Winner | None]) -> Winner | None:
@@ -352,14 +534,18 @@ class Jury:
         return {"jury": [m.describe() for m in self.members]}
 
     def judge_order(self, question: str, answers: tuple[str, str], order: Order, *, reference: str | None = None,
-                    history: History | None = None) -> JudgeCall:
-        calls = [j.judge_order(question, answers, order, reference=reference, history=history) for j in self.judges]
+                    history: History | None = None, auxiliary: AuxTexts | None = None,
+                    earlier_references: Sequence[str | None] = ()) -> JudgeCall:
+        calls = [j.judge_order(question, answers, order, reference=reference, history=history, auxiliary=auxiliary,
+                               earlier_references=earlier_references) for j in self.judges]
         verdict = jury_verdict([(j.name, c.pair, c.error) for j, c in zip(self.judges, calls)])  # in the item's labels
         return self._call(order, calls, None if verdict is None else Shown.from_labels(verdict, order))
 
     def grade(self, question: str, answer: str, label: str, *, reference: str | None = None,
-              history: Conversation | None = None) -> JudgeCall:
-        calls = [j.grade(question, answer, label, reference=reference, history=history) for j in self.judges]
+              history: Conversation | None = None, auxiliary: AuxTexts | None = None,
+              earlier_references: Sequence[str | None] = ()) -> JudgeCall:
+        calls = [j.grade(question, answer, label, reference=reference, history=history, auxiliary=auxiliary,
+                         earlier_references=earlier_references) for j in self.judges]
         return self._call(label, calls, jury_grade([(j.name, c.grade, c.error) for j, c in zip(self.judges, calls)]))
 
     def _call(self, order: Order | str, calls: list[JudgeCall], result: Shown | Grade | None) -> JudgeCall:

@@ -134,12 +134,13 @@ class Verdict:
     justification: str = ""
     probabilities: Probabilities | None = None
     jurors: tuple[Juror, ...] = ()
+    strong: bool = False  # a decisive verdict given as strong (Arena-Hard's ``A>>B``); relabelling keeps it
 
     def swapped(self) -> Verdict:
         """The same verdict with A and B exchanged everywhere: the one relabelling rule."""
         return Verdict(swap_winner(self.winner), swap_pairs(self.scores), self.justification,
                        None if self.probabilities is None else self.probabilities.swapped(),
-                       tuple(j.swapped() for j in self.jurors))
+                       tuple(j.swapped() for j in self.jurors), self.strong)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from .errors import LLMJudgeError
 
 if TYPE_CHECKING:
     from .backends import Backend, Completion, Messages, TokenCallback
-    from .judging import Judge, JudgeCall
+    from .judging import AuxTexts, Judge, JudgeCall
     from .records import Order
     from .sampling import SamplingParams
     from .store import ItemLink
@@ -98,6 +98,8 @@ class JudgeOrder:
     link: ItemLink | None = None
     reference: str | None = None
     history: tuple[Messages, Messages] | None = None
+    auxiliary: AuxTexts | None = None  # where a protocol's auxiliary texts come from (``cache``)
+    earlier_references: tuple[str | None, ...] = ()  # the earlier turns' references (a protocol may show them)
     stage: str = "judging"
 
     @property
@@ -106,7 +108,8 @@ class JudgeOrder:
 
     def run(self) -> JudgeCall:
         return self.judge.judge_order(self.question, self.answers, self.order, reference=self.reference,
-                                      history=self.history)
+                                      history=self.history, auxiliary=self.auxiliary,
+                                      earlier_references=self.earlier_references)
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ class GradeOne:
     link: ItemLink | None = None
     reference: str | None = None
     history: Messages | None = None
+    auxiliary: AuxTexts | None = None
+    earlier_references: tuple[str | None, ...] = ()
     stage: str = "judging"
 
     @property
@@ -129,7 +134,8 @@ class GradeOne:
 
     def run(self) -> JudgeCall:
         return self.judge.grade(self.question, self.answer, self.label, reference=self.reference,
-                                history=self.history)
+                                history=self.history, auxiliary=self.auxiliary,
+                                earlier_references=self.earlier_references)
 
 
 @dataclass(frozen=True)

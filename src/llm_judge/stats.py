@@ -547,6 +547,159 @@ def length_controlled_ci(preference: Sequence[float], len_model: Sequence[int], 
     return bootstrap_estimate(value, draws, int(p.size), level)
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return cast(np.ndarray, np.exp(-np.logaddexp(0, -x)))
+
+
+def length_controlled_full_ci(preference: Sequence[float], len_model: Sequence[int], len_baseline: Sequence[int],
+                              difficulty: Sequence[float], n_boot: int = DEFAULT_BOOT, seed: int = 0,
+                              level: float = 0.95) -> Estimate:
+    """AlpacaEval 2's length-controlled win rate with its instruction-difficulty term (the form of
+    ``length_controlled_noreg``: AlpacaEval's published ``length_controlled_v1`` also pulls the
+    fit towards its gamed baselines, which need its own annotations): regress the soft preference
+    on tanh of the standardised length difference, the instruction's difficulty and a constant,
+    then average the predictions at zero length difference over the items. Maximum likelihood
+    (AlpacaEval picks an L1 penalty by cross-validation; the two agree to a few hundredths of a
+    point on its scale). Bootstrap over prompts as ``length_controlled_ci``."""
+    p = np.asarray(preference, dtype=float)
+    if p.size < 2:
+        return Estimate(None, None, None, int(p.size), "one prompt")
+    d = np.asarray(difficulty, dtype=float)
+    X = np.column_stack([_lc_design(len_model, len_baseline)[:, 0], d, np.ones(p.size)])
+    if _separated(X, p):
+        return Estimate(None, None, None, int(p.size), "the length difference and the instructions' difficulty "
+                        "alone tell the wins from the losses (complete separation), so the fit has no finite value")
+    beta = _logistic_fit(X, p, np.ones(p.size), l2=1e-6, iters=100)
+    value = float(_sigmoid(beta[2] + beta[1] * d).mean())
+    rng = np.random.default_rng(seed)
+    draws = np.empty(check_resamples(n_boot))
+    for b in range(n_boot):
+        w = np.bincount(rng.integers(0, p.size, p.size), minlength=p.size).astype(float)
+        beta_b = _logistic_fit(X, p, w, l2=1e-6, iters=30, start=beta)
+        draws[b] = float((w * _sigmoid(beta_b[2] + beta_b[1] * d)).sum() / w.sum())
+    return bootstrap_estimate(value, draws, int(p.size), level)
+
+
+@dataclass(frozen=True)
+class SoftWinRate:
+    """AlpacaEval's win rates of the second side from soft preferences (``pairwise_to_winrate``):
+    ``win_rate`` the mean preference mapped to [0, 1] (percentile bootstrap over prompts),
+    ``standard_error`` AlpacaEval's (standard error of that mean), ``discrete_win_rate`` the
+    rounded preferences with exact draws (1.5) as half (Wilson interval), and the counts."""
+
+    win_rate: Estimate
+    standard_error: float | None
+    discrete_win_rate: Estimate
+    wins: int
+    losses: int
+    draws: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def soft_win_rate(preference: Sequence[float], n_boot: int = DEFAULT_BOOT, seed: int = 0,
+                  level: float = 0.95) -> SoftWinRate:
+    """The win rates of ``SoftWinRate`` from preferences on AlpacaEval's 1-2 scale (2: the second
+    side wins). A preference above 1.5 is a win, below a loss (``n_wins`` / ``n_wins_base``);
+    exactly 1.5 a draw.
+
+    >>> r = soft_win_rate([1.2, 1.5, 2.0, 1.9])
+    >>> round(r.win_rate.value, 3), r.discrete_win_rate.value, (r.wins, r.losses, r.draws)
+    (0.65, 0.625, (2, 1, 1))
+    """
+    x = np.asarray(preference, dtype=float) - 1
+    draws = int((x == 0.5).sum())
+    discrete = np.where(x == 0.5, 0.5, np.round(x))
+    sem = float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else None
+    return SoftWinRate(win_rate=mean_ci(x.tolist(), n_boot, seed, level), standard_error=sem,
+                       discrete_win_rate=proportion(float(discrete.sum()), int(x.size), level),
+                       wins=int((x > 0.5).sum()), losses=int((x < 0.5).sum()), draws=draws)
+
+
+def pooled_mean_ci(groups: Sequence[Sequence[float]], n_boot: int = DEFAULT_BOOT, seed: int = 0,
+                   level: float = 0.95) -> Estimate:
+    """The mean of every value of every group, with a percentile-bootstrap interval resampling
+    the groups (a prompt's turns go in together), under the rules of ``bootstrap_estimate``.
+
+    >>> pooled_mean_ci([[8, 6], [4]]).value
+    6.0
+    """
+    kept = [list(g) for g in groups if len(g)]
+    if not kept:
+        return Estimate(None, None, None, 0)
+    sums = np.array([sum(g) for g in kept], dtype=float)
+    counts = np.array([len(g) for g in kept], dtype=float)
+    point = float(sums.sum() / counts.sum())
+    if len(kept) < 2:
+        return bootstrap_estimate(point, [], 1, level)
+    rng = np.random.default_rng(seed)
+    w = np.stack([np.bincount(rng.integers(0, len(kept), len(kept)), minlength=len(kept))
+                  for _ in range(check_resamples(n_boot))]).astype(float)
+    return bootstrap_estimate(point, (w @ sums) / (w @ counts), len(kept), level)
+
+
+# a weighted game: (i, j, s, weight), s = 1 (i won), 0.5 (tie) or 0; weight: how many times it counts
+WeightedGame = tuple[str, str, float, float]
+ELO_UNIT = math.log(10)  # a rating's coefficient scale: 400 points = a factor 10 in the odds
+
+
+def _anchored_design(games: Sequence[WeightedGame], players: list[str], anchor: str) -> np.ndarray:
+    """Rows of the Bradley-Terry logistic regression (+ln10 for i, -ln10 for j), the anchor's
+    column dropped so that the anchor is rated 0 and the fit is identified."""
+    free = [p for p in players if p != anchor]
+    idx = {p: k for k, p in enumerate(free)}
+    X = np.zeros((len(games), len(free)))
+    for r, (i, j, _s, _w) in enumerate(games):
+        if i in idx:
+            X[r, idx[i]] += ELO_UNIT
+        if j in idx:
+            X[r, idx[j]] -= ELO_UNIT
+    return X
+
+
+def bradley_terry_anchored(games: Sequence[WeightedGame], anchor: str, n_boot: int = DEFAULT_BOOT, seed: int = 0,
+                           level: float = 0.95) -> dict[str, Estimate]:
+    """Maximum-likelihood Bradley-Terry ratings on the Elo scale with ``anchor`` at 1000, as
+    arena-hard-auto's ``compute_mle_elo`` fits them (a tie half a win each; unpenalised; a game
+    of weight 3 counted three times), with percentile-bootstrap intervals that, like its
+    ``get_bootstrap_result``, resample the games one counted copy at a time (``battles.sample``).
+    Where the games predict every outcome (a player won or lost all its games) no rating is
+    given and ``reason`` says why."""
+    players = sorted({p for g in games for p in g[:2]} | {anchor})
+    free = [p for p in players if p != anchor]
+    patterns: dict[tuple[str, str, float], float] = {}
+    for i, j, s, w in games:
+        patterns[(i, j, s)] = patterns.get((i, j, s), 0.0) + w
+    rows = [(i, j, s, w) for (i, j, s), w in patterns.items() if w > 0]
+    X, y = _anchored_design(rows, players, anchor), np.array([r[2] for r in rows], dtype=float)
+    weights = np.array([r[3] for r in rows], dtype=float)
+    n = int(round(weights.sum()))
+    if not free or n == 0:
+        return {anchor: Estimate(1000.0, None, None, n, "no games")}
+    if _separated(X, y):
+        why = "a candidate won or lost every game (complete separation), so the fit has no finite value"
+        return {p: Estimate(1000.0 if p == anchor else None, None, None, n, why) for p in players}
+    beta = _logistic_fit(X, y, weights, l2=0.0, iters=100)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, weights / weights.sum(), size=check_resamples(n_boot)).astype(float)
+    draws = np.stack([_logistic_fit(X, y, c, l2=1e-6, iters=30, start=beta) for c in counts])
+    out = {anchor: Estimate(1000.0, None, None, n, "the anchor")}
+    for k, p in enumerate(free):
+        out[p] = bootstrap_estimate(1000 + 400 * float(beta[k]), 1000 + 400 * draws[:, k], n, level, unit="game")
+    return out
+
+
+def elo_win_rate(rating: float, against: float) -> float:
+    """The predicted chance that a player rated ``rating`` beats one rated ``against`` (Elo scale,
+    arena-hard-auto's ``predict_win_rate``).
+
+    >>> elo_win_rate(1000, 1000), round(elo_win_rate(1400, 1000), 4)
+    (0.5, 0.9091)
+    """
+    return float(1 / (1 + 10 ** ((against - rating) / 400)))
+
+
 STYLE_FEATURES = ("length", "headers", "bold", "list_items")
 _HEADER = re.compile(r"^#{1,6}\s", re.M)
 _BOLD = re.compile(r"\*\*[^*\n]+\*\*|__[^_\n]+__")

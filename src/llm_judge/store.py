@@ -37,7 +37,7 @@ from .errors import LLMJudgeError
 from .records import ORDERS, Grade, Juror, Kind, Order, Probabilities, Shown, Verdict, swap_pairs, swap_sides
 from .redact import redact
 
-ItemKind = Literal["generation", "single", "pairwise"]
+ItemKind = Literal["generation", "single", "pairwise", "auxiliary"]
 # a run item's display order: pairwise AB/BA, a generation "-", single the label graded (a candidate's: any str)
 Slot = Order | Literal["-"] | str
 Status = Literal["scored", "unscored", "failed"]
@@ -175,6 +175,17 @@ def m008_page_runs_and_voters(db: sqlite3.Connection) -> None:
     _script(db, """
         CREATE TABLE page_runs (run_id TEXT PRIMARY KEY, created_at REAL NOT NULL);
         ALTER TABLE votes ADD COLUMN voter TEXT""")
+
+
+@migration
+def m009_judge_profiles(db: sqlite3.Connection) -> None:
+    """Judge profiles: the protocol, method and format ``llm-judge judges tune`` chose for a judge
+    on a gold set's dev split, with its held-out figures (``--protocol auto`` reads the latest)."""
+    _script(db, """
+        CREATE TABLE judge_profiles (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL NOT NULL, judge TEXT NOT NULL,
+            gold_set TEXT NOT NULL, profile TEXT NOT NULL);
+        CREATE INDEX judge_profiles_by_judge ON judge_profiles(judge)""")
 
 
 @dataclass(frozen=True)
@@ -458,6 +469,19 @@ class Store:
                                (judge, judge)).fetchall()
         return [{"id": r["id"], "created_at": r["created_at"], **json.loads(r["card"])} for r in rows]
 
+    def add_profile(self, judge: str, gold_set: str, profile: Mapping[str, Any]) -> int:
+        """Store a judge's tuned profile (``tune.tune``'s choice); returns its id."""
+        with self.tx():
+            cur = self.db.execute("INSERT INTO judge_profiles (created_at, judge, gold_set, profile) VALUES (?,?,?,?)",
+                                  (time.time(), judge, gold_set, _j(profile)))
+            return cast(int, cur.lastrowid)
+
+    def profile(self, judge: str) -> dict[str, Any] | None:
+        """The judge's latest tuned profile (None when it has none)."""
+        row = self.db.execute("SELECT * FROM judge_profiles WHERE judge=? ORDER BY id DESC LIMIT 1",
+                              (judge,)).fetchone()
+        return None if row is None else {"id": row["id"], "created_at": row["created_at"], **json.loads(row["profile"])}
+
     def integrity(self) -> str:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
 
@@ -571,7 +595,7 @@ def _run_item(r: sqlite3.Row) -> RunItem:
 
 # --- the JSON form of verdicts: the one place it is read and written ------------------------------
 # The shapes are those every earlier version wrote (sort_keys JSON; an int stays an int):
-#   pairwise  {"justification", "scores": {criterion: {"A": n, "B": n}}, "winner", "jurors"?, "weighted"?}
+#   pairwise  {"justification", "scores": {criterion: {"A": n, "B": n}}, "winner", "jurors"?, "weighted"?, "strong"?}
 #   single    {"justification", "scores": {criterion: n}, "total", "jurors"?, "weighted"?}
 #   weighted  {"winner"?: {"A", "B", "tie": p}, "scores"?: {criterion: {"A": e, "B": e}} or {criterion: e}}
 #   juror     {"judge", "winner", "error", "total"?, "weighted"?}
@@ -593,6 +617,8 @@ def _encode(verdict: Verdict | Grade) -> dict[str, Any]:
         out["total"] = verdict.total
     if verdict.probabilities is not None:
         out["weighted"] = _encode_probabilities(verdict.probabilities)
+    if isinstance(verdict, Verdict) and verdict.strong:
+        out["strong"] = True  # written only when true: every other verdict's JSON stays as it was
     return out
 
 
@@ -637,7 +663,8 @@ def _decode(kind: str, text: str | None) -> Verdict | Grade | None:
     jurors = tuple(_decode_juror(j) for j in d.get("jurors") or ())
     probabilities = _decode_probabilities(d.get("weighted"))
     if kind == "pairwise":
-        return Verdict(d["winner"], d.get("scores") or {}, d.get("justification", ""), probabilities, jurors)
+        return Verdict(d["winner"], d.get("scores") or {}, d.get("justification", ""), probabilities, jurors,
+                       bool(d.get("strong")))
     return Grade(d.get("scores") or {}, d["total"], d.get("justification", ""), probabilities, jurors)
 
 

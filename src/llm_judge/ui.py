@@ -100,10 +100,11 @@ class App:
 
     # --- Compare -------------------------------------------------------------------------------
     def compare(self, model_a, model_b, judge, preset_a, preset_b, max_tokens, temp_a, min_p_a, top_p_a, top_k_a,
-                temp_b, min_p_b, top_p_b, top_k_b, seed, chosen, custom, prompt):
+                temp_b, min_p_b, top_p_b, top_k_b, seed, chosen, custom, prompt, protocol=views.OWN_PROTOCOL):
         """Stream both answers as they are written, then the verdict; the result is stored."""
         try:
             specs = [self.spec(x) for x in (model_a, model_b, judge)]
+            named = views.chosen_protocol(protocol, public=self.public)
             criteria = views.selected_criteria(chosen, custom, self.max_criteria)
             parse_criteria(criteria)
             num = views.optional_number
@@ -117,7 +118,7 @@ class App:
         run = functools.partial(compare, prompt, model_a=specs[0], model_b=specs[1], judge=specs[2], sampling_a=sa,
                                 sampling_b=sb, criteria=criteria, n_ctx=self.n_ctx,
                                 judge_sampling=make_sampling(None, **JUDGE_DEFAULT), load_options=PAGE_LOAD,
-                                settings=self.settings,
+                                settings=self.settings, **({"protocol": named} if named else {}),
                                 concurrency=1)  # one request per visitor at a time: the slots share the endpoints
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
@@ -196,8 +197,10 @@ class App:
             raise LLMJudgeError(f"no run {run_id!r} on this page: choose one from the list")
         return found[0]
 
-    def study(self, source, upload, candidates, judge, mode, limit, max_tokens, progress=gr.Progress()):
+    def study(self, source, upload, candidates, judge, mode, limit, max_tokens, protocol=views.OWN_PROTOCOL,
+              progress=gr.Progress()):
         path = upload if isinstance(upload, str) else getattr(upload, "name", None)
+        named = views.chosen_protocol(protocol, public=self.public)
         if self.public and not path and source not in BUILTIN:  # never a file of the server's
             raise LLMJudgeError(f"prompt set {source!r} is not offered here: choose {', '.join(BUILTIN)} or upload a file")
         self.limits.check_upload(path)
@@ -208,7 +211,8 @@ class App:
         cands = candidates_by_label(Candidate(self.spec(c.spec), c.sampling, c.label) for c in parsed)
         config = StudyConfig(prompts=prompts, candidates=cands, judge=self.spec(judge),
                              judge_sampling=make_sampling(None, **JUDGE_DEFAULT),
-                             criteria=parse_criteria(None), mode=mode, n_ctx=self.n_ctx, source=path or source)
+                             criteria=parse_criteria(None), mode=mode, n_ctx=self.n_ctx, source=path or source,
+                             **({"protocol": named} if named else {}))
 
         stages: dict[str, tuple[int, int]] = {}  # judging runs alongside the last answers: one bar for both
 
@@ -288,6 +292,9 @@ def build(app: App) -> gr.Blocks:
             chosen = gr.CheckboxGroup(views.CRITERIA_CHOICES, value=list(DEFAULT_CRITERIA),
                                       label=f"Select up to {app.max_criteria} evaluation criteria")
             custom = gr.Textbox(label="Custom criteria (one name=description per line)", lines=1)
+            protocol = gr.Dropdown(views.protocol_choices(), value=views.OWN_PROTOCOL, allow_custom_value=not app.public,
+                                   label="Judge protocol (how the judge is asked; llm-judge judges protocols)",
+                                   elem_id="protocol")
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id="prompt")
             evaluate = gr.Button("Evaluate Models", variant="primary", elem_id="evaluate")
             status = gr.Markdown(elem_id="status")
@@ -299,7 +306,7 @@ def build(app: App) -> gr.Blocks:
             result_json = gr.JSON(visible=False)
             per_side = [sampling_boxes[f, side] for side in ("A", "B") for f in ("Temperature", "min_p", "top_p", "top_k")]
             evaluate.click(app.compare, [model_a, model_b, judge, preset_a, preset_b, max_tokens, *per_side, seed, chosen,
-                                         custom, prompt],
+                                         custom, prompt, protocol],
                            [status, answer_a, answer_b, table, verdict, result_json], api_name="compare")
         with gr.Tab("Study"):
             with gr.Row():
@@ -313,6 +320,8 @@ def build(app: App) -> gr.Blocks:
                 mode = gr.Radio(["single", "pairwise", "both"], value="single", label="Judging")
                 limit = gr.Textbox("", label="Only the first N prompts", placeholder="all")
                 study_tokens = gr.Textbox("128", label="Max tokens per answer")
+                study_protocol = gr.Dropdown(views.protocol_choices(), value=views.OWN_PROTOCOL,
+                                             allow_custom_value=not app.public, label="Judge protocol")
             run_btn = gr.Button("Run study", variant="primary", elem_id="run-study")
             with gr.Row():
                 runs = gr.Dropdown(app.run_choices(), label="Stored runs", elem_id="runs")
@@ -323,7 +332,8 @@ def build(app: App) -> gr.Blocks:
             study_charts = gr.HTML(elem_id="study-charts")
             downloads = gr.File(label="Downloads: CSV, JSONL, HTML report", file_count="multiple")
             outputs = [study_head, study_tables, study_charts, downloads]
-            run_btn.click(user_errors(app.study), [source, upload, candidates, study_judge, mode, limit, study_tokens],
+            run_btn.click(user_errors(app.study), [source, upload, candidates, study_judge, mode, limit, study_tokens,
+                                                   study_protocol],
                           outputs + [runs], api_name="study")
             open_btn.click(user_errors(app.open_run), [runs], outputs, api_name="open_run")
             refresh.click(lambda: gr.update(choices=app.run_choices()), None, [runs])

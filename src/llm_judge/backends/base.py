@@ -59,9 +59,12 @@ class Backend(Protocol):
         schema: dict[str, Any] | None = None,
         on_token: TokenCallback | None = None,
         read_at: ReadAt | None = None,
+        grammar: str | None = None,
     ) -> Completion:
         """``read_at(text)`` names the offsets in the output where to report the next-token
-        distribution (``Completion.decisions``)."""
+        distribution (``Completion.decisions``). ``grammar`` (GBNF) constrains the output where the
+        engine takes one (llama.cpp in-process and llama-server); other servers get the prompt's
+        instructions only (a judge protocol's verdict-first formats)."""
         ...
 
     def describe(self) -> dict[str, Any]:

@@ -7,9 +7,11 @@ the GGUF file says (chat template, prompt length, hashes) is ``gguf``'s.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from ..errors import LLMJudgeError
 from ..sampling import SamplingParams
@@ -38,7 +40,8 @@ class LlamaCppBackend(LocalModel):
         super().__init__(spec, path, llm, n_ctx=n_ctx, lora=lora)
 
     def generate(self, messages: Messages, sampling: SamplingParams, *, schema: dict | None = None,
-                 on_token: TokenCallback | None = None, read_at: ReadAt | None = None) -> Completion:
+                 on_token: TokenCallback | None = None, read_at: ReadAt | None = None,
+                 grammar: str | None = None) -> Completion:
         messages = self.accepted(messages)
         kwargs = dict(
             messages=messages, temperature=sampling.temperature, top_p=sampling.top_p,
@@ -47,6 +50,8 @@ class LlamaCppBackend(LocalModel):
         )
         if schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        elif grammar is not None:
+            kwargs["grammar"] = _grammar(grammar)
         with self.lock:
             prompt_tokens = self.check_fits(messages, sampling.max_tokens)
             # Evaluate the whole prompt afresh: reusing a cached prefix changes the arithmetic
@@ -114,3 +119,11 @@ class LlamaCppBackend(LocalModel):
                         "token": self.llm.detokenize([generated[i]]).decode("utf-8", "replace"),
                         "top": {self.llm.detokenize([int(t)]).decode("utf-8", "replace"): float(probs[t]) for t in top}})
         return out or None
+
+
+@functools.lru_cache(maxsize=32)
+def _grammar(text: str) -> Any:
+    """A GBNF grammar compiled once per text (llama-cpp-python parses it on every call otherwise)."""
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_string(text, verbose=False)

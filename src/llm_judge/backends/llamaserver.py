@@ -119,12 +119,14 @@ class LlamaServerBackend(LocalModel):
             self.client.base_url = self.server.url
 
     def generate(self, messages: Messages, sampling: SamplingParams, *, schema: dict | None = None,
-                 on_token: TokenCallback | None = None, read_at: ReadAt | None = None) -> Completion:
+                 on_token: TokenCallback | None = None, read_at: ReadAt | None = None,
+                 grammar: str | None = None) -> Completion:
         messages = self.accepted(messages)
         prompt_tokens = self.check_fits(messages, sampling.max_tokens)
         with self._call():
             self._ensure_running()
-            result = self.client.generate(messages, sampling, schema=schema, on_token=on_token, read_at=read_at)
+            result = self.client.generate(messages, sampling, schema=schema, on_token=on_token, read_at=read_at,
+                                          grammar=grammar)
         result.prompt_tokens = result.prompt_tokens or prompt_tokens
         return result
 

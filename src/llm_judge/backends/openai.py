@@ -347,15 +347,19 @@ class OpenAIBackend:
         return None
 
     def generate(self, messages: Messages, sampling: SamplingParams, *, schema: dict | None = None,
-                 on_token: TokenCallback | None = None, read_at: ReadAt | None = None) -> Completion:
+                 on_token: TokenCallback | None = None, read_at: ReadAt | None = None,
+                 grammar: str | None = None) -> Completion:
         body = self._body(messages, sampling)
-        if schema is None:
+        if schema is None and read_at is None and grammar is None:
             return self._post(body, on_token)
         if "logprobs" not in self.dropped and (self.keep_logprobs or read_at is not None):
             body["logprobs"] = True  # kept with the verdict where the server gives them
         if read_at is not None and "top_logprobs" not in self.dropped:
             body["top_logprobs"] = min(TOP_TOKENS, 20)  # OpenAI's limit
-        result = self._generate_structured(body, schema, on_token)
+        if schema is not None:
+            result = self._generate_structured(body, schema, on_token)
+        else:  # a protocol's own verdict format: a llama.cpp server takes its grammar, others the prompt's words
+            result = self._post(dict(body, grammar=grammar) if grammar and self.structure else body, on_token)
         if read_at is not None:
             result.decisions = decisions_from_logprobs(result.logprobs, result.text, read_at(result.text))
             if result.decisions is None:

@@ -49,12 +49,15 @@ if TYPE_CHECKING:
 @sampling_options(("", "a", "b"))
 @click.option("--mode", type=click.Choice(["pairwise", "single"]), default="pairwise", show_default=True)
 @n_ctx_option("context size of local models")
+@click.option("--db", default=None, help="the store holding the judge's tuned profile for --protocol auto "
+              "(default: $LLM_JUDGE_DB or the user data dir)")
 @json_option("print one JSON object instead of tables")
 def compare(prompt: str | None, prompt_file: str | None, model_a: str, model_b: str, judge: JudgeArgs, preset_a: str,
-            preset_b: str, mode: str, n_ctx: int, as_json: bool, **sampling: Any) -> None:
+            preset_b: str, mode: str, n_ctx: int, db: str | None, as_json: bool, **sampling: Any) -> None:
     """Two candidates answer PROMPT ('-' or a pipe: stdin); a judge rates both, in both orders."""
     from ..compare import compare as run_compare
 
+    judge = judge.resolved(db)
     text = read_prompt(prompt, prompt_file)
     sampling_a = collect_sampling(sampling, preset_a, "a")
     sampling_b = collect_sampling(sampling, preset_b, "b")
@@ -63,8 +66,8 @@ def compare(prompt: str | None, prompt_file: str | None, model_a: str, model_b: 
                          sampling_b=sampling_b, criteria=judge.criteria, scale=judge.parsed_scale(), mode=mode,
                          judge_sampling=judge_sampling, n_ctx=n_ctx, judge_method=judge.method,
                          verdict_format=judge.verdict_format, on_stage=None if as_json else stage_printer(),
-                         settings=current_settings())
-    known = _known_figures(result.judge_spec)
+                         settings=current_settings(), **protocol_keyword(judge))
+    known = _known_figures(result.judge_spec, db)
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "judge_cards": known}, ensure_ascii=False, indent=2))
         return
@@ -73,6 +76,13 @@ def compare(prompt: str | None, prompt_file: str | None, model_a: str, model_b: 
     print_comparison(result)
     for line in known:
         click.echo(f"known: {line}")
+
+
+def protocol_keyword(judge: JudgeArgs) -> dict[str, str]:
+    """``protocol=NAME`` for the library where a protocol other than llm-judge's own is chosen (none
+    otherwise: the library's default is llm-judge's own)."""
+    name = judge.protocol_name()
+    return {} if name is None else {"protocol": name}
 
 
 def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
@@ -86,16 +96,18 @@ def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
     return prompt or ""
 
 
-def _known_figures(judge: str) -> list[str]:
-    """The judge's stored cards, from the default store when there is one (none is created)."""
+def _known_figures(judge: str, db: str | None = None) -> list[str]:
+    """The judge's stored cards, from ``db`` or the default store when there is one (none is created)."""
+    from pathlib import Path
+
     from ..store import default_db_path
 
-    if not default_db_path().is_file():
+    if not (Path(db) if db else default_db_path()).is_file():
         return []
     from ..judges import known_figures
 
     try:
-        return known_figures(open_store(None), judge)
+        return known_figures(open_store(db), judge)
     except LLMJudgeError:
         return []
 
@@ -133,6 +145,7 @@ def run(source: str, candidates: tuple[str, ...], judge: JudgeArgs, mode: str, b
     from ..study import run_study, summarize
 
     check_resamples(bootstrap)  # before any work, not after the study
+    judge = judge.resolved(db)
     prompts = _prompts(source, references_file, limit, sample, sample_seed)
     config = _study_config(prompts, candidates, judge, sampling, source=source, mode=mode, baseline=baseline,
                            n_ctx=n_ctx, repeat=repeat)
@@ -173,7 +186,7 @@ def _study_config(prompts: list[PromptItem], candidates: tuple[str, ...], judge:
     config = StudyConfig(
         prompts=prompts, candidates=cands, judge=judge.specs[0] if len(judge.specs) == 1 else list(judge.specs),
         judge_method=judge.method, verdict_format=judge.verdict_format, judge_sampling=judge.sampling(),
-        criteria=judge.parsed_criteria(), scale=judge.parsed_scale(), **fields)
+        criteria=judge.parsed_criteria(), scale=judge.parsed_scale(), **protocol_keyword(judge), **fields)
     config.validate(current_settings())
     return config
 

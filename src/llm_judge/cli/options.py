@@ -1,6 +1,8 @@
 """The options several commands share, declared once: the judge options (one decorator for
-``compare``, ``run`` and ``judges eval``), sampling, ``--n-ctx``, ``--db``, ``--json``; and turning
-their values into the library's objects (sampling parameters, the store).
+``compare``, ``run``, ``judges eval`` and ``judges tune``), sampling, ``--n-ctx``, ``--db``,
+``--json``; and turning their values into the library's objects (sampling parameters, the judge's
+setup with its protocol, the store). ``--protocol auto`` reads the judge's tuned profile
+(``tune``) and says where it came from; options given on the command line stay as given.
 
 Leaves out every command (``compare``, ``runs``, ... declare their own options and call the
 library) and every rule: criteria, scales and sampling are checked by ``criteria`` and ``sampling``.
@@ -16,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import defaults
+from ..errors import LLMJudgeError
 from ..sampling import SamplingParams, make_sampling
 
 if TYPE_CHECKING:
     from ..config import Settings
     from ..criteria import Criterion, Scale
+    from ..judging import JudgeSetup
     from ..store import Store
 
 Command = Callable[..., Any]
@@ -38,6 +42,9 @@ SAMPLING_FIELDS: list[tuple[str, str, type, str]] = [  # (option suffix, field, 
 
 METHOD_HELP = "weighted: read the judge's probabilities and decide by the calibrated mean of both orders"
 FORMAT_HELP = "winner: pairwise verdicts without reasons or scores (fast)"
+PROTOCOL_HELP = ("how the judge is asked and read: a protocol name (llm-judge judges protocols), a folder of "
+                 "your own, or auto (the judge's tuned profile, from llm-judge judges tune); default llm-judge's own")
+AUTO = "auto"
 
 
 def apply(options: list[Decorator], fn: Command) -> Command:
@@ -110,6 +117,8 @@ class JudgeArgs:
     criteria: str
     scale: str
     max_tokens: int
+    protocol: str | None = None  # None: llm-judge's own; AUTO: the judge's tuned profile (``resolved``)
+    given: frozenset[str] = frozenset()  # the fields given on the command line (a profile leaves them)
 
     def sampling(self) -> SamplingParams:
         return judge_sampling(self.max_tokens)
@@ -124,9 +133,51 @@ class JudgeArgs:
 
         return parse_scale(self.scale)
 
+    def protocol_name(self) -> str | None:
+        """The protocol to pass to the library: None for llm-judge's own (whatever it was called)."""
+        from ..tune import OWN
+
+        if self.protocol in (None, OWN):
+            return None
+        if self.protocol == AUTO:
+            raise RuntimeError("--protocol auto is read from the store first (JudgeArgs.resolved)")
+        from ..protocols import load_protocol
+
+        return None if load_protocol(self.protocol).builtin else self.protocol
+
+    def setup(self) -> JudgeSetup:
+        """How the judge is asked: criteria, scale, sampling, format, method and protocol."""
+        from ..tune import judge_setup
+
+        return judge_setup(self.parsed_criteria(), self.parsed_scale(), self.sampling(), self.verdict_format,
+                           self.method, self.protocol_name())
+
+    def resolved(self, db: str | None) -> JudgeArgs:
+        """These options with ``--protocol auto`` replaced by the judge's tuned profile (told on stderr)."""
+        return self._with_profile(db) if self.protocol == AUTO else self
+
+    def _with_profile(self, db: str | None) -> JudgeArgs:
+        from dataclasses import replace
+
+        from ..tune import OWN, profile_line, profile_setting
+
+        if len(self.specs) != 1:
+            raise LLMJudgeError("--protocol auto reads one judge's tuned profile: name one --judge, "
+                                "or a protocol for the jury")
+        profile = stored_profile(db, self.specs[0])
+        if profile is None:
+            click.echo(f"note: no tuned profile for {self.specs[0]} (llm-judge judges tune --judge {self.specs[0]}): "
+                       "llm-judge's own protocol", err=True)
+            return replace(self, protocol=None)
+        click.echo(profile_line(profile), err=True)
+        s = profile_setting(profile)
+        return replace(self, protocol=None if s.protocol == OWN else s.protocol,
+                       method=self.method if "method" in self.given else s.method,
+                       verdict_format=self.verdict_format if "verdict_format" in self.given else s.fmt or "full")
+
 
 JUDGE_FIELDS = {"judges": "specs", "judge_method": "method", "verdict_format": "verdict_format",
-                "criteria": "criteria", "scale": "scale", "judge_max_tokens": "max_tokens"}
+                "criteria": "criteria", "scale": "scale", "judge_max_tokens": "max_tokens", "protocol": "protocol"}
 
 
 def judge_options(wording: JudgeWording = RUN) -> Decorator:
@@ -135,10 +186,18 @@ def judge_options(wording: JudgeWording = RUN) -> Decorator:
     def decorate(fn: Command) -> Command:
         @functools.wraps(fn)
         def command(**kwargs: Any) -> Any:
-            args = JudgeArgs(**{field: kwargs.pop(name) for name, field in JUDGE_FIELDS.items()})
+            args = JudgeArgs(**{field: kwargs.pop(name) for name, field in JUDGE_FIELDS.items()},
+                             given=_given(JUDGE_FIELDS))
             return fn(judge=args, **kwargs)
         return apply(_judge_declarations(wording), command)
     return decorate
+
+
+def _given(fields: dict[str, str]) -> frozenset[str]:
+    """The fields whose options were given on the command line (or by the environment)."""
+    ctx = click.get_current_context()
+    explicit = {click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT}
+    return frozenset(field for name, field in fields.items() if ctx.get_parameter_source(name) in explicit)
 
 
 def _judge_declarations(wording: JudgeWording) -> list[Decorator]:
@@ -149,7 +208,8 @@ def _judge_declarations(wording: JudgeWording) -> list[Decorator]:
         verdict_format_option(wording.format_help),
         click.option("--criteria", default=defaults.CRITERIA_TEXT, show_default=True, help=wording.criteria_help),
         click.option("--scale", default=defaults.SCALE, show_default=True, help=wording.scale_help),
-        click.option("--judge-max-tokens", type=int, default=defaults.JUDGE_MAX_TOKENS, show_default=True)]
+        click.option("--judge-max-tokens", type=int, default=defaults.JUDGE_MAX_TOKENS, show_default=True),
+        click.option("--protocol", default=None, metavar="NAME|PATH|auto", help=PROTOCOL_HELP)]
 
 
 def judge_method_option(help_text: str = METHOD_HELP) -> Decorator:
@@ -186,6 +246,17 @@ def current_settings() -> Settings:
 
     found = click.get_current_context().find_root().obj
     return found if isinstance(found, Settings) else Settings.from_env()
+
+
+def stored_profile(db: str | None, judge: str) -> dict[str, Any] | None:
+    """The judge's latest tuned profile in ``db`` (or the default store); no store is created to find none."""
+    from pathlib import Path
+
+    from ..store import default_db_path
+
+    if not (Path(db).expanduser() if db else default_db_path()).is_file():
+        return None
+    return open_store(db).profile(judge)
 
 
 def open_store(db: str | None) -> Store:

@@ -141,7 +141,8 @@ def to_json(obj) -> str:
 
 CARD_ROWS = [  # (measure, how to read it from a card)
     ("set", lambda c: f"{c['set']} ({c['items']} pairs)"),
-    ("method", lambda c: f"{c.get('method', 'plain')}, {c.get('format', 'full')} verdicts"),
+    ("method", lambda c: (f"protocol {c['protocol']}, {c.get('method', 'plain')}" if c.get("protocol")
+                          else f"{c.get('method', 'plain')}, {c.get('format', 'full')} verdicts")),
     ("accuracy, A shown first", lambda c: fmt_estimate(c["accuracy"][AB])),
     ("accuracy, B shown first", lambda c: fmt_estimate(c["accuracy"][BA])),
     ("accuracy, mean of both orders", lambda c: f"{c['accuracy']['mean']:.2f}"),

@@ -88,6 +88,31 @@ class StudyLimits:
                                 "remove some")
 
 
+def protocol_choices() -> list[str]:
+    """The protocols a page offers: llm-judge's own first, then every bundled one and family."""
+    from ..protocols import bundled
+
+    return [OWN_PROTOCOL, *(n for n in bundled() if n != OWN_PROTOCOL)]
+
+
+def chosen_protocol(text: str | None, *, public: bool) -> str | None:
+    """The protocol a visitor chose, for ``compare(protocol=...)``: None for llm-judge's own. A
+    public page takes only the bundled names (a path would open a file of the server's); a local
+    page also takes a protocol folder of the operator's."""
+    from ..protocols import bundled
+
+    name = (text or "").strip()
+    if name in ("", OWN_PROTOCOL):
+        return None
+    if public and name not in bundled():
+        raise LLMJudgeError(f"protocol {name[:80]!r} is not offered here: choose one from the list "
+                            "(a protocol of your own is taken on a local page only)")
+    return name
+
+
+OWN_PROTOCOL = "llm-judge"
+
+
 def optional_number(text, name: str, kind=float):
     """A number typed in an optional field: blank is None, anything else must parse.
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import LLMJudgeError
+from ..leaderboards import ArenaHard, MTBench, SoftPair
 from ..records import Grade
 from ..stats import PairStats
 from ..store import RunItem, Store
@@ -84,8 +85,10 @@ def bar_chart_svg(title: str, groups: list[str], series: Mapping[str, Sequence[f
     return "".join(parts)
 
 
+# the length-controlled win rate of a run is AlpacaEval's minimal form (no instruction-difficulty term)
+LC_COLUMN = "length-controlled win rate (minimal form)"
 PAIR_HEADER = ["pair", "candidate", "wins", "ties", "losses", "unscored", "win rate (ties half)",
-               "win rate (no ties)", "length-controlled win rate", "sign test p"]
+               "win rate (no ties)", LC_COLUMN, "sign test p"]
 
 
 def pair_table_rows(pairs: Mapping[str, PairStats]) -> list[list[str]]:
@@ -129,7 +132,42 @@ Table = tuple[str, list[str], list[list[str]]]  # (title, header, rows)
 def tables(summary: Summary) -> list[Table]:
     """The report's tables as (title, header, rows): shared by HTML, Markdown, the terminal and the page."""
     return [t for part in (_score_tables, _pair_tables, _rating_tables, _turn_tables, _category_tables,
-                           _weighted_tables, _jury_tables, _diagnostics_tables) for t in part(summary)]
+                           _weighted_tables, _jury_tables, _leaderboard_tables, _diagnostics_tables)
+            for t in part(summary)]
+
+
+def _leaderboard_tables(summary: Summary) -> list[Table]:
+    """The leaderboards' own figures of a run judged with their protocol (``study.leaderboard_figures``)."""
+    out: list[Table] = []
+    if summary.mt_bench:
+        out.append(_mt_bench_table(summary.mt_bench))
+    if summary.arena_hard:
+        out.append(_arena_table(summary.arena_hard))
+    if summary.alpaca_eval:
+        out.append(_alpaca_table(summary.alpaca_eval))
+    return out
+
+
+def _mt_bench_table(mt: MTBench) -> Table:
+    turns = list(mt.by_turn)
+    rows = [[m, *(fmt_estimate(mt.by_turn[t].get(m)) for t in turns), fmt_estimate(e)] for m, e in mt.overall.items()]
+    return ("MT-Bench: mean rating per turn, as FastChat's show_result.py (unreadable ratings left out: "
+            f"{mt.dropped}; 95% bootstrap interval over questions)",
+            ["model", *(f"turn {t}" for t in turns), "average"], rows)
+
+
+def _arena_table(ah: ArenaHard) -> Table:
+    rows = [[m, fmt_estimate(e, 1), fmt_estimate(ah.ratings[m], 0)] for m, e in ah.scores.items()]
+    return (f"Arena-Hard score against {ah.baseline} (win rate %, strong verdicts x{ah.weight}; {ah.games} games "
+            f"counted, {ah.unreadable} unreadable judgments left out; 95% bootstrap interval)",
+            ["model", "score", "rating (Elo scale, baseline 1000)"], rows)
+
+
+def _alpaca_table(pairs: Mapping[str, SoftPair]) -> Table:
+    rows = [[pair, p.model, fmt_estimate(p.win_rates.win_rate, 3), fmt_estimate(p.win_rates.discrete_win_rate, 3),
+             str(p.items)] for pair, p in pairs.items()]
+    return ("AlpacaEval win rates of the weighted verdicts (win_rate: mean soft preference; discrete_win_rate: "
+            "rounded, draws half)", ["pair", "model", "win_rate", "discrete_win_rate", "items"], rows)
 
 
 def _score_tables(summary: Summary) -> list[Table]:
@@ -356,6 +394,7 @@ class DrillTurn:
     answers: dict[str, str | None]
     single: dict[str, RunItem]
     pairwise: dict[str, PairRow]
+    auxiliary: dict[str, str] = field(default_factory=dict)  # what the judge wrote first, by name (judge)
 
 
 @dataclass(frozen=True)
@@ -374,6 +413,7 @@ def drilldown(run: LoadedRun, limit: int = MAX_DRILLDOWN) -> list[DrillPrompt]:
     gens = run.answers()
     singles = {(i.prompt_id, i.labels[0]): i for i in units if i.kind == "single"}
     pairs = pair_rows(units, run.baseline)
+    auxiliary = run.auxiliary()
     out = []
     for p in run.prompts[:limit]:
         turns = []
@@ -381,7 +421,8 @@ def drilldown(run: LoadedRun, limit: int = MAX_DRILLDOWN) -> list[DrillPrompt]:
             uid = unit_id(p.prompt_id, t)
             turns.append(DrillTurn(t, question, {lab: text for (q, lab), text in gens.items() if q == uid},
                                    {lab: i for (q, lab), i in singles.items() if q == uid},
-                                   {f"{r.pair[0]} vs {r.pair[1]}": r for r in pairs if r.unit == uid}))
+                                   {f"{r.pair[0]} vs {r.pair[1]}": r for r in pairs if r.unit == uid},
+                                   auxiliary.get(uid, {})))
         out.append(DrillPrompt(p.prompt_id, p.prompt, p.reference, list(p.conversation.get("context", [])), turns))
     return out
 
@@ -416,6 +457,8 @@ def drilldown_html(items: list[DrillPrompt]) -> str:
             if len(d.turns) > 1:
                 parts.append(f"<h3>Turn {turn.turn}</h3>")
             parts.append(f"<p><b>User:</b></p><pre>{e(turn.question)}</pre>")
+            for name, text in turn.auxiliary.items():
+                parts.append(f"<h4>The judge's {e(name)}, written first</h4><pre>{e(text)}</pre>")
             for lab, answer in turn.answers.items():
                 parts.append(f"<h4>{e(lab)}</h4><pre>{e(answer or '')}</pre>")
                 if lab in turn.single:
@@ -438,7 +481,8 @@ def render_html(source: LoadedRun | Store, summary: Summary) -> str:
              ".warn{background:#fff4d6;padding:.5em;border-left:4px solid #e0a000}pre{white-space:pre-wrap;"
              "background:#f6f6f6;padding:.5em}</style></head><body>",
              f"<h1>llm-judge run {e(run_id)}</h1>",
-             f"<p>Judge: <code>{e(summary.judge)}</code>; mode {e(summary.mode)}; {summary.prompts} prompts; "
+             f"<p>Judge: <code>{e(summary.judge)}</code>{_protocol_note(run, e)}; mode {e(summary.mode)}; "
+             f"{summary.prompts} prompts; "
              f"criteria {e(', '.join(summary.criteria))} ({summary.scale[0]}-{summary.scale[1]}); "
              f"status {e(summary.status)}. Intervals: means {e(summary.bootstrap['method'])}, "
              f"{summary.bootstrap['resamples']} resamples, seed {summary.bootstrap['seed']}; proportions "
@@ -462,7 +506,7 @@ def render_markdown(source: LoadedRun | Store, summary: Summary) -> str:
     run = as_loaded(source, summary.run_id)
     run_id = summary.run_id
     lines = [f"# llm-judge run {run_id}", "",
-             f"Judge `{summary.judge}`, mode {summary.mode}, {summary.prompts} prompts, criteria "
+             f"Judge `{summary.judge}`{_protocol_note(run, str)}, mode {summary.mode}, {summary.prompts} prompts, criteria "
              f"{', '.join(summary.criteria)}. Intervals: means {summary.bootstrap['method']}, "
              f"{summary.bootstrap['resamples']} resamples, seed {summary.bootstrap['seed']}; proportions "
              f"{summary.proportions}.", ""]
@@ -475,9 +519,16 @@ def render_markdown(source: LoadedRun | Store, summary: Summary) -> str:
         lines += [f"### {d.id}", ""]
         for turn in d.turns:
             lines += [(f"Turn {turn.turn}: " if len(d.turns) > 1 else "") + turn.question, ""]
+            lines += [f"- the judge's {name}, written first: {text}" for name, text in turn.auxiliary.items()]
             lines += [_grade_line(lab, item) for lab, item in turn.single.items()]
             lines.append("")
     return "\n".join(lines)
+
+
+def _protocol_note(run: LoadedRun, escape: Callable[[str], str]) -> str:
+    """Which published protocol the judge was asked with (nothing for llm-judge's own)."""
+    protocol = run.config.get("protocol")
+    return f" under protocol {escape(str(protocol))}" if protocol else ""
 
 
 def _grade_line(label: str, item: RunItem) -> str:

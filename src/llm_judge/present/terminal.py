@@ -53,7 +53,11 @@ def print_comparison(result, console: Console | None = None) -> None:
     d = result if isinstance(result, dict) else result.to_dict()
     console = console or Console()
     console.print(answers_panels(d))
-    console.print(score_table(d))
+    protocol = d["judge"].get("protocol")
+    if protocol:
+        console.print(Text(f"Judged by {d['judge']['spec']} under protocol {protocol}"))
+    if d.get("scores") or not protocol:  # a published pairwise protocol names a winner and gives no scores
+        console.print(score_table(d))
     console.print(verdict_lines(d))
 
 
@@ -96,7 +100,8 @@ def pair_lines(pair: str, v, indent: str = "") -> list[str]:
         lines.append(f"{indent}  {me}: {v.wins[me]} wins, {v.ties} ties, {v.wins[other]} losses; "
                      f"win rate {fmt_estimate(v.win_rate[me], 3)}, without ties "
                      f"{fmt_estimate(v.win_rate_without_ties[me], 3)}"
-                     + (f", length-controlled {fmt_estimate(v.length_controlled[me], 3)}" if v.length_controlled else ""))
+                     + (f", length-controlled (minimal form) {fmt_estimate(v.length_controlled[me], 3)}"
+                        if v.length_controlled else ""))
     return lines
 
 
@@ -120,6 +125,7 @@ def analysis_lines(result: dict) -> list[str]:
     if pc["items"]:
         lines.append(f"position consistency: {fmt_rate(pc)} ({pc['agreeing']}/{pc['items']} agree; "
                      f"{pc['unscored']} with an unscored order count as not agreeing)")
+    lines += soft_preference_lines(result.get("soft_preferences") or {})
     ha = result.get("human_agreement")
     if ha:
         for name in ("with_ties", "without_ties"):
@@ -140,6 +146,13 @@ def analysis_lines(result: dict) -> list[str]:
             if b["items"]:
                 lines.append(f"  category {cat}: accuracy {v['accuracy']:.3f} ({b['items']} items, {v['unscored']} unscored)")
     return lines
+
+
+def soft_preference_lines(pairs: dict) -> list[str]:
+    """``analyze``'s AlpacaEval figures of soft preferences (``leaderboards.soft_lines``)."""
+    from ..leaderboards import soft_lines
+
+    return [line for pair in pairs.values() for line in soft_lines(pair)]
 
 
 def print_cards(cards: list[dict], console: Console | None = None) -> None:

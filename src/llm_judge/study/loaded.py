@@ -120,6 +120,14 @@ class LoadedRun:
         """(unit, label) -> the stored answer (None where it failed)."""
         return {(i.prompt_id, i.labels[0]): i.text for i in self.units("generation")}
 
+    def auxiliary(self) -> dict[str, dict[str, str]]:
+        """unit -> {"NAME (judge spec)": text}: the texts a protocol's judge wrote from the question
+        alone (its questions about the outputs, its own reference answer)."""
+        out: dict[str, dict[str, str]] = {}
+        for i in self.units("auxiliary"):
+            out.setdefault(i.prompt_id, {})[f"{i.order} ({i.labels[0]})"] = i.text or ""
+        return out
+
 
 def load_run(store: Store, run_id: str) -> LoadedRun:
     """Read a stored run (``run_id`` or a unique prefix of it) once, whole."""

@@ -24,13 +24,13 @@ from typing import Any, cast
 
 from .. import verdicts as V
 from ..backends import Backend, Completion, get_backend, parse_spec
-from ..cache import generation_key, judgment_key, save_judgment
+from ..cache import StoredAuxiliary, generation_key, judgment_key, save_judgment, template_version
 from ..compare import Candidate, check_judging, check_n_ctx
 from ..config import Settings
 from ..criteria import Criterion, Scale
 from ..defaults import N_CTX
 from ..errors import LLMJudgeError
-from ..judging import Judge, JudgeCall, JudgeSetup, jury_name, make_judge
+from ..judging import Judge, JudgeCall, JudgeSetup, check_protocol, jury_name, make_judge
 from ..prompts import PromptItem
 from ..records import ORDERS, Kind, Order, in_order
 from ..runner import Finished, Generate, GradeOne, JudgeOrder, Progress, Runner
@@ -55,6 +55,14 @@ class StudyConfig:
     repeat: int = 1  # judge each item this many times (temperature 0 is not deterministic on every server)
     judge_method: str = "plain"  # or "weighted": the judge's probabilities, calibrated over both orders
     verdict_format: str = "full"  # or "winner": pairwise verdicts without reasons or scores
+    protocol: str | None = None  # a published judging protocol by name or path (None: llm-judge's own)
+
+    def __post_init__(self) -> None:
+        """A single protocol rates on its own scale under its own score's name: the study says so
+        (its summary and report read them from the configuration)."""
+        if self.protocol is not None:
+            setup = self.setup
+            self.criteria, self.scale = setup.criteria, setup.scale
 
     @property
     def judges(self) -> list[str]:
@@ -67,7 +75,13 @@ class StudyConfig:
     @property
     def setup(self) -> JudgeSetup:
         """How the judge is asked in this study."""
-        return JudgeSetup(self.criteria, self.scale, self.judge_sampling, self.verdict_format, self.judge_method)
+        protocol = None
+        if self.protocol is not None:
+            from ..protocols import load_protocol
+
+            protocol = load_protocol(self.protocol)
+        return JudgeSetup(self.criteria, self.scale, self.judge_sampling, self.verdict_format, self.judge_method,
+                          protocol)
 
     def validate(self, settings: Settings | None = None) -> None:
         """The study's configuration, or the error; specs are resolved under ``settings`` (the
@@ -84,6 +98,10 @@ class StudyConfig:
         if self.baseline is not None and self.baseline not in self.candidates:
             raise LLMJudgeError(f"baseline {self.baseline!r} is not a candidate label ({', '.join(self.candidates)})")
         check_judging(self.judge_method, self.verdict_format, self.mode)
+        if self.protocol is not None:
+            if self.mode == "both":
+                raise LLMJudgeError("a protocol judges one way: use mode pairwise or single with --protocol")
+            check_protocol(self.setup, self.mode)
         if len(set(self.judges)) != len(self.judges):
             raise LLMJudgeError("a jury names the same judge twice: name each member once")
         twice = next((pid for pid, n in Counter(p.id for p in self.prompts).items() if n > 1), None)
@@ -105,6 +123,7 @@ class StudyConfig:
             **({"repeat": self.repeat} if self.repeat > 1 else {}),
             **({"judge_method": self.judge_method} if self.judge_method != "plain" else {}),
             **({"verdict_format": self.verdict_format} if self.verdict_format != "full" else {}),
+            **({"protocol": self.protocol} if self.protocol is not None else {}),
         }
 
     def run_id(self) -> str:
@@ -269,6 +288,9 @@ class _Pipeline:
         self.waiting: dict[_Planned, int] = {}  # a judgment -> how many of its answers are not there yet
         self.needs: dict[tuple[str, str, int], list[_Planned]] = {}  # an answer -> the judgments waiting for it
         self.failed = 0
+        questions = {p.question(t): (p.id, t) for p in config.prompts for t in range(1, p.turns + 1)}
+        self.auxiliary = StoredAuxiliary(store, run_id, questions)  # a protocol's texts from the question alone
+        self.version = "" if judge is None else template_version(judge)
 
     def run(self) -> int:
         self.runner.expect("generating", sum(p.turns for p in self.config.prompts) * len(self.config.candidates))
@@ -377,23 +399,25 @@ class _Pipeline:
         assert self.judge is not None
         p, t = planned.prompt, planned.turn
         question, reference = p.question(t), p.reference_at(t)
+        # a protocol may show the earlier turns' references (MT-Bench's math prompts); today's prompt does not
+        earlier = tuple(p.reference_at(k) for k in range(1, t)) if self.judge.setup.own is not None else ()
         if planned.kind == "single":
-            key = judgment_key("single", self.judge, question, texts, reference, planned.repeat, history)
+            key = judgment_key("single", self.judge, question, texts, reference, planned.repeat, history, earlier)
             return GradeOne(self.judge, question, texts[0], planned.order, key, reference=reference,
-                            history=history[0])
+                            history=history[0], auxiliary=self.auxiliary, earlier_references=earlier)
         order = cast(Order, planned.order)
         shown, shown_history = in_order((texts[0], texts[1]), order), in_order((history[0], history[1]), order)
         key = judgment_key("pairwise", self.judge, question, list(shown), reference, planned.repeat,
-                           list(shown_history))
+                           list(shown_history), earlier)
         return JudgeOrder(self.judge, question, (texts[0], texts[1]), order, key, reference=reference,
-                          history=(history[0], history[1]))
+                          history=(history[0], history[1]), auxiliary=self.auxiliary, earlier_references=earlier)
 
     def _write_judgment(self, finished: Finished[_Waiter]) -> None:
         job, call = finished.job, finished.result
         assert isinstance(job, JudgeOrder | GradeOne) and isinstance(call, JudgeCall)
         links = [w for w in finished.waiters if isinstance(w, ItemLink)]
         kind: Kind = "pairwise" if isinstance(job, JudgeOrder) else "single"
-        save_judgment(self.store, job.key, kind, self.config.judge_name, call, links[0])
+        save_judgment(self.store, job.key, kind, self.config.judge_name, call, links[0], self.version)
         if call.status == "failed":
             self.failed += len(links)
         else:

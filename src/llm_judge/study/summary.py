@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .. import leaderboards as LB
 from .. import stats as S
 from .. import verdicts as V
 from ..compare import judge_warnings
-from ..records import LABELS, ORDERS, Grade, Number, Verdict, Winner
+from ..records import LABELS, ORDERS, Grade, Number, Shown, Verdict, Winner
 from ..store import RunItem, Store
 from .loaded import LoadedRun, PairRow, load_run, pair_rows, prompt_of, split_unit, unit_id
 from .run import orient
@@ -98,10 +99,18 @@ class Summary:
     category_measure: str | None = None
     with_reference: int = 0  # prompts judged against a reference answer (reference-guided grading)
     proportions: str = "Wilson score intervals (95%)"
+    # the leaderboards' own figures, only for runs judged with their protocols (``leaderboard_figures``)
+    mt_bench: LB.MTBench | None = None
+    arena_hard: LB.ArenaHard | None = None
+    alpaca_eval: dict[str, LB.SoftPair] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of ``llm-judge run/report --json``."""
-        return asdict(self)
+        """The JSON shape of ``llm-judge run/report --json`` (a leaderboard's block only where there is one)."""
+        d = asdict(self)
+        return {k: v for k, v in d.items() if v is not None or k not in LEADERBOARD_FIELDS}
+
+
+LEADERBOARD_FIELDS = ("mt_bench", "arena_hard", "alpaca_eval")
 
 
 def summarize(store: Store, run_id: str, n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -> Summary:
@@ -137,7 +146,56 @@ def summarize_run(run: LoadedRun, n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -
         pairwise=_pairwise(items, labels, gens, n_boot, seed, run.baseline),
         repeat_spread=repeat_spread(every_repeat),
         warnings=judge_warnings(config["judge"], [c["spec"] for c in config["candidates"].values()])
-        + list(run.manifest.get("warnings", [])) + _bound_warning(every_repeat))
+        + list(run.manifest.get("warnings", [])) + _bound_warning(every_repeat),
+        **leaderboard_figures(run, items, singles, n_boot, seed))
+
+
+def protocol_name(config: Mapping[str, Any]) -> str | None:
+    """The run's protocol as named (a bundled name, or a user's folder or ``protocol.toml``: its folder's name)."""
+    given = config.get("protocol")
+    if not isinstance(given, str):
+        return None
+    path = given.replace("\\", "/").rstrip("/").split("/")
+    return path[-2] if path[-1].endswith(".toml") and len(path) > 1 else path[-1]
+
+
+def leaderboard_figures(run: LoadedRun, items: list[RunItem], singles: Singles, n_boot: int,
+                        seed: int) -> dict[str, Any]:
+    """The leaderboard block of a run judged with a leaderboard's protocol: MT-Bench's mean
+    ratings (single grading), Arena-Hard's score (pairwise, against the run's baseline) or
+    AlpacaEval's soft win rates (weighted verdicts); none for other runs."""
+    name = protocol_name(run.config) or ""
+    if name.startswith("mt-bench-single") and singles:
+        rows = [(lab, *split_unit(unit), None if g is None else float(g.total)) for (unit, lab), g in singles.items()]
+        return {"mt_bench": LB.mt_bench(rows, n_boot, seed)}
+    if name.startswith("arena-hard") and run.baseline:
+        return {"arena_hard": LB.arena_hard(_arena_rows(items, run.baseline), run.baseline, n_boot, seed)}
+    if name.startswith("alpaca-eval"):
+        soft = _alpaca_pairs(items, run.baseline, n_boot, seed)
+        return {"alpaca_eval": soft} if soft else {}
+    return {}
+
+
+def _arena_rows(items: list[RunItem], baseline: str) -> list[LB.ArenaRow]:
+    """Each baseline pair's two games, labelled in the frame shown: game 1 showed the baseline first."""
+    rows: list[LB.ArenaRow] = []
+    for row in pair_rows(items, baseline):
+        if row.pair[0] != baseline:
+            continue
+        for game, (order, v) in zip((1, 2), row.orders(), strict=True):
+            shown = None if v is None else Shown.from_labels(v, order).verdict
+            rows.append((row.unit, row.pair[1], game, LB.verdict_label(shown)))
+    return rows
+
+
+def _alpaca_pairs(items: list[RunItem], baseline: str | None, n_boot: int, seed: int) -> dict[str, LB.SoftPair]:
+    """Per pair, AlpacaEval's figures from the items' calibrated P (both orders averaged)."""
+    prefs: dict[tuple[str, str], list[float]] = {}
+    for row in pair_rows(items, baseline):
+        comb = V.combine(*row.by_order)
+        if comb.weighted is not None:
+            prefs.setdefault(row.pair, []).append(LB.soft_preference(comb.weighted.p))
+    return {f"{a} vs {b}": LB.soft_pair(a, b, ps, n_boot=n_boot, seed=seed) for (a, b), ps in sorted(prefs.items())}
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ class Call:
     messages: Messages
     sampling: SamplingParams
     schema: dict | None
+    grammar: str | None = None
 
 
 class FakeBackend:
@@ -59,8 +60,8 @@ class FakeBackend:
         return self
 
     def generate(self, messages, sampling, *, schema=None, on_token: TokenCallback | None = None,
-                 read_at: ReadAt | None = None):
-        self.calls.append(Call(messages, sampling, schema))
+                 read_at: ReadAt | None = None, grammar: str | None = None):
+        self.calls.append(Call(messages, sampling, schema, grammar))
         if self.outputs:
             text = self.outputs.popleft()
         elif self.responder is not None:
