@@ -73,7 +73,43 @@ def _judge_for(spec: str):
     return judge
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The tables of docs/judges.md from the benchmark's JSON: per judge, every candidate on dev,
+    then the held-out figures of the choice, the runner-up and the default."""
+    lines = []
+    for name, r in results.items():
+        prof = r["profile"]
+        lines += [f"**{name}** ({r['pairs']} {'shortest ' if r['shortest'] else ''}pairs of {r['set']}; "
+                  f"dev {prof['dev']['items']}, held-out {prof['heldout']['items']}; {r['seconds'] / 60:.0f} min)", "",
+                  "| setting | dev accuracy | plain, mean of orders | weighted, calibrated | position consistency "
+                  "| s / pair |", "|---|---|---|---|---|---|"]
+        for row in r["dev"]:
+            w = row["weighted"]["value"] if row["weighted"] else None
+            lines.append(f"| {row['setting']} | {_pct(row['accuracy'])} | {_pct(row['plain_mean'])} | {_pct(w)} "
+                         f"| {_pct(row['consistency'])} | {row['seconds_per_pair'] or 0:.1f} |")
+        lines += ["", "| held-out | accuracy [95% Wilson, over pairs] |", "|---|---|"]
+        for label, block in (("chosen: " + _setting(prof), prof), ("runner-up: " + _setting(prof.get("runner_up")),
+                                                                     prof.get("runner_up")),
+                             ("default: llm-judge plain full", prof.get("default"))):
+            if block:
+                h = block["heldout"]
+                lines.append(f"| {label} | {_pct(h['accuracy'])} [{_pct(h['low'])}, {_pct(h['high'])}] |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _setting(p: dict[str, Any] | None) -> str:
+    return "-" if not p else " ".join(str(x) for x in (p["protocol"], p["method"], p.get("format")) if x)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--markdown"]:
+        print(markdown(json.loads(Path(sys.argv[2]).read_text())))
+        return
     args = _args()
     store = Store(args.db)
     results: dict[str, Any] = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}

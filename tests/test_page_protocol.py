@@ -16,7 +16,7 @@ from .test_public_page import compare_args, no_progress, served
 
 def test_the_page_offers_llm_judges_own_protocol_first_then_every_bundled_one():
     choices = views.protocol_choices()
-    assert choices[0] == "llm-judge" and set(choices) == set(bundled()) | {"llm-judge"}
+    assert choices[:2] == ["llm-judge", "auto"] and set(choices) == set(bundled()) | {"llm-judge", "auto"}
 
 
 def test_a_public_page_takes_bundled_names_only_and_a_local_page_a_path_too(tmp_path):
@@ -84,3 +84,31 @@ def test_a_study_started_on_the_page_takes_the_protocol(tmp_path):
         App(Store(tmp_path / "pub.db"), public=True).study("seed-10", None, "fake:a#a\nfake:b#b", "fake:j", "pairwise",
                                                           "2", "16", str(load_protocol("llmbar-vanilla").path),
                                                           progress=no_progress)
+
+
+PROFILE = {"protocol": "llmbar-vanilla", "method": "plain", "format": None, "set": "llmbar-natural",
+           "dev": {"items": 10, "accuracy": 0.8}, "heldout": {"items": 10, "accuracy": 0.7, "low": 0.4, "high": 0.9}}
+
+
+def test_auto_on_the_page_asks_the_judge_under_its_tuned_profile_and_says_so(tmp_path):
+    from gradio_client import Client
+
+    from llm_judge.ui import App
+
+    answers()
+    judge = llmbar_judge("j", "better")
+    store = Store(tmp_path / "ui.db")
+    store.add_profile("fake:j", "llmbar-natural", PROFILE)
+    with served(App(store, public=True, allow_fake=True)) as url:  # "auto" is a name: a public page takes it
+        status, *_rest, result = Client(url, verbose=False).predict(
+            *compare_args("fake:a", "fake:b", "fake:j"), "auto", api_name="/compare")
+    assert status == "Done (saved)."
+    assert len(judged(judge)) == 2 and result["judge"]["protocol"] == "llmbar-vanilla"
+    assert result["warnings"][0].startswith("protocol llmbar-vanilla (plain), chosen by judges tune on llmbar-natural")
+
+
+def test_auto_without_a_profile_is_llm_judges_own_protocol_with_a_note(tmp_path):
+    from llm_judge.ui import App
+
+    choice = App(Store(tmp_path / "ui.db")).asked("auto", "fake:j")
+    assert choice.protocol is None and choice.options() == {} and "no tuned profile for fake:j" in choice.note

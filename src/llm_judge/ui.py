@@ -24,6 +24,7 @@ import random
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -76,6 +77,32 @@ def voter(request: gr.Request | None) -> str | None:
     return f"session:{request.session_hash}" if getattr(request, "session_hash", None) else None
 
 
+@dataclass(frozen=True)
+class Asked:
+    """How a page's judge is asked: a protocol (None: llm-judge's own), method and format, and a
+    note where "auto" chose them."""
+
+    protocol: str | None
+    method: str = "plain"
+    fmt: str = "full"
+    note: str | None = None
+
+    def options(self) -> dict[str, str]:
+        """As ``compare``'s keywords (only those that differ from its defaults)."""
+        return {**({"protocol": self.protocol} if self.protocol else {}),
+                **({"judge_method": self.method} if self.method != "plain" else {}),
+                **({"verdict_format": self.fmt} if self.fmt != "full" else {})}
+
+
+def _noted(run, note: str):
+    """``run`` (a comparison) with ``note`` first among its result's warnings."""
+    def noted(**kwargs):
+        result = run(**kwargs)
+        result.warnings.insert(0, note)
+        return result
+    return noted
+
+
 class App:
     def __init__(self, store: Store, *, public: bool = False, allowed_dirs: list[Path] | None = None,
                  max_criteria: int = 3, n_ctx: int = N_CTX, allow_fake: bool = False, allow_downloads: bool = False,
@@ -104,7 +131,7 @@ class App:
         """Stream both answers as they are written, then the verdict; the result is stored."""
         try:
             specs = [self.spec(x) for x in (model_a, model_b, judge)]
-            named = views.chosen_protocol(protocol, public=self.public)
+            asked = self.asked(views.chosen_protocol(protocol, public=self.public), specs[2])
             criteria = views.selected_criteria(chosen, custom, self.max_criteria)
             parse_criteria(criteria)
             num = views.optional_number
@@ -118,8 +145,10 @@ class App:
         run = functools.partial(compare, prompt, model_a=specs[0], model_b=specs[1], judge=specs[2], sampling_a=sa,
                                 sampling_b=sb, criteria=criteria, n_ctx=self.n_ctx,
                                 judge_sampling=make_sampling(None, **JUDGE_DEFAULT), load_options=PAGE_LOAD,
-                                settings=self.settings, **({"protocol": named} if named else {}),
+                                settings=self.settings, **asked.options(),
                                 concurrency=1)  # one request per visitor at a time: the slots share the endpoints
+        if asked.note:
+            run = _noted(run, asked.note)
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         self.slots.acquire()  # released by the worker when it has stopped, not when the visitor left
@@ -129,6 +158,14 @@ class App:
             yield from self._compare_updates(events, criteria)
         finally:  # done, failed, or the visitor left (Gradio closed this generator)
             stop.set()
+
+    def asked(self, named: str | None, judge: str) -> Asked:
+        """How the judge is asked: the chosen protocol, or under "auto" the judge's tuned profile
+        (from this page's store), with the line that says where it came from."""
+        if named != views.AUTO_PROTOCOL:
+            return Asked(named)
+        choice = views.profile_choice(judge, self.store.profile(judge))
+        return Asked(choice.protocol, choice.method, choice.fmt, choice.note)
 
     def _compare_work(self, run, events: queue.Queue, stop: threading.Event) -> None:
         """Run one comparison, telling ``events``; stop at the next token or request once ``stop``
@@ -200,7 +237,7 @@ class App:
     def study(self, source, upload, candidates, judge, mode, limit, max_tokens, protocol=views.OWN_PROTOCOL,
               progress=gr.Progress()):
         path = upload if isinstance(upload, str) else getattr(upload, "name", None)
-        named = views.chosen_protocol(protocol, public=self.public)
+        asked = self.asked(views.chosen_protocol(protocol, public=self.public), self.spec(judge))
         if self.public and not path and source not in BUILTIN:  # never a file of the server's
             raise LLMJudgeError(f"prompt set {source!r} is not offered here: choose {', '.join(BUILTIN)} or upload a file")
         self.limits.check_upload(path)
@@ -212,7 +249,7 @@ class App:
         config = StudyConfig(prompts=prompts, candidates=cands, judge=self.spec(judge),
                              judge_sampling=make_sampling(None, **JUDGE_DEFAULT),
                              criteria=parse_criteria(None), mode=mode, n_ctx=self.n_ctx, source=path or source,
-                             **({"protocol": named} if named else {}))
+                             protocol=asked.protocol, judge_method=asked.method, verdict_format=asked.fmt)
 
         stages: dict[str, tuple[int, int]] = {}  # judging runs alongside the last answers: one bar for both
 

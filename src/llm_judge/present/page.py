@@ -8,8 +8,10 @@ openai backend."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..backends import PublicPolicy, public_refusal
 from ..config import Settings, resolve
@@ -89,10 +91,34 @@ class StudyLimits:
 
 
 def protocol_choices() -> list[str]:
-    """The protocols a page offers: llm-judge's own first, then every bundled one and family."""
+    """The protocols a page offers: llm-judge's own first, the judge's tuned one ("auto"), then
+    every bundled one and family."""
     from ..protocols import bundled
 
-    return [OWN_PROTOCOL, *(n for n in bundled() if n != OWN_PROTOCOL)]
+    return [OWN_PROTOCOL, AUTO_PROTOCOL, *(n for n in bundled() if n != OWN_PROTOCOL)]
+
+
+@dataclass(frozen=True)
+class ProfileChoice:
+    """How a judge is asked under "auto": its tuned profile's protocol (None: llm-judge's own),
+    method and format, and the line that says where they came from."""
+
+    protocol: str | None
+    method: str
+    fmt: str
+    note: str
+
+
+def profile_choice(judge: str, profile: Mapping[str, Any] | None) -> ProfileChoice:
+    """The choice "auto" makes for ``judge`` from its stored profile (``Store.profile``), or
+    llm-judge's own protocol with a note saying no profile is stored."""
+    from ..tune import OWN, profile_line, profile_setting
+
+    if profile is None:
+        return ProfileChoice(None, "plain", "full", f"no tuned profile for {judge} (llm-judge judges tune "
+                                                     f"--judge {judge}): llm-judge's own protocol")
+    s = profile_setting(profile)
+    return ProfileChoice(None if s.protocol == OWN else s.protocol, s.method, s.fmt or "full", profile_line(profile))
 
 
 def chosen_protocol(text: str | None, *, public: bool) -> str | None:
@@ -104,13 +130,14 @@ def chosen_protocol(text: str | None, *, public: bool) -> str | None:
     name = (text or "").strip()
     if name in ("", OWN_PROTOCOL):
         return None
-    if public and name not in bundled():
+    if public and name not in bundled() and name != AUTO_PROTOCOL:
         raise LLMJudgeError(f"protocol {name[:80]!r} is not offered here: choose one from the list "
                             "(a protocol of your own is taken on a local page only)")
     return name
 
 
 OWN_PROTOCOL = "llm-judge"
+AUTO_PROTOCOL = "auto"  # the judge's tuned profile (``llm-judge judges tune``)
 
 
 def optional_number(text, name: str, kind=float):
