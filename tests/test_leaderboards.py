@@ -117,6 +117,17 @@ def test_a_model_that_won_every_game_gets_no_score_and_the_reason():
     assert got.scores["m"].value is None and "separation" in (got.scores["m"].reason or "")
 
 
+def test_one_model_that_lost_every_game_leaves_the_others_scored():
+    """A weak model's rating is infinite; the others' stay what they are without it (the fit of
+    the remaining games), instead of every score going blank."""
+    mixed = [(f"q{i}", "mid", g, ("B>A", "A>B", "A=B")[(i + g) % 3]) for i in range(6) for g in (1, 2)]
+    weak = [(f"q{i}", "weak", g, "A>B" if g == 1 else "B>A") for i in range(6) for g in (1, 2)]
+    alone = LB.arena_hard(mixed, "base", n_boot=50)
+    both = LB.arena_hard(mixed + weak, "base", n_boot=50)
+    assert both.scores["weak"].value is None and "every game" in both.scores["weak"].reason
+    assert both.scores["mid"].value == pytest.approx(alone.scores["mid"].value)
+
+
 def test_stats_anchored_fit_is_the_closed_form_of_a_star_of_games():
     """Every game against the anchor: the fitted win rate is the share of points won (ties half)."""
     games = [("base", "m", 1.0, 3.0), ("base", "m", 0.0, 1.0), ("base", "m", 0.5, 2.0), ("base", "m", 0.0, 1.0)]

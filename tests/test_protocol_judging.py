@@ -214,3 +214,63 @@ def test_a_failed_auxiliary_call_fails_the_judgment_and_is_retried(tmp_path):
     save_judgment(store, "k", "pairwise", "fake:j", call)
     assert store.judgment("k") is None  # a failure is not a result: the next run asks again
     assert store.db.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 0
+
+
+def test_a_protocol_that_does_not_fit_the_items_is_refused_before_any_call(tmp_path):
+    from llm_judge.judges import GoldItem, evaluate
+    from llm_judge.prompts import PromptItem
+
+    _good_and_bad()
+    fake.named("judge").responder = lambda m, s, sch: "[[A]]"
+    two_turns = [PromptItem("p1", "First question?", followups=["And then?"])]
+    cfg = StudyConfig(prompts=two_turns, candidates={
+        "good": Candidate("fake:good", make_sampling("p1")), "bad": Candidate("fake:bad", make_sampling("p2"))},
+        judge="fake:judge", judge_sampling=make_sampling(None, temperature=0), criteria=parse_criteria(None),
+        mode="pairwise", protocol="mt-bench-pair-v2")
+    with pytest.raises(LLMJudgeError, match="turn 2: use mt-bench-pair") as info:
+        run_study(cfg, Store(tmp_path / "s.db"))
+    assert "\n" not in str(info.value) and fake.named("good").calls == []  # before any answer
+    judge = ModelJudge(FakeBackend(["[[A]]"]), setup("mt-bench-pair-math-v1"))
+    with pytest.raises(LLMJudgeError, match="needs a reference answer"):
+        evaluate(judge, "fake:j", [GoldItem("1", "q", "a", "b", "A")], Store(tmp_path / "e.db"))
+    assert judge.backend.calls == []
+
+
+def test_an_item_a_protocol_cannot_fill_fails_with_its_reason_instead_of_raising():
+    judge = ModelJudge(FakeBackend(["[[A]]"]), setup("mt-bench-pair-math-v1"))
+    call = judge.judge_order("q", ("a", "b"), "AB")  # no reference: the check before a run would refuse it
+    assert call.status == "failed" and "needs a reference answer" in call.error and judge.backend.calls == []
+
+
+def test_a_failed_second_attempt_fails_the_judgment_so_the_next_run_asks_again(tmp_path):
+    class Drops(FakeBackend):
+        def generate(self, messages, sampling, **kw):
+            if len(messages) > 2:
+                raise LLMJudgeError("connection reset")
+            return super().generate(messages, sampling, **kw)
+
+    call = ModelJudge(Drops(["My own answer: ..."]), setup("arena-hard")).judge_order("q", ("x", "y"), "AB")
+    assert call.status == "failed" and "connection reset" in call.error
+    store = Store(tmp_path / "s.db")
+    save_judgment(store, "k", "pairwise", "fake:j", call)
+    assert store.judgment("k") is None
+
+
+def test_prometheus_rubric_comes_from_the_criteria_and_is_in_the_key():
+    def prompt_of(criteria: str | None) -> tuple[str, str]:
+        model = FakeBackend(["Good. [RESULT] 4"])
+        s = JudgeSetup(parse_criteria(criteria), Scale(), SAMPLING, protocol=load_protocol("prometheus2-absolute"))
+        judge = ModelJudge(model, s)
+        assert judge.grade("q", "an answer", "A").result.total == 4
+        return model.calls[0].messages[-1]["content"], judgment_key("single", judge, "q", ["an answer"])
+
+    default, key_default = prompt_of(None)
+    mine, key_mine = prompt_of("Accuracy")
+    assert "helpful" in default.lower() and "[]" not in default
+    assert "the facts, steps and claims in the answer correct" in mine and key_mine != key_default
+    cfg = StudyConfig(prompts=load_prompts("seed-10", limit=1), candidates={"a": Candidate("fake:a", make_sampling("p1"))},
+                      judge="fake:j", judge_sampling=make_sampling(None, temperature=0),
+                      criteria=parse_criteria("Accuracy"), protocol="prometheus2-absolute")
+    assert cfg.setup.rubric and "claims in the answer correct" in cfg.setup.rubric  # the study keeps the criteria
+    assert cfg.to_dict()["criteria"] == [["score", ""]] and cfg.to_dict()["scale"] == [1, 5]
+    assert cfg.to_dict()["rubric"] == cfg.setup.rubric

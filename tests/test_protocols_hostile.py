@@ -56,7 +56,9 @@ def filled(p: P.Protocol, answer: str, other: str = HONEST) -> list[dict[str, st
 
 
 def delimiters(p: P.Protocol, text: str) -> int:
-    return sum(len(pattern.findall(text)) for pattern in p.delimiters) + len(PIPED.findall(text))
+    """The delimiter lines ``text`` holds, in any case (a judge may take "[the end of ...]" for one too)."""
+    anycase = [re.compile(pattern.pattern, pattern.flags | re.IGNORECASE) for pattern in p.delimiters]
+    return sum(len(pattern.findall(text)) for pattern in anycase) + len(PIPED.findall(text))
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))

@@ -113,6 +113,22 @@ def test_the_choice_is_accuracy_then_consistency_then_cost():
     assert [x.setting.protocol for x in rank([s("a", 0.7, 0.9, 1.0), s("b", 0.7, 0.9, 1.0)])] == ["a", "b"]
 
 
+def test_a_tie_keeps_llm_judges_default_another_setting_must_beat_it():
+    tied = [Scored(Setting("llmbar-vanilla", "plain"), 0.5, 0.0, 0.1), Scored(DEFAULT, 0.5, 0.0, 9.0)]
+    assert rank(tied)[0].setting == DEFAULT
+    assert rank([Scored(Setting("llmbar-vanilla", "plain"), 0.52, 0.0, 0.1), Scored(DEFAULT, 0.5, 0.0, 9.0)])[0] \
+        .setting.protocol == "llmbar-vanilla"
+
+
+def test_a_candidate_that_cannot_judge_the_pairs_is_refused_before_any_call(tmp_path):
+    path, rows = gold_file(tmp_path, 10)
+    backend = scripted(rows, lambda row, schema: True)
+    with pytest.raises(LLMJudgeError, match="needs a reference answer"):
+        tune("fake:tuned", path, load_gold(path), Store(tmp_path / "s.db"), judge_for,
+             [Setting(OWN, "plain", "winner"), Setting("mt-bench-pair-math-v1", "plain")])
+    assert backend.calls == []  # not after the first candidate's evaluation
+
+
 def test_formats_apply_to_llm_judges_own_protocol_only():
     got = settings([OWN, "llmbar-vanilla"], ["plain", "weighted"], ["full", "winner"])
     assert [x.label for x in got] == ["llm-judge plain full", "llm-judge plain winner", "llm-judge weighted full",

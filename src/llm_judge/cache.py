@@ -38,7 +38,8 @@ def _setup_parts(kind: Kind, judge: Judge) -> dict[str, Any]:
             "criteria": [[c.name, c.rubric] for c in s.criteria], "scale": [s.scale.low, s.scale.high],
             **({"method": s.method} if s.method != "plain" else {}),
             **({"format": s.fmt} if kind == "pairwise" and s.fmt != "full" else {}),
-            **({"protocol": {"name": s.own.name, "sha256": s.own.digest}} if s.own is not None else {})}
+            **({"protocol": {"name": s.own.name, "sha256": s.own.digest}} if s.own is not None else {}),
+            **({"rubric": s.rubric} if s.own is not None and s.rubric else {})}
 
 
 def template_version(judge: Judge) -> str:

@@ -26,7 +26,7 @@ from .config import Settings
 from .criteria import Criterion, Scale, parse_criteria
 from .defaults import N_CTX
 from .errors import LLMJudgeError
-from .judging import AuxTexts, Judge, JudgeCall, JudgeSetup, check_protocol, jury_name, load_judge
+from .judging import AuxTexts, Judge, JudgeCall, JudgeSetup, check_fits, check_protocol, jury_name, load_judge
 from .prompts import check_prompt
 from .records import LABELS, ORDERS, Calibrated, Label, Verdict
 from .runner import Generate, GradeOne, JudgeOrder, Runner
@@ -114,6 +114,7 @@ class ComparisonResult:
     jurors: list[dict[str, Any]] | None = None  # per juror: its verdict in each order and combined
     protocol: str | None = None  # the published protocol the judge was asked with (None: llm-judge's own)
     template_version: str = V.TEMPLATE_VERSION  # the prompt's version, or the protocol's name@digest
+    replicas: dict[str, Any] | None = None  # a model served by replicas: each one's counts, by model spec
 
     def justifications(self) -> list[tuple[str, str]]:
         return [(c.order, c.verdict.justification) for c in self.orders if c.verdict]
@@ -132,6 +133,7 @@ class ComparisonResult:
             "consistent": self.consistent, "position_bias": self.position_bias,
             "method": self.method, "weighted": None if self.weighted is None else V.calibrated_dict(self.weighted),
             "jurors": self.jurors, "warnings": self.warnings,
+            **({"replicas": self.replicas} if self.replicas else {}),
         }
 
 
@@ -181,6 +183,7 @@ def compare(prompt: str, *, candidates: Mapping[Label, Candidate] | None = None,
         setup = replace(setup, protocol=load_protocol(protocol))
     judges = [judge] if isinstance(judge, str) else list(judge)
     _check(mode, n_ctx, setup, [*(c.spec for c in cands.values()), *judges], settings)
+    check_fits(setup, [(1, bool(reference))])
     stage = on_stage or _quiet
     backends = {label: get_backend(c.spec, settings, n_ctx=n_ctx, **(load_options or {})) for label, c in cands.items()}
     the_judge = load_judge(judges, setup, n_ctx=n_ctx, settings=settings, **(load_options or {}))
@@ -189,7 +192,15 @@ def compare(prompt: str, *, candidates: Mapping[Label, Candidate] | None = None,
         answers = _answers(runner, prompt, cands, backends, stage, on_token)
         calls = _judged(runner, the_judge, prompt, answers, mode, reference, stage, MemoAuxiliary())
     noticed = [w for b in backends.values() for w in b.warnings] + the_judge.warnings
-    return _result(prompt, mode, cands, answers, the_judge, judges, calls, noticed)
+    result = _result(prompt, mode, cands, answers, the_judge, judges, calls, noticed)
+    judged = the_judge.describe()
+    result.replicas = replica_counts([*(b.describe() for b in backends.values()), *judged.get("jury", [judged])])
+    return result
+
+
+def replica_counts(descriptions: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The counts of each model served by replicas (a backend's ``describe()`` ``replicas``), by its spec."""
+    return {d["spec"]: d["replicas"] for d in descriptions if "replicas" in d}
 
 
 def _grouped(candidates: Mapping[Label, Candidate] | None, setup: JudgeSetup | None,

@@ -9,6 +9,10 @@ study's command line stays short.
     timeout = 120                # seconds per request
     max_attempts = 4
 
+    [models.fleet]                 # replicas of one model: calls go to the least busy
+    spec = "openai:Qwen/Qwen2.5-7B-Instruct"
+    base_url = ["http://gpu-a:8000/v1", "http://gpu-b:8000/v1"]   # written after the spec's @
+
     [models.tuned]
     spec = "gguf:/models/base.gguf+lora:/runs/a/step-0060.gguf"
     parallel = 4                 # a local model: slots on the server engine (engine = "inprocess" to opt out)
@@ -37,7 +41,7 @@ from .errors import LLMJudgeError
 Engine = Literal["auto", "server", "inprocess"]
 ENGINES: tuple[str, ...] = get_args(Engine)
 ENV_ENGINE, ENV_PARALLEL, ENV_CONFIG = "LLM_JUDGE_ENGINE", "LLM_JUDGE_PARALLEL", "LLM_JUDGE_CONFIG"
-TABLE_KEYS = ("spec", "description")  # a [models.NAME] table's own keys; the rest are load options
+TABLE_KEYS = ("spec", "description", "base_url")  # a [models.NAME] table's own keys; the rest are load options
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,25 @@ def _entry(name: str, table: object, where: str, known: KnownOptions) -> ModelEn
     for key, value in options.items():
         if not known[key](value):
             raise LLMJudgeError(f"{where}: models.{name}.{key} has the wrong type ({value!r})")
-    return ModelEntry(name, table["spec"].strip(), options, str(table.get("description", "")))
+    spec = with_base_url(table["spec"].strip(), table.get("base_url"), f"{where}: models.{name}")
+    return ModelEntry(name, spec, options, str(table.get("description", "")))
+
+
+def with_base_url(spec: str, base_url: object, where: str) -> str:
+    """A table's spec with its ``base_url`` (one URL, or a list: replicas of one model) written
+    after an ``@``, as a spec names a server (each URL is checked by the model's backend).
+
+    >>> with_base_url("openai:m", ["http://a/v1", "http://b/v1"], "models.m")
+    'openai:m@http://a/v1,http://b/v1'
+    """
+    if base_url is None:
+        return spec
+    urls = [base_url] if isinstance(base_url, str) else base_url
+    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u.strip() for u in urls):
+        raise LLMJudgeError(f"{where}.base_url must be a URL or a list of URLs, e.g. [\"http://a:8000/v1\"]")
+    if "@" in spec.partition(":")[2]:
+        raise LLMJudgeError(f"{where} names its server twice: write the URLs in base_url or after the spec's @, not both")
+    return f"{spec}@{','.join(u.strip() for u in urls)}"
 
 
 _cache: dict[tuple[str, int, int], dict[str, ModelEntry]] = {}

@@ -33,7 +33,7 @@ from . import verdicts as V
 from .analyze import read_verdicts
 from .cache import StoredAuxiliary, judgment_key, save_judgment, template_version
 from .errors import LLMJudgeError
-from .judging import Judge, JudgeCall, jury_verdict
+from .judging import Judge, JudgeCall, check_fits, check_protocol, jury_verdict
 from .prompts import select
 from .records import ORDERS, Order, Shown, Verdict, in_order
 from .runner import JudgeOrder, Progress, Runner
@@ -159,6 +159,8 @@ def evaluate(judge: Judge, name: str, items: list[GoldItem], store: Store, progr
     """Judge every item in both orders (reusing stored judgments) and return the records in the
     ``analyze`` format with ``human`` = the gold label, plus what each cost. ``workers``: the
     most calls at once (default: the judge's concurrency)."""
+    check_protocol(judge.setup, "pairwise")
+    check_fits(judge.setup, [(1, False)])  # a gold pair: one turn, no reference
     results: dict[_Slot, _Judged] = {}
     auxiliary, version = StoredAuxiliary(store), template_version(judge)
     with Runner[_Slot](workers or judge.concurrency, progress=progress) as runner:

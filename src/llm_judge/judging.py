@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from . import verdicts as V
@@ -57,12 +57,19 @@ class JudgeSetup:
     fmt: str = "full"
     method: str = "plain"
     protocol: P.Protocol | None = None  # None (or the built-in one): llm-judge's own JSON prompt
+    rubric: str | None = field(default=None, init=False)  # a protocol's score rubric (Prometheus 2), from the criteria
 
     def __post_init__(self) -> None:
-        """A single protocol rates on its own scale, under its own name for the score (so the key,
+        """A protocol with a score rubric builds it from the criteria given (``protocols.rubric_text``);
+        a single protocol then rates on its own scale, under its own name for the score (so the key,
         the summary and the report say what the prompt asked)."""
         p = self.own
-        if p is not None and p.kind == "single" and p.scale is not None:
+        if p is None:
+            return
+        from . import protocols as P
+
+        object.__setattr__(self, "rubric", P.rubric_text(p, self.criteria))
+        if p.kind == "single" and p.scale is not None:
             object.__setattr__(self, "criteria", [Criterion(p.criterion, "")])
             object.__setattr__(self, "scale", p.scale)
 
@@ -86,6 +93,18 @@ def check_protocol(setup: JudgeSetup, mode: str) -> None:
     if setup.fmt != "full":
         raise LLMJudgeError(f"--verdict-format {setup.fmt} is llm-judge's own protocol's: protocol {p.name} has its own "
                             "verdict format (leave --verdict-format out)")
+
+
+def check_fits(setup: JudgeSetup, cases: Iterable[tuple[int, bool]]) -> None:
+    """Refuse, before any call, a protocol that cannot judge some of the items: ``cases`` are the
+    items' (turn, has a reference) pairs (a family picks its template per case)."""
+    p = setup.own
+    if p is None:
+        return
+    from . import protocols as P
+
+    for turn, reference in sorted(set(cases)):
+        P.resolve(p, turn=turn, reference=reference)
 
 
 @dataclass(frozen=True)
@@ -338,17 +357,18 @@ class ModelJudge:
         from . import protocols as P
 
         turn = 1 + (len(history[0]) // 2 if history and history[0] else 0)
-        p = P.resolve(protocol, turn=turn, reference=reference is not None)
         special = self.backend.special_tokens()
-        try:
+        try:  # an item the protocol does not fit (checked before a run: ``check_fits``) fails, with the reason
+            p = P.resolve(protocol, turn=turn, reference=bool(reference))
             texts = self._auxiliary(p, question, special, auxiliary)
+            values = self._values(p, question, shown, reference, history, texts,
+                                  earlier_references[0] if earlier_references else None)
+            messages = P.messages(p, values, special)
         except LLMJudgeError as exc:
             if exc.fatal:
                 raise
-            return JudgeCall(slot, "", None, f"judge call failed: its auxiliary text: {exc}", None)
-        values = self._values(p, question, shown, reference, history, texts,
-                              earlier_references[0] if earlier_references else None)
-        raw, verdict, error, completion = self._ask_protocol(p, P.messages(p, values, special))
+            return JudgeCall(slot, "", None, f"judge call failed: {exc}", None)
+        raw, verdict, error, completion = self._ask_protocol(p, messages)
         result: Shown | Grade | None = None
         if isinstance(verdict, Verdict):
             result = Shown(verdict, slot)  # type: ignore[arg-type]  # a pairwise slot is an order
@@ -362,7 +382,7 @@ class ModelJudge:
         """The texts that fill the protocol's templates: the question, the answers as shown, the rest."""
         from . import protocols as P
 
-        rubric = P.rubric_text(p, self.setup.criteria)
+        rubric = self.setup.rubric
         if len(shown) == 2:
             return P.pair_values(question, shown[0], shown[1], reference=reference, history=history,
                                  auxiliary=texts, rubric=rubric, reference_1=reference_1)
@@ -375,11 +395,18 @@ class ModelJudge:
         from . import protocols as P
 
         get = source or ask_auxiliary
-        sampling = self.setup.sampling
-        return {aux.fills: get(AuxRequest(self.backend, p, aux, question, P.auxiliary_messages(p, aux, question, special),
-                                          sampling.model_copy(update={"temperature": aux.temperature,
-                                                                      "max_tokens": aux.max_tokens})))
-                for aux in p.auxiliary}
+        texts = {}
+        for aux in p.auxiliary:
+            sampling = self.setup.sampling.model_copy(update={"temperature": aux.temperature,
+                                                             "max_tokens": aux.max_tokens})
+            try:
+                texts[aux.fills] = get(AuxRequest(self.backend, p, aux, question,
+                                                  P.auxiliary_messages(p, aux, question, special), sampling))
+            except LLMJudgeError as exc:
+                if exc.fatal:
+                    raise
+                raise LLMJudgeError(f"its auxiliary text ({aux.name}) could not be written: {exc}") from None
+        return texts
 
     def _ask_protocol(self, p: P.Protocol, messages: V.Messages
                       ) -> tuple[str, Verdict | Grade | None, str | None, Completion | None]:
@@ -411,8 +438,8 @@ class ModelJudge:
         from . import protocols as P
 
         raw, _, error, completion = _ask(self.backend, messages, None, sampling, lambda t: t, read_at)
-        if completion is None:
-            return first, None, error, done
+        if completion is None:  # the request failed: the judgment fails, and the next run asks again
+            return first, None, error, None
         joined = first + "\n" + completion.text
         shift = len(first) + 1
         decisions = None if completion.decisions is None else [

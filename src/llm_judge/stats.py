@@ -666,28 +666,55 @@ def bradley_terry_anchored(games: Sequence[WeightedGame], anchor: str, n_boot: i
     ``get_bootstrap_result``, resample the games one counted copy at a time (``battles.sample``).
     Where the games predict every outcome (a player won or lost all its games) no rating is
     given and ``reason`` says why."""
-    players = sorted({p for g in games for p in g[:2]} | {anchor})
-    free = [p for p in players if p != anchor]
+    everyone = sorted({p for g in games for p in g[:2]} | {anchor})
     patterns: dict[tuple[str, str, float], float] = {}
     for i, j, s, w in games:
         patterns[(i, j, s)] = patterns.get((i, j, s), 0.0) + w
-    rows = [(i, j, s, w) for (i, j, s), w in patterns.items() if w > 0]
+    all_rows = [(i, j, s, w) for (i, j, s), w in patterns.items() if w > 0]
+    out_of_fit = _one_sided(all_rows, anchor)  # won or lost every game: no finite rating, the others still have one
+    rows = [r for r in all_rows if r[0] not in out_of_fit and r[1] not in out_of_fit]
+    players = [p for p in everyone if p not in out_of_fit]
+    free = [p for p in players if p != anchor]
+    n = int(round(sum(r[3] for r in all_rows)))
+    one_sided = {p: Estimate(None, None, None, n, "won or lost every game it played (complete separation), so its "
+                                                  "rating has no finite value") for p in sorted(out_of_fit)}
+    if not free or not rows:
+        return {anchor: Estimate(1000.0, None, None, n, "no games" if n == 0 else "the anchor"), **one_sided}
     X, y = _anchored_design(rows, players, anchor), np.array([r[2] for r in rows], dtype=float)
     weights = np.array([r[3] for r in rows], dtype=float)
-    n = int(round(weights.sum()))
-    if not free or n == 0:
-        return {anchor: Estimate(1000.0, None, None, n, "no games")}
     if _separated(X, y):
-        why = "a candidate won or lost every game (complete separation), so the fit has no finite value"
-        return {p: Estimate(1000.0 if p == anchor else None, None, None, n, why) for p in players}
+        why = "the candidates split into groups that won or lost every game between them (complete separation)"
+        return {p: Estimate(1000.0 if p == anchor else None, None, None, n, why) for p in everyone}
     beta = _logistic_fit(X, y, weights, l2=0.0, iters=100)
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n, weights / weights.sum(), size=check_resamples(n_boot)).astype(float)
     draws = np.stack([_logistic_fit(X, y, c, l2=1e-6, iters=30, start=beta) for c in counts])
-    out = {anchor: Estimate(1000.0, None, None, n, "the anchor")}
+    out = {anchor: Estimate(1000.0, None, None, n, "the anchor"), **one_sided}
     for k, p in enumerate(free):
         out[p] = bootstrap_estimate(1000 + 400 * float(beta[k]), 1000 + 400 * draws[:, k], n, level, unit="game")
     return out
+
+
+def _one_sided(rows: Sequence[WeightedGame], anchor: str) -> set[str]:
+    """The players (never the anchor) who won every game they played or lost every one (a tie is
+    neither), found again among the rest until none is left: their ratings are infinite, while the
+    others' stay estimable without them.
+
+    >>> sorted(_one_sided([("a", "b", 1.0, 1), ("a", "c", 0.5, 1), ("c", "b", 1.0, 1), ("a", "c", 1.0, 1)], "a"))
+    ['b']
+    """
+    out: set[str] = set()
+    while True:
+        seen: dict[str, set[float]] = {}
+        for i, j, s, _w in rows:
+            if i in out or j in out:
+                continue
+            seen.setdefault(i, set()).add(s)
+            seen.setdefault(j, set()).add(1.0 - s)
+        found = {p for p, scores in seen.items() if p != anchor and (scores == {1.0} or scores == {0.0})}
+        if not found:
+            return out
+        out |= found
 
 
 def elo_win_rate(rating: float, against: float) -> float:

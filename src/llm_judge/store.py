@@ -326,6 +326,16 @@ class Store:
                 manifest["warnings"] = sorted(set(manifest.get("warnings", [])) | {redact(w) for w in warnings})
             self.db.execute("UPDATE runs SET manifest=? WHERE id=?", (_j(manifest), run_id))
 
+    def set_manifest_entry(self, run_id: str, name: str, value: Callable[[Mapping[str, Any], str], Any]) -> None:
+        """Set one entry of a run's manifest to ``value(manifest, status)``, read and written in one
+        transaction; a value of None, or a run not stored, leaves the store as it is."""
+        with self.tx():
+            row = self.db.execute("SELECT manifest, status FROM runs WHERE id=?", (run_id,)).fetchone()
+            manifest = {} if row is None else json.loads(row["manifest"])
+            new = None if row is None else value(manifest, row["status"])
+            if new is not None and manifest.get(name) != new:
+                self.db.execute("UPDATE runs SET manifest=? WHERE id=?", (_j({**manifest, name: new}), run_id))
+
     def run(self, run_id: str) -> sqlite3.Row:
         rows = self.db.execute("SELECT * FROM runs WHERE id=? OR id LIKE ?", (run_id, f"{run_id}%")).fetchall()
         if not rows:

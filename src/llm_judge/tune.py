@@ -142,12 +142,13 @@ def decided_accuracy(setting: Setting, card: Mapping[str, Any]) -> float:
     return float(card["accuracy"]["mean"])
 
 
-def _rank_key(s: Scored) -> tuple[float, float, float]:
-    return (-s.accuracy, -(s.consistency or 0.0), math.inf if s.seconds is None else s.seconds)
+def _rank_key(s: Scored) -> tuple[float, float, bool, float]:
+    return (-s.accuracy, -(s.consistency or 0.0), s.setting != DEFAULT, math.inf if s.seconds is None else s.seconds)
 
 
 def rank(scored: Iterable[Scored]) -> list[Scored]:
-    """Best first: accuracy, then position consistency, then cost; a full tie keeps the given order."""
+    """Best first: accuracy, then position consistency, then llm-judge's default (another setting
+    must beat it to be chosen), then cost; a full tie keeps the given order."""
     return sorted(scored, key=_rank_key)
 
 
@@ -207,10 +208,27 @@ def tune(judge: str, gold_set: str, items: Sequence[GoldItem], store: Store, jud
     if not candidates:
         raise LLMJudgeError("no setting to tune over: name at least one protocol and method")
     dev, held = split(items, dev_share, seed)
-    ranked = rank(_scored(judge, gold_set, dev, store, judge_for, s, progress) for s in candidates)
+    judges = _judges(judge_for, [*candidates, DEFAULT])  # every setting checked before the first call
+
+    def asked(setting: Setting) -> Judge:
+        return judges[setting]
+    ranked = rank(_scored(judge, gold_set, dev, store, asked, s, progress) for s in candidates)
     finals = list(dict.fromkeys([ranked[0].setting, *(s.setting for s in ranked[1:2]), DEFAULT]))
-    heldout = {s: _scored(judge, gold_set, held, store, judge_for, s, progress) for s in finals}
+    heldout = {s: _scored(judge, gold_set, held, store, asked, s, progress) for s in finals}
     return Tuned(judge, gold_set, dev_share, seed, ranked, heldout)
+
+
+def _judges(judge_for: JudgeFor, settings: Sequence[Setting]) -> dict[Setting, Judge]:
+    """The judge of every setting, each protocol checked against a gold pair (one turn, no
+    reference): a setting that cannot judge them is refused before any call, not after the others'."""
+    from .judging import check_fits, check_protocol
+
+    out = {}
+    for s in dict.fromkeys(settings):
+        out[s] = judge_for(s)
+        check_protocol(out[s].setup, "pairwise")
+        check_fits(out[s].setup, [(1, False)])
+    return out
 
 
 def _scored(judge: str, gold_set: str, items: Sequence[GoldItem], store: Store, judge_for: JudgeFor,

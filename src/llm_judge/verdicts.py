@@ -427,7 +427,7 @@ def parse_verdict(text: str, criteria: list[Criterion], scale: Scale, mode: str 
 
     >>> from llm_judge.criteria import parse_criteria
     >>> parse_verdict('{"winner": "Response B"}', parse_criteria("Relevance"), Scale(), fmt="winner")
-    Verdict(winner='B', scores={}, justification='', probabilities=None, jurors=())
+    Verdict(winner='B', scores={}, justification='', probabilities=None, jurors=(), strong=False)
     """
     return parse_pair(text, criteria, scale, fmt) if mode == "pairwise" else parse_grade(text, criteria, scale)
 

@@ -24,8 +24,9 @@ The modules of this package are found by looking (``registry``), other packages'
 entry-point group ``llm_judge.backends`` (llm-judge's own scripted ``fake:`` backend in
 ``llm_judge.testing`` is registered that way, like any plugin). Adding a backend is adding one
 module; nothing outside ``backends`` asks which backend it has. Not every module here is a
-backend: ``base`` (the protocol), ``registry``, ``gguf`` (what a local GGUF file says) and the two
-local engines ``llamacpp`` and ``llamaserver`` declare no ``PREFIXES``; ``local`` serves them.
+backend: ``base`` (the protocol), ``registry``, ``gguf`` (what a local GGUF file says), ``replicas``
+(the servers of one model, for ``openai``) and the two local engines ``llamacpp`` and ``llamaserver``
+declare no ``PREFIXES``; ``local`` serves them.
 
     >>> from llm_judge.backends import parse_spec
     >>> parse_spec("gguf:/models/a.gguf")

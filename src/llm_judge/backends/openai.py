@@ -10,6 +10,14 @@ Structured verdicts: the backend tries OpenAI's ``json_schema`` response format,
 ``json_object`` + ``schema`` form that llama-cpp-python's server understands, then plain text
 (the judge's text parser takes over); the first form the server accepts is remembered.
 
+Replicas: ``openai:MODEL@URL1,URL2`` (or a config file's ``base_url = [...]``) names several servers
+of one model; each attempt of a call goes to the one ``replicas`` chooses (the fewest calls in
+flight, each server with ``concurrency`` slots of its own), a failing one is taken out for a while
+and the call's next attempt goes to another, within the same ``max_attempts``. The model is one
+model whatever server answered: its identity (``describe()``'s ``spec``, the cache's key) names the
+URLs sorted, so ``@U1,U2`` and ``@U2,U1`` share their results, and a single URL keeps its spec as
+written. The key decision above is made for each URL.
+
 Replies: their shape is checked in one place (``parse_completion``, ``parse_chunk`` for a stream)
 before anything reads them; one of another shape is a ``MalformedResponse``, retried like a 500
 and then a failed call. ``logprobs`` of another shape than OpenAI's are ignored.
@@ -22,9 +30,9 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlparse
 
 import httpx
@@ -37,6 +45,7 @@ from ..redact import redact
 from ..sampling import SamplingParams
 from .base import TOP_TOKENS, Completion, Messages, Parsed, PublicPolicy, ReadAt, TokenCallback
 from .base import Options as BaseOptions
+from .replicas import BACKOFF, Outcome, Replica, Replicas
 
 PREFIXES = ("openai",)
 ADDONS = ()
@@ -74,22 +83,50 @@ class MalformedResponse(LLMJudgeError):
     the call fails like any other that got no answer."""
 
 
+def parse_replicas(rest: str) -> tuple[str, tuple[str, ...]]:
+    """``MODEL@URL[,URL...]`` -> (model, its servers' base URLs, each without a final /).
+
+    >>> parse_replicas("m@http://a:8000/v1,http://b:8000/v1/")
+    ('m', ('http://a:8000/v1', 'http://b:8000/v1'))
+    """
+    model, sep, urls = rest.rpartition("@")
+    if not sep or not model or not urls:
+        raise LLMJudgeError(
+            f"bad spec 'openai:{rest}': write openai:MODEL@BASE_URL (or MODEL@URL1,URL2 for replicas), "
+            "e.g. openai:gpt-4o-mini@https://api.openai.com/v1"
+        )
+    found = tuple(_checked_url(url, rest) for url in urls.split(","))
+    if len(set(found)) < len(found):
+        raise LLMJudgeError(f"'openai:{rest}' names a server twice: list each replica's URL once")
+    return model, found
+
+
+def _checked_url(url: str, rest: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+        raise LLMJudgeError(f"bad server URL {url!r} in 'openai:{rest}': it must start with http:// or https://")
+    return url.rstrip("/")
+
+
 def parse_openai_spec(rest: str) -> tuple[str, str]:
-    """``MODEL@BASE_URL`` -> (model, base_url).
+    """``MODEL@BASE_URL`` -> (model, base_url); the URLs of replicas joined by commas.
 
     >>> parse_openai_spec("gpt-4o-mini@https://api.openai.com/v1")
     ('gpt-4o-mini', 'https://api.openai.com/v1')
     """
-    model, sep, url = rest.rpartition("@")
-    if not sep or not model or not url:
-        raise LLMJudgeError(
-            f"bad spec 'openai:{rest}': write openai:MODEL@BASE_URL, "
-            "e.g. openai:gpt-4o-mini@https://api.openai.com/v1"
-        )
-    parsed = urlparse(url)
-    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
-        raise LLMJudgeError(f"bad server URL {url!r} in 'openai:{rest}': it must start with http:// or https://")
-    return model, url.rstrip("/")
+    model, urls = parse_replicas(rest)
+    return model, ",".join(urls)
+
+
+def identity_spec(rest: str) -> str:
+    """The spec that identifies the model (``describe()``'s, the cache's key): as written for one
+    server, the URLs sorted for replicas (the same servers in any order are one model).
+
+    >>> identity_spec("m@http://b/v1,http://a/v1/"), identity_spec("m@http://a/v1/")
+    ('openai:m@http://a/v1,http://b/v1', 'openai:m@http://a/v1/')
+    """
+    model, urls = parse_replicas(rest)
+    return f"openai:{rest}" if len(urls) == 1 else f"openai:{model}@{','.join(sorted(urls))}"
 
 
 def backoff_seconds(attempt: int, retry_after: str | None, *, base: float = 0.5, cap: float = 30.0,
@@ -261,21 +298,23 @@ def configured_endpoints(settings: Settings | None = None) -> set[tuple[str, tup
     for entry in load_config(settings=settings).values():
         try:
             prefix, rest = parse_spec(entry.spec, settings)
-            where = endpoint(parse_openai_spec(rest)[1]) if prefix in PREFIXES else None
+            urls = parse_replicas(rest)[1] if prefix in PREFIXES else ()
         except LLMJudgeError:
             continue
-        if where is not None:
-            found.add((entry.options.get("key_env", "OPENAI_API_KEY"), where))
+        key_env = entry.options.get("key_env", "OPENAI_API_KEY")
+        found.update((key_env, where) for where in map(endpoint, urls) if where is not None)
     return found
 
 
 class OpenAIBackend:
-    def __init__(self, spec: str, model: str, base_url: str, *, key_env: str = "OPENAI_API_KEY",
+    def __init__(self, spec: str, model: str, base_url: str | Sequence[str], *, key_env: str = "OPENAI_API_KEY",
                  timeout: float = 120.0, max_attempts: int = 4, schema_mode: str | None = None,
                  concurrency: int = 16, backoff_base: float = 0.5, extra_body: dict | None = None,
                  explicit_sampling: bool = False, structure: Callable[[dict], dict] | None = None,
-                 keep_logprobs: bool = True, key_configured_only: bool = False, settings: Settings | None = None):
-        self.spec, self.model, self.base_url = spec, model, base_url
+                 keep_logprobs: bool = True, key_configured_only: bool = False, replica_backoff: float = BACKOFF,
+                 settings: Settings | None = None, clock: Callable[[], float] = time.monotonic):
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        self.spec, self.model = spec, model
         self.explicit_sampling = explicit_sampling
         # a known server's own way to constrain output to a schema (body fields), instead of negotiating
         self.structure = structure
@@ -284,23 +323,53 @@ class OpenAIBackend:
         self.key_env = key_env
         self.max_attempts = max(1, max_attempts)
         self.schema_mode = schema_mode  # None: detect on first structured request
-        self.concurrency = concurrency
+        self.pool = Replicas(urls, concurrency, backoff=replica_backoff, clock=clock)
+        self.concurrency = max(1, concurrency) * len(urls)  # each replica's slots, added up
         self.backoff_base = backoff_base
-        self.slots = threading.BoundedSemaphore(max(1, concurrency))
         self.warnings: list[str] = []
-        self.send_key = not key_configured_only or (key_env, endpoint(base_url)) in configured_endpoints(settings)
-        if not self.send_key and os.environ.get(key_env):
-            self.warnings.append(f"the key in {key_env} is not sent to {base_url}: a page sends it only to the "
-                                 "servers named in the config file")
+        self._key_configured_only, self._settings = key_configured_only, settings
+        self.keyed = {url: self._sends_key(url) for url in urls}  # the key decision, per replica URL
         # fields this server refused (or is known not to take): never sent again
-        self.dropped: set[str] = set(EXTENSIONS) if urlparse(base_url).hostname == HOSTED_OPENAI else set()
+        hosted = any(urlparse(url).hostname == HOSTED_OPENAI for url in urls)
+        self.dropped: set[str] = set(EXTENSIONS) if hosted else set()
         self._warn_lock = threading.Lock()
         self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                                   limits=httpx.Limits(max_connections=max(concurrency, 1) + 4))
+                                   limits=httpx.Limits(max_connections=self.concurrency + 4))
+
+    def _sends_key(self, url: str) -> bool:
+        """Whether the key goes to ``url``: always from the operator's own command line; for a spec a
+        page visitor typed, only where the config file sends this key variable (scheme, host, port)."""
+        send = not self._key_configured_only or (self.key_env, endpoint(url)) in configured_endpoints(self._settings)
+        if not send and os.environ.get(self.key_env):
+            self.warnings.append(f"the key in {self.key_env} is not sent to {url}: a page sends it only to the "
+                                 "servers named in the config file")
+        return send
+
+    @property
+    def send_key(self) -> bool:
+        """Whether the key goes to every replica."""
+        return all(self.keyed.values())
+
+    @property
+    def base_url(self) -> str:
+        """The server's base URL; the replicas' joined by commas."""
+        return ",".join(self.pool.urls)
+
+    @base_url.setter
+    def base_url(self, url: str) -> None:
+        """Point a one-server client elsewhere (a local server started again on another port)."""
+        if len(self.pool.replicas) != 1:
+            raise LLMJudgeError(f"{self.spec} has replicas: its servers are named by its spec")
+        self.pool.replicas[0].url = url
+        self.keyed = {url: self._sends_key(url)}
 
     def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.key_env) if self.send_key else None
+        key = os.environ.get(self.key_env)
         return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _headers_for(self, url: str) -> dict[str, str]:
+        """The headers of a request to ``url``: the key only where it is decided to go."""
+        return self._headers() if self.keyed.get(url, False) else {}
 
     def _body(self, messages: Messages, sampling: SamplingParams) -> dict:
         """The request body. Fields left at their neutral value are not sent (a hosted API may refuse
@@ -402,53 +471,101 @@ class OpenAIBackend:
                 body = self._strip_dropped(dict(body))
 
     def _post_once(self, body: dict, on_token: TokenCallback | None) -> Completion:
-        url = f"{self.base_url}/chat/completions"
-        last_error = "no attempt made"
+        """Up to ``max_attempts`` attempts, each on the replica the pool chooses (another after a failure,
+        where one is in service: then without waiting); every replica out is a failed attempt."""
+        last_error, failed_on = "no attempt made", None
+        seen: dict[str, str] = {}  # the last error of each replica tried
         for attempt in range(self.max_attempts):
-            start = time.perf_counter()
             retry_after = None
-            try:
-                with self.slots:
-                    pause(0)  # a stopped run (a page the visitor left) sends no new request
-                    if on_token is None:
-                        resp = self.client.post(url, json=body, headers=self._headers())
-                        if resp.status_code == 200:
-                            return self._completion(resp, time.perf_counter() - start)
-                    else:
-                        with self.client.stream("POST", url, json=dict(body, stream=True),
-                                                headers=self._headers()) as resp:
-                            if resp.status_code == 200:
-                                return self._read_stream(resp, on_token, start)
-                            resp.read()
-                status = resp.status_code
-                detail = redact(_error_text(resp), [os.environ.get(self.key_env)])
-                if "response_format" in body and "response_format" in detail.lower():
-                    # The server does not take this structured-output form (llama-cpp-python's
-                    # server says so with a 500): no retry, the caller tries the next form.
-                    raise RequestFailed(f"{self.base_url} rejected the response format: {detail}", status, True)
-                if status not in RETRY_STATUS:
-                    raise RequestFailed(_status_message(status, detail, self), status)
-                last_error = f"HTTP {status}: {detail}"
-                retry_after = resp.headers.get("retry-after")
-            except httpx.TimeoutException:
-                last_error = "timed out"
-            except (httpx.TransportError, httpx.StreamError) as exc:
-                last_error = f"connection failed ({type(exc).__name__})"
-            except MalformedResponse as exc:
-                last_error = str(exc)
-            if attempt + 1 < self.max_attempts:
+            replica = self._replica(failed_on)
+            if replica is None:
+                last_error = "every replica is out" + (f" ({'; '.join(seen.values())})" if seen else "")
+            else:
+                completion, last_error, retry_after = self._attempt(replica, body, on_token)
+                if completion is not None:
+                    return completion
+                failed_on, seen[replica.url] = replica, last_error
+            if attempt + 1 < self.max_attempts and not self.pool.others_in_service(failed_on):
                 pause(backoff_seconds(attempt, retry_after, base=self.backoff_base))  # ends when the run stops
-        raise RequestFailed(f"{self.spec} gave no answer after {self.max_attempts} attempts: {last_error}")
+        raise RequestFailed(f"{self.spec} gave no answer after {self.max_attempts} attempts{self._where()}: {last_error}")
 
-    def _completion(self, resp: httpx.Response, seconds: float) -> Completion:
+    def _where(self) -> str:
+        return "" if len(self.pool.replicas) == 1 else f" on its replicas {', '.join(self.pool.urls)}"
+
+    def _replica(self, avoid: Replica | None) -> Replica | None:
+        """A replica with a free slot, waiting for one while some are in service and all busy; None
+        when every replica is out."""
+        while True:
+            pause(0)  # a stopped run (a page the visitor left) sends no new request
+            replica = self.pool.choose(avoid)
+            if replica is not None or self.pool.all_out():
+                return replica
+            self.pool.wait(0.25)  # woken as soon as an attempt settles; the stop is checked again
+
+    def _attempt(self, replica: Replica, body: dict[str, Any], on_token: TokenCallback | None
+                 ) -> tuple[Completion | None, str, str | None]:
+        """One request to ``replica``: (the completion or None, why not, the server's Retry-After).
+        A refusal that no retry changes is raised; the replica's counts are settled either way."""
+        start = time.perf_counter()
+        outcome: Outcome = "aborted"  # stopped by something no attempt catches
+        try:
+            completion, error, retry_after = self._send(replica.url, body, on_token, start)
+            outcome = "ok" if completion is not None else "failed"  # a status worth retrying: a failure
+            return completion, error, retry_after
+        except RequestFailed:
+            outcome = "ok"  # the server answered: it refused this request, not every request
+            raise
+        except httpx.ConnectError as exc:
+            outcome = "refused"
+            return None, self._located(replica.url, f"connection failed ({type(exc).__name__})"), None
+        except httpx.TimeoutException:
+            outcome = "failed"
+            return None, self._located(replica.url, "timed out"), None
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            outcome = "failed"
+            return None, self._located(replica.url, f"connection failed ({type(exc).__name__})"), None
+        except MalformedResponse as exc:
+            outcome = "failed"
+            return None, str(exc), None
+        finally:
+            self.pool.settle(replica, outcome, time.perf_counter() - start)
+
+    def _located(self, url: str, error: str) -> str:
+        """An attempt's error, naming the replica where there are several (one server: as before)."""
+        return error if len(self.pool.replicas) == 1 else f"{url}: {error}"
+
+    def _send(self, base_url: str, body: dict[str, Any], on_token: TokenCallback | None, start: float
+              ) -> tuple[Completion | None, str, str | None]:
+        """POST one request; (the completion, "", None) on 200, else (None, the error, Retry-After)."""
+        url, headers = f"{base_url}/chat/completions", self._headers_for(base_url)
+        if on_token is None:
+            resp = self.client.post(url, json=body, headers=headers)
+            if resp.status_code == 200:
+                return self._completion(resp, time.perf_counter() - start, base_url), "", None
+        else:
+            with self.client.stream("POST", url, json=dict(body, stream=True), headers=headers) as resp:
+                if resp.status_code == 200:
+                    return self._read_stream(resp, on_token, start, base_url), "", None
+                resp.read()
+        status = resp.status_code
+        detail = redact(_error_text(resp), [os.environ.get(self.key_env)])
+        if "response_format" in body and "response_format" in detail.lower():
+            # The server does not take this structured-output form (llama-cpp-python's
+            # server says so with a 500): no retry, the caller tries the next form.
+            raise RequestFailed(f"{base_url} rejected the response format: {detail}", status, True)
+        if status not in RETRY_STATUS:
+            raise RequestFailed(_status_message(status, detail, self, base_url), status)
+        return None, self._located(base_url, f"HTTP {status}: {detail}"), resp.headers.get("retry-after")
+
+    def _completion(self, resp: httpx.Response, seconds: float, url: str) -> Completion:
         try:
             return parse_completion(resp.json(), seconds)
         except ValueError:  # not JSON at all: an HTML page, a body cut off
-            raise self._malformed("not JSON", resp.text) from None
+            raise self._malformed("not JSON", resp.text, url) from None
         except MalformedResponse as exc:
-            raise self._malformed(str(exc), resp.text) from None
+            raise self._malformed(str(exc), resp.text, url) from None
 
-    def _read_stream(self, resp: httpx.Response, on_token: TokenCallback, start: float) -> Completion:
+    def _read_stream(self, resp: httpx.Response, on_token: TokenCallback, start: float, url: str) -> Completion:
         pieces: list[str] = []
         finish, tokens, chunks = None, (None, None), 0
         for line in resp.iter_lines():
@@ -457,37 +574,40 @@ class OpenAIBackend:
             payload = line[5:].strip()
             if payload == "[DONE]":
                 break
-            chunk = self._chunk(payload)
+            chunk = self._chunk(payload, url)
             chunks += 1
             for piece in chunk.pieces:
                 pieces.append(piece)
                 on_token(piece)
             finish, tokens = chunk.finish_reason or finish, chunk.tokens or tokens
         if not chunks:
-            raise self._malformed("no stream chunk", "")
+            raise self._malformed("no stream chunk", "", url)
         return Completion(text=whole_text("".join(pieces)), prompt_tokens=tokens[0], completion_tokens=tokens[1] or len(pieces),
                           seconds=time.perf_counter() - start, finish_reason=finish)
 
-    def _chunk(self, payload: str) -> Chunk:
+    def _chunk(self, payload: str, url: str) -> Chunk:
         try:
             return parse_chunk(json.loads(payload))
         except ValueError:
-            raise self._malformed("a stream chunk is not JSON", payload) from None
+            raise self._malformed("a stream chunk is not JSON", payload, url) from None
         except MalformedResponse as exc:
-            raise self._malformed(str(exc), payload) from None
+            raise self._malformed(str(exc), payload, url) from None
 
-    def _malformed(self, what: str, body: str) -> MalformedResponse:
+    def _malformed(self, what: str, body: str, url: str) -> MalformedResponse:
         """The one-line error of a reply that is no chat completion: what is wrong, and how it began."""
         start = redact(body[:120], [os.environ.get(self.key_env)])
-        return MalformedResponse(f"malformed response from {self.base_url} ({what})" + (f": {start!r}" if start else ""))
+        return MalformedResponse(f"malformed response from {url} ({what})" + (f": {start!r}" if start else ""))
 
     def special_tokens(self) -> frozenset[str]:
         """Unknown for this backend: the judge prompt breaks up the common template families' markers."""
         return frozenset()
 
-    def describe(self) -> dict:
-        return {"backend": "openai", "spec": self.spec, "model": self.model, "base_url": self.base_url,
-                "schema_mode": self.schema_mode}
+    def describe(self) -> dict[str, Any]:
+        """What identifies the model (its ``spec``: the same whatever replica answered), with each
+        replica's counts where there are several (``replicas``: calls, failures, mean_ms, taken_out)."""
+        facts = {"backend": "openai", "spec": self.spec, "model": self.model, "base_url": self.base_url,
+                 "schema_mode": self.schema_mode}
+        return facts if len(self.pool.replicas) == 1 else {**facts, "replicas": self.pool.counts()}
 
 
 def decisions_from_logprobs(logprobs, text: str, offsets: list[int]) -> list[dict] | None:
@@ -543,25 +663,34 @@ def _error_text(resp: httpx.Response) -> str:
     return " ".join(text.split())[:200] or resp.reason_phrase
 
 
-def _status_message(status: int, detail: str, backend: OpenAIBackend) -> str:
+def _status_message(status: int, detail: str, backend: OpenAIBackend, url: str) -> str:
     if status == 401:
-        return (f"{backend.base_url} refused the API key (401: {detail}): set the right key in "
+        return (f"{url} refused the API key (401: {detail}): set the right key in "
                 f"the environment variable {backend.key_env}")
     if status == 404:
-        return (f"{backend.base_url} answered 404 for model {backend.model!r} ({detail}): "
+        return (f"{url} answered 404 for model {backend.model!r} ({detail}): "
                 "check the model name and that the URL ends in the API root, e.g. .../v1")
-    return f"{backend.base_url} refused the request (HTTP {status}: {detail})"
+    return f"{url} refused the request (HTTP {status}: {detail})"
 
 
 def from_spec(prefix: str, rest: str, options: Options, settings: Settings) -> OpenAIBackend:
-    model, base_url = parse_openai_spec(rest)
+    model, urls = parse_replicas(rest)
     taken = options.model_dump(include=set(options.taken()))
-    return OpenAIBackend(f"openai:{rest}", model, base_url, **taken, settings=settings)
+    return OpenAIBackend(identity_spec(rest), model, urls, **taken, settings=settings)
 
 
 def check(prefix: str, rest: str, options: Options, settings: Settings) -> str:
-    """Does the endpoint answer its model list with this key, and does it list the model?"""
-    model, base = parse_openai_spec(rest)
+    """Does each server answer its model list with this key, and does it list the model?"""
+    model, urls = parse_replicas(rest)
+    found = [(url, _check_server(model, url, options)) for url in urls]
+    if len(found) == 1:
+        return found[0][1]
+    if all(said.startswith("ok") for _url, said in found):
+        return f"ok: {len(found)} replicas answer ({'; '.join(said[4:] for _url, said in found)})"
+    return "; ".join(f"{url}: {said}" for url, said in found)
+
+
+def _check_server(model: str, base: str, options: Options) -> str:
     key_env, timeout = options.key_env, options.timeout
     key = os.environ.get(key_env)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -581,21 +710,23 @@ def check(prefix: str, rest: str, options: Options, settings: Settings) -> str:
 
 
 def public_check(parsed: Parsed, policy: PublicPolicy) -> str | None:
-    """A visitor's server: only one of the config file's models (the same model at the same URL),
-    so that no visitor can make the page call an address of their choice."""
-    if parse_openai_spec(parsed.base) not in _configured_servers(policy.configured):
+    """A visitor's servers: only the config file's (the same model at the same URL, each replica's
+    URL checked), so that no visitor can make the page call an address of their choice."""
+    model, urls = parse_replicas(parsed.base)
+    if not {(model, url) for url in urls} <= _configured_servers(policy.configured):
         return "server URLs are restricted on this server: use a model name the operator configured"
     return None
 
 
 def _configured_servers(configured: frozenset[str]) -> set[tuple[str, str]]:
-    """(model, base URL) of each configured ``openai:`` spec."""
-    out = set()
+    """(model, base URL) of each server of each configured ``openai:`` spec."""
+    out: set[tuple[str, str]] = set()
     for spec in configured:
         prefix, _, rest = spec.partition(":")
         if prefix in PREFIXES:
             try:
-                out.add(parse_openai_spec(rest))
+                model, urls = parse_replicas(rest)
             except LLMJudgeError:
                 continue
+            out.update((model, url) for url in urls)
     return out

@@ -3,7 +3,7 @@
 
 This module holds the group (``--config``, ``--engine``, ``--parallel``), the entry point ``main``
 (user errors as one line and exit code 2) and the list of commands; each family of commands is a
-module of its own (``compare``, ``runs``, ``analyze``, ``judges``, ``finetune``, ``models``,
+module of its own (``compare``, ``runs``, ``merge``, ``analyze``, ``judges``, ``finetune``, ``models``,
 ``page``) and the options they share are declared once in ``options``. It leaves out every rule.
 """
 
@@ -21,6 +21,7 @@ from .analyze import analyze
 from .compare import compare, run
 from .finetune import finetune
 from .judges import judges
+from .merge import merge
 from .models import models
 from .page import ui
 from .runs import export, report, runs
@@ -45,7 +46,7 @@ def cli(ctx: click.Context, config_file: str | None, engine: str | None, paralle
     ctx.obj = Settings.from_env(engine=engine, parallel=parallel, config=config_file)  # what every command passes down
 
 
-for _command in (compare, run, runs, report, export, analyze, finetune, judges, models, ui):
+for _command in (compare, run, runs, report, export, merge, analyze, finetune, judges, models, ui):
     cli.add_command(_command)
 
 

@@ -133,18 +133,23 @@ def _known_figures(judge: str, db: str | None = None) -> list[str]:
               help="judge each item N times and report the spread")
 @click.option("--generate-only", is_flag=True,
               help="write the answers and stop; the same command without it judges them")
+@click.option("--shard", default=None, metavar="K/N",
+              help="run shard K of N only (a slice by prompt id, the same on every machine); "
+                   "`llm-judge merge` joins the shards' stores")
 @db_option
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @json_option("print the summary as JSON (with run_id)")
 def run(source: str, candidates: tuple[str, ...], judge: JudgeArgs, mode: str, baseline: str | None,
         limit: int | None, sample: int | None, sample_seed: int, references_file: str | None, n_ctx: int,
-        bootstrap: int, concurrency: int | None, repeat: int, generate_only: bool, db: str | None, quiet: bool,
-        as_json: bool, **sampling: Any) -> None:
+        bootstrap: int, concurrency: int | None, repeat: int, generate_only: bool, shard: str | None, db: str | None,
+        quiet: bool, as_json: bool, **sampling: Any) -> None:
     """Run a study: every prompt x candidate, graded by the judge; stored and resumable."""
     from ..stats import check_resamples
     from ..study import run_study, summarize
+    from ..study.shard import Shard
 
     check_resamples(bootstrap)  # before any work, not after the study
+    slice_ = None if shard is None else Shard.parse(shard)
     judge = judge.resolved(db)
     prompts = _prompts(source, references_file, limit, sample, sample_seed)
     config = _study_config(prompts, candidates, judge, sampling, source=source, mode=mode, baseline=baseline,
@@ -153,7 +158,7 @@ def run(source: str, candidates: tuple[str, ...], judge: JudgeArgs, mode: str, b
     progress = progress_bar(quiet or as_json)
     try:
         run_id = run_study(config, store, progress.update if progress else None, concurrency=concurrency,
-                           generate_only=generate_only, settings=current_settings())
+                           generate_only=generate_only, settings=current_settings(), shard=slice_)
     finally:
         if progress:
             progress.stop()

@@ -253,9 +253,11 @@ def _show_tuned(tuned: Tuned, profile: dict[str, Any], as_json: bool) -> None:
     for s in tuned.dev:
         click.echo("  " + _scored_line(s))
     click.echo(f"chosen: {profile_line(profile)}")
+    shown = [_label(profile)]
     for what in ("runner_up", "default"):
         other = profile.get(what)
-        if other:
+        if other and _label(other) not in shown:
+            shown.append(_label(other))
             held = other["heldout"]
             click.echo(f"{what.replace('_', '-')}: {_label(other)}: held-out {percent(held['accuracy'])} "
                        f"[{percent(held['low'], '')}, {percent(held['high'], '')}] ({held['items']} pairs)")

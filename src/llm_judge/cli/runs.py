@@ -30,15 +30,24 @@ def runs(db: str | None, as_json: bool) -> None:
         click.echo("no runs stored yet: start one with `llm-judge run`")
     for r in rows:
         click.echo(f"{r['run_id']}  {r['created']}  {r['status']:<10}  {r['prompts']} prompts x "
-                   f"{r['candidates']} candidates  judge {r['judge']}  ({r['mode']})")
+                   f"{r['candidates']} candidates  judge {r['judge']}  ({r['mode']}){_shards_text(r)}")
+
+
+def _shards_text(r: dict[str, Any]) -> str:
+    """``  shards 1,3 of 3 done`` for a sharded run (nothing for another)."""
+    shards = r.get("shards")
+    return f"  shards {','.join(map(str, shards['done'])) or 'none'} of {shards['of']} done" if shards else ""
 
 
 def _run_row(r: Any) -> dict[str, Any]:
     """One stored run as ``runs`` lists it."""
-    config = json.loads(r["config"])
+    from ..study.shard import read_shards, shown_status
+
+    config, manifest = json.loads(r["config"]), json.loads(r["manifest"])
+    shards = read_shards(manifest)  # a sharded run: which of its shards this store holds done
     return {"run_id": r["id"], "created": datetime.datetime.fromtimestamp(r["created_at"]).isoformat(" ", "seconds"),
-            "status": r["status"], "prompts": r["n_prompts"], "candidates": r["n_candidates"],
-            "judge": config["judge"], "mode": config["mode"]}
+            "status": shown_status(r["status"], manifest), "prompts": r["n_prompts"], "candidates": r["n_candidates"],
+            "judge": config["judge"], "mode": config["mode"], **({"shards": shards.to_json()} if shards else {})}
 
 
 @click.command()

@@ -6,7 +6,8 @@ run: every finished generation and judgment is found by its cache key and reused
 retried, and each result is linked to its run item once (primary key), so nothing is duplicated.
 A run has one writer at a time (a second process on it is refused), judgments are made of the
 answers as stored, and Ctrl-C stops a run at once: the calls in flight are dropped, what finished
-stays stored, and the run is ``interrupted``, to be continued by the same command.
+stays stored, and the run is ``interrupted``, to be continued by the same command. A shard
+(``study.shard``) makes the calls of its slice of the prompts only, into the study's own run.
 
 Left out: running the calls (``runner``: workers, limits, sharing, stopping), the cache keys and
 the writing of a judgment (``cache``), and asking the judge (``judging``).
@@ -30,12 +31,14 @@ from ..config import Settings
 from ..criteria import Criterion, Scale
 from ..defaults import N_CTX
 from ..errors import LLMJudgeError
-from ..judging import Judge, JudgeCall, JudgeSetup, check_protocol, jury_name, make_judge
+from ..judging import Judge, JudgeCall, JudgeSetup, check_fits, check_protocol, jury_name, make_judge
 from ..prompts import PromptItem
 from ..records import ORDERS, Kind, Order, in_order
 from ..runner import Finished, Generate, GradeOne, JudgeOrder, Progress, Runner
 from ..sampling import SamplingParams
 from ..store import ItemLink, Store, cache_key
+from . import shard as _shards
+from .shard import Shard
 
 MODES = ("single", "pairwise", "both")
 
@@ -56,13 +59,6 @@ class StudyConfig:
     judge_method: str = "plain"  # or "weighted": the judge's probabilities, calibrated over both orders
     verdict_format: str = "full"  # or "winner": pairwise verdicts without reasons or scores
     protocol: str | None = None  # a published judging protocol by name or path (None: llm-judge's own)
-
-    def __post_init__(self) -> None:
-        """A single protocol rates on its own scale under its own score's name: the study says so
-        (its summary and report read them from the configuration)."""
-        if self.protocol is not None:
-            setup = self.setup
-            self.criteria, self.scale = setup.criteria, setup.scale
 
     @property
     def judges(self) -> list[str]:
@@ -102,6 +98,8 @@ class StudyConfig:
             if self.mode == "both":
                 raise LLMJudgeError("a protocol judges one way: use mode pairwise or single with --protocol")
             check_protocol(self.setup, self.mode)
+            check_fits(self.setup, ((t, bool(p.reference_at(t))) for p in self.prompts
+                                    for t in range(1, p.turns + 1)))
         if len(set(self.judges)) != len(self.judges):
             raise LLMJudgeError("a jury names the same judge twice: name each member once")
         twice = next((pid for pid, n in Counter(p.id for p in self.prompts).items() if n > 1), None)
@@ -111,19 +109,25 @@ class StudyConfig:
             parse_spec(spec, settings)
 
     def to_dict(self) -> dict[str, Any]:
+        """The stored configuration (its hash is the run id). Under a protocol, the criteria and
+        scale are those the judge is asked with (a single protocol's own score and scale: the summary
+        and report read them from here) and its score rubric, where it has one."""
+        setup = self.setup if self.protocol is not None else None
+        criteria, scale = (self.criteria, self.scale) if setup is None else (setup.criteria, setup.scale)
         return {
             "source": self.source,
             "prompts": [[p.id, p.prompt, p.reference] + ([p.conversation()] if p.turns > 1 or p.context else [])
                         for p in self.prompts],
             "candidates": {lab: {"spec": c.spec, "sampling": c.sampling.model_dump()} for lab, c in self.candidates.items()},
             "judge": self.judge, "judge_sampling": self.judge_sampling.model_dump(),
-            "criteria": [[c.name, c.rubric] for c in self.criteria], "scale": [self.scale.low, self.scale.high],
+            "criteria": [[c.name, c.rubric] for c in criteria], "scale": [scale.low, scale.high],
             "mode": self.mode, "baseline": self.baseline, "n_ctx": self.n_ctx,
             "template_version": V.TEMPLATE_VERSION,
             **({"repeat": self.repeat} if self.repeat > 1 else {}),
             **({"judge_method": self.judge_method} if self.judge_method != "plain" else {}),
             **({"verdict_format": self.verdict_format} if self.verdict_format != "full" else {}),
             **({"protocol": self.protocol} if self.protocol is not None else {}),
+            **({"rubric": setup.rubric} if setup is not None and setup.rubric else {}),
         }
 
     def run_id(self) -> str:
@@ -184,7 +188,8 @@ def pool_size(backends: Mapping[str, Backend], concurrency: int | None) -> int:
 
 def run_study(config: StudyConfig, store: Store, progress: Progress | None = None,
               concurrency: int | None = None, *, generate_only: bool = False,
-              load_options: Mapping[str, Any] | None = None, settings: Settings | None = None) -> str:
+              load_options: Mapping[str, Any] | None = None, settings: Settings | None = None,
+              shard: Shard | None = None) -> str:
     """Run (or continue) a study; returns its run id.
 
     Remote calls run concurrently up to each endpoint's limit (or ``concurrency``, which also
@@ -193,6 +198,8 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
     (the run is then ``incomplete``). Raises ``LLMJudgeError`` at once when another process (or
     thread) is writing the same run. ``load_options``: more load options for every model (the
     page's ``key_configured_only``); ``settings``: the engine and config file the models load under.
+    ``shard``: only this shard's prompts (``study.shard``), into the study's run, whose manifest
+    records the shards done.
     """
     config.validate(settings)
     if concurrency is not None and concurrency < 1:
@@ -201,17 +208,25 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
     judge = None if generate_only else make_judge([backends[s] for s in config.judges], config.setup)
     run_id = config.run_id()
     with store.run_writer(run_id):  # one writer per run: another process on it is refused in one line
-        store.create_run(run_id, config.to_dict(), manifest(config, backends), config.prompts, config.candidates)
+        store.set_manifest_entry(run_id, "shards", lambda m, status: _shards.started(m, status, shard))
+        store.create_run(run_id, config.to_dict(), manifest(config, backends) | _shards_entry(shard), config.prompts,
+                         config.candidates)
+        prompts = config.prompts if shard is None else shard.select(config.prompts)
         try:
             with Runner[_Waiter](pool_size(backends, concurrency), _limits(backends, judge), progress) as runner:
-                failed = _Pipeline(config, store, run_id, backends, judge, runner).run()
+                failed = _Pipeline(config, store, run_id, backends, judge, runner, prompts).run()
         except BaseException:
             # Ctrl-C, or an error no item can get past (a refused key): what finished is stored,
             # the calls in flight are dropped unwaited (the runner stopped) and the run is left to be continued.
             store.finish_run(run_id, "interrupted")
             raise
-        _finish(store, run_id, backends, failed, generate_only)
+        _finish(store, run_id, backends, failed, generate_only, shard)
     return run_id
+
+
+def _shards_entry(shard: Shard | None) -> dict[str, Any]:
+    """A new sharded run's manifest entry: none of its shards done yet."""
+    return {} if shard is None else {"shards": {"of": shard.count, "done": []}}
 
 
 def _load(config: StudyConfig, generate_only: bool, concurrency: int | None,
@@ -228,11 +243,15 @@ def _limits(backends: Mapping[str, Backend], judge: Judge | None) -> dict[str, i
     return limits | ({judge.name: judge.concurrency} if judge is not None else {})
 
 
-def _finish(store: Store, run_id: str, backends: Mapping[str, Backend], failed: int, generate_only: bool) -> None:
+def _finish(store: Store, run_id: str, backends: Mapping[str, Backend], failed: int, generate_only: bool,
+            shard: Shard | None = None) -> None:
     warnings = [w for b in backends.values() for w in b.warnings]
     # what the calls settled (a server's structured-output mode is known only after the first)
     store.update_manifest(run_id, models={spec: b.describe() for spec, b in backends.items()}, warnings=warnings)
-    store.finish_run(run_id, "done" if failed == 0 and not generate_only else "incomplete")
+    done = failed == 0 and not generate_only
+    if done:  # the shard (or, run whole, every shard) is done on this store
+        store.set_manifest_entry(run_id, "shards", lambda m, _status: _shards.finished(m, shard))
+    store.finish_run(run_id, "done" if done else "incomplete")
 
 
 @dataclass(frozen=True)
@@ -281,22 +300,23 @@ class _Pipeline:
     """
 
     def __init__(self, config: StudyConfig, store: Store, run_id: str, backends: Mapping[str, Backend],
-                 judge: Judge | None, runner: Runner[_Waiter]) -> None:
+                 judge: Judge | None, runner: Runner[_Waiter], prompts: list[PromptItem] | None = None) -> None:
         self.config, self.store, self.run_id, self.backends, self.judge = config, store, run_id, backends, judge
         self.runner = runner
+        self.prompts = config.prompts if prompts is None else prompts  # a shard's, or every prompt
         self.answers: dict[tuple[str, str, int], str | None] = {}
         self.waiting: dict[_Planned, int] = {}  # a judgment -> how many of its answers are not there yet
         self.needs: dict[tuple[str, str, int], list[_Planned]] = {}  # an answer -> the judgments waiting for it
         self.failed = 0
-        questions = {p.question(t): (p.id, t) for p in config.prompts for t in range(1, p.turns + 1)}
+        questions = {p.question(t): (p.id, t) for p in self.prompts for t in range(1, p.turns + 1)}
         self.auxiliary = StoredAuxiliary(store, run_id, questions)  # a protocol's texts from the question alone
         self.version = "" if judge is None else template_version(judge)
 
     def run(self) -> int:
-        self.runner.expect("generating", sum(p.turns for p in self.config.prompts) * len(self.config.candidates))
+        self.runner.expect("generating", sum(p.turns for p in self.prompts) * len(self.config.candidates))
         if self.judge is not None:
             self._plan_judgments()
-        for p in self.config.prompts:
+        for p in self.prompts:
             for label in self.config.candidates:
                 self._generation_ready(p, label, 1)
         for finished in self.runner.finished():
@@ -371,7 +391,7 @@ class _Pipeline:
 
     def _judgments(self) -> Iterable[_Planned]:
         c = self.config
-        for r, p in itertools.product(range(c.repeat), c.prompts):
+        for r, p in itertools.product(range(c.repeat), self.prompts):
             for t in range(1, p.turns + 1):
                 if c.mode in ("single", "both"):
                     yield from (_Planned("single", p, (lab,), lab, r, t) for lab in c.candidates)

@@ -22,6 +22,7 @@ from ..records import LABELS, ORDERS, Grade, Number, Shown, Verdict, Winner
 from ..store import RunItem, Store
 from .loaded import LoadedRun, PairRow, load_run, pair_rows, prompt_of, split_unit, unit_id
 from .run import orient
+from .shard import shown_status
 
 __all__ = ["CandidateScores", "Diagnostics", "Pairwise", "Summary", "Weighted", "pair_rows", "prompt_of",
            "repeat_spread", "split_unit", "summarize", "summarize_run", "unit_id"]
@@ -135,7 +136,7 @@ def summarize_run(run: LoadedRun, n_boot: int = S.DEFAULT_BOOT, seed: int = 0) -
         turns=turns, by_turn=_by_turn(turns, units, labels, singles, items, gens, run.baseline, n_boot, seed),
         categories=by_category, category_measure=measure,
         with_reference=sum(1 for p in run.prompts if p.reference),
-        run_id=run.run_id, status=run.status, mode=config["mode"],
+        run_id=run.run_id, status=shown_status(run.status, run.manifest), mode=config["mode"],
         judge=run.judge, judge_cards=list(run.judge_cards), judge_method=config.get("judge_method", "plain"),
         verdict_format=config.get("verdict_format", "full"),
         candidates={c.label: {"spec": c.spec, "sampling": dict(c.sampling)} for c in run.candidates},
