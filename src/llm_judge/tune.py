@@ -267,6 +267,27 @@ def profile_setting(profile: Mapping[str, Any]) -> Setting:
     return Setting(str(profile["protocol"]), str(profile["method"]), profile.get("format"))
 
 
+@dataclass(frozen=True)
+class ProfileChoice:
+    """How a judge is asked under "auto": its tuned profile's protocol (None: llm-judge's own),
+    method and format, and the line that says where they came from."""
+
+    protocol: str | None
+    method: str
+    fmt: str
+    note: str
+
+
+def profile_choice(judge: str, profile: Mapping[str, Any] | None) -> ProfileChoice:
+    """The choice "auto" makes for ``judge`` from its stored profile (``Store.profile``), or
+    llm-judge's own protocol with a note saying no profile is stored."""
+    if profile is None:
+        return ProfileChoice(None, "plain", "full", f"no tuned profile for {judge} (llm-judge judges tune "
+                                                     f"--judge {judge}): llm-judge's own protocol")
+    s = profile_setting(profile)
+    return ProfileChoice(None if s.protocol == OWN else s.protocol, s.method, s.fmt or "full", profile_line(profile))
+
+
 def profile_line(profile: Mapping[str, Any]) -> str:
     """Where a profile's choice came from, in one line.
 

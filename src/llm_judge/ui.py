@@ -45,6 +45,7 @@ from .study import StudyConfig, run_study
 from .study.export import export_rows, write_rows
 from .study.loaded import load_run
 from .study.summary import summarize_run
+from .tune import profile_choice
 from .votes import agreement, cast, next_item
 
 log = logging.getLogger("llm_judge.ui")
@@ -164,7 +165,7 @@ class App:
         (from this page's store), with the line that says where it came from."""
         if named != views.AUTO_PROTOCOL:
             return Asked(named)
-        choice = views.profile_choice(judge, self.store.profile(judge))
+        choice = profile_choice(judge, self.store.profile(judge))
         return Asked(choice.protocol, choice.method, choice.fmt, choice.note)
 
     def _compare_work(self, run, events: queue.Queue, stop: threading.Event) -> None:

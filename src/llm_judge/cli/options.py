@@ -159,21 +159,19 @@ class JudgeArgs:
     def _with_profile(self, db: str | None) -> JudgeArgs:
         from dataclasses import replace
 
-        from ..tune import OWN, profile_line, profile_setting
+        from ..tune import profile_choice
 
         if len(self.specs) != 1:
             raise LLMJudgeError("--protocol auto reads one judge's tuned profile: name one --judge, "
                                 "or a protocol for the jury")
         profile = stored_profile(db, self.specs[0])
+        choice = profile_choice(self.specs[0], profile)
+        click.echo(choice.note if profile is not None else f"note: {choice.note}", err=True)
         if profile is None:
-            click.echo(f"note: no tuned profile for {self.specs[0]} (llm-judge judges tune --judge {self.specs[0]}): "
-                       "llm-judge's own protocol", err=True)
             return replace(self, protocol=None)
-        click.echo(profile_line(profile), err=True)
-        s = profile_setting(profile)
-        return replace(self, protocol=None if s.protocol == OWN else s.protocol,
-                       method=self.method if "method" in self.given else s.method,
-                       verdict_format=self.verdict_format if "verdict_format" in self.given else s.fmt or "full")
+        return replace(self, protocol=choice.protocol,
+                       method=self.method if "method" in self.given else choice.method,
+                       verdict_format=self.verdict_format if "verdict_format" in self.given else choice.fmt)
 
 
 JUDGE_FIELDS = {"judges": "specs", "judge_method": "method", "verdict_format": "verdict_format",

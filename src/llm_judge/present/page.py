@@ -8,10 +8,8 @@ openai backend."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..backends import PublicPolicy, public_refusal
 from ..config import Settings, resolve
@@ -96,29 +94,6 @@ def protocol_choices() -> list[str]:
     from ..protocols import bundled
 
     return [OWN_PROTOCOL, AUTO_PROTOCOL, *(n for n in bundled() if n != OWN_PROTOCOL)]
-
-
-@dataclass(frozen=True)
-class ProfileChoice:
-    """How a judge is asked under "auto": its tuned profile's protocol (None: llm-judge's own),
-    method and format, and the line that says where they came from."""
-
-    protocol: str | None
-    method: str
-    fmt: str
-    note: str
-
-
-def profile_choice(judge: str, profile: Mapping[str, Any] | None) -> ProfileChoice:
-    """The choice "auto" makes for ``judge`` from its stored profile (``Store.profile``), or
-    llm-judge's own protocol with a note saying no profile is stored."""
-    from ..tune import OWN, profile_line, profile_setting
-
-    if profile is None:
-        return ProfileChoice(None, "plain", "full", f"no tuned profile for {judge} (llm-judge judges tune "
-                                                     f"--judge {judge}): llm-judge's own protocol")
-    s = profile_setting(profile)
-    return ProfileChoice(None if s.protocol == OWN else s.protocol, s.method, s.fmt or "full", profile_line(profile))
 
 
 def chosen_protocol(text: str | None, *, public: bool) -> str | None:
