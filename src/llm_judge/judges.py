@@ -159,8 +159,7 @@ def evaluate(judge: Judge, name: str, items: list[GoldItem], store: Store, progr
     """Judge every item in both orders (reusing stored judgments) and return the records in the
     ``analyze`` format with ``human`` = the gold label, plus what each cost. ``workers``: the
     most calls at once (default: the judge's concurrency)."""
-    check_protocol(judge.setup, "pairwise")
-    check_fits(judge.setup, [(1, False)])  # a gold pair: one turn, no reference
+    check_fits_gold(judge)
     results: dict[_Slot, _Judged] = {}
     auxiliary, version = StoredAuxiliary(store), template_version(judge)
     with Runner[_Slot](workers or judge.concurrency, progress=progress) as runner:
@@ -174,6 +173,13 @@ def evaluate(judge: Judge, name: str, items: list[GoldItem], store: Store, progr
             save_judgment(store, f.job.key, "pairwise", name, call, None, version)
             results.update({slot: _Judged.called(call.as_slot(slot[1])) for slot in f.waiters})
     return [_record(it, results[(it, ORDERS[0])], results[(it, ORDERS[1])]) for it in items]
+
+
+def check_fits_gold(judge: Judge) -> None:
+    """Refuse, before any call, a judge whose protocol cannot judge a gold pair (pairwise, one turn,
+    no reference)."""
+    check_protocol(judge.setup, "pairwise")
+    check_fits(judge.setup, [(1, False)])
 
 
 def _job(judge: Judge, it: GoldItem, order: Order, auxiliary: StoredAuxiliary) -> JudgeOrder:

@@ -221,13 +221,12 @@ def tune(judge: str, gold_set: str, items: Sequence[GoldItem], store: Store, jud
 def _judges(judge_for: JudgeFor, settings: Sequence[Setting]) -> dict[Setting, Judge]:
     """The judge of every setting, each protocol checked against a gold pair (one turn, no
     reference): a setting that cannot judge them is refused before any call, not after the others'."""
-    from .judging import check_fits, check_protocol
+    from .judges import check_fits_gold
 
     out = {}
     for s in dict.fromkeys(settings):
         out[s] = judge_for(s)
-        check_protocol(out[s].setup, "pairwise")
-        check_fits(out[s].setup, [(1, False)])
+        check_fits_gold(out[s])
     return out
 
 
