@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from llm_judge import engine
-from llm_judge.backends import MAX_LOADED, forget_backends, get_backend
+from llm_judge.backends import MAX_LOADED, forget_backends, get_backend, http11
 from llm_judge.backends.llamacpp import embedded_model_path
 from llm_judge.sampling import SamplingParams
 from tests.test_engine import alive, gone_within, needs_server
@@ -118,9 +118,9 @@ def test_a_model_dropped_from_the_cache_still_answers_on_a_server_held_for_the_c
     forget_backends()
     assert servers_of(os.getpid()) == []
     during = []
-    client = backend.client.client
-    monkeypatch.setattr(client, "event_hooks", {"request": [lambda _r: during.append(servers_of(os.getpid()))],
-                                                "response": []})
+    post = http11.Connections.post
+    monkeypatch.setattr(http11.Connections, "post",
+                        lambda self, *a: during.append(servers_of(os.getpid())) or post(self, *a))
     assert backend.generate(HI, SamplingParams(max_tokens=4)).text
     assert during and len(during[0]) == 1  # what a study holding more models than the cache does
     assert servers_of(os.getpid()) == []
@@ -131,8 +131,9 @@ def test_the_operators_api_key_never_goes_to_the_local_server(no_models, monkeyp
     monkeypatch.setenv("OPENAI_API_KEY", "sk-operator-secret")
     backend = get_backend("embedded", **SMALL)
     sent = []
-    monkeypatch.setattr(backend.client.client, "event_hooks",
-                        {"request": [lambda r: sent.append(dict(r.headers))], "response": []})
+    post = http11.Connections.post
+    monkeypatch.setattr(http11.Connections, "post",
+                        lambda self, url, body, headers: sent.append(dict(headers)) or post(self, url, body, headers))
     assert backend.generate(HI, SamplingParams(max_tokens=4)).text
     assert sent and not [h for h in sent if "authorization" in {k.lower() for k in h}]
 

@@ -314,6 +314,7 @@ def test_a_study_on_three_replicas_completes_when_one_is_killed_mid_study(tmp_pa
         # every request a server got was counted (and the attempts the killed one refused besides)
         assert sum(r["calls"] for r in replicas.values()) >= sum(e[("got", d)] for e in events for d in calls)
         assert all(r["failures"] == 0 and r["mean_ms"] >= 100 for r in alive)
+        assert summary["replicas"] == {spec: replicas}  # run --json shows each replica's counts
     finally:
         for proc, _url in servers:
             proc.kill()
@@ -335,3 +336,59 @@ def test_compare_json_shows_each_replicas_counts(test_server):
                                          "B": Candidate(f"openai:test@{urls[0]}", make_sampling("p2"))},
                      judge=f"openai:test@{urls[0]}").to_dict()
     assert "replicas" not in single  # one server: the output of before
+
+
+@pytest.mark.model
+def test_a_study_completes_when_a_real_llama_server_replica_is_killed_mid_study(tmp_path):
+    """A real llama-server on the built-in model beside two test servers as one model's replicas;
+    llama-server is killed -9 once the study has written some results: the study completes, and
+    every call is answered once (the test servers' logs and the replicas' counts say so)."""
+    from llm_judge import engine
+    from llm_judge.backends.llamacpp import embedded_model_path
+
+    binary = engine.find_binary()
+    if binary is None:
+        pytest.skip("llama-server is not built here (scripts/setup.sh builds it)")
+    real = engine.LocalServer(engine.ServerSpec(str(embedded_model_path()), None, 1024, 2, None), binary)
+    logs = [tmp_path / f"server{i}.log" for i in range(2)]
+    servers = [logged_server(log, 0.2) for log in logs]
+    try:
+        spec = "openai:smollm2@" + ",".join([real.url] + [url for _proc, url in servers])
+        n = 12
+        config = StudyConfig(
+            prompts=[PromptItem(str(i), f"Name a colour, number {i}.") for i in range(n)],
+            candidates={"x": Candidate(spec, make_sampling("p1", max_tokens=12)),
+                        "y": Candidate(spec, make_sampling("p2", max_tokens=12, seed=1))},
+            judge=spec, judge_sampling=make_sampling(None, temperature=0, max_tokens=48),
+            criteria=parse_criteria(None), mode="pairwise")
+        db = tmp_path / "replicas.db"
+        store = Store(db)
+        killed = threading.Event()
+
+        def kill_when_some_are_written():
+            watcher = Store(db)
+            while watcher.db.execute("SELECT COUNT(*) FROM run_items").fetchone()[0] < 8:
+                time.sleep(0.02)
+            real.proc.send_signal(signal.SIGKILL)
+            killed.set()
+
+        threading.Thread(target=kill_when_some_are_written, daemon=True).start()
+        run_id = run_study(config, store, load_options={"concurrency": 2, "timeout": 60.0, "backoff_base": 0.01})
+        assert killed.is_set() and real.proc.wait(10) == -signal.SIGKILL
+        summary = summarize(store, run_id).to_dict()
+        assert summary["status"] == "done"
+        answered = store.db.execute("SELECT COUNT(*) FROM run_items i JOIN judgments j ON i.result_key=j.key "
+                                    "WHERE i.run_id=? AND i.kind='pairwise' AND j.status!='failed'",
+                                    (run_id,)).fetchone()[0]
+        assert answered == 2 * n  # every pair in both orders (a short verdict may be unscored: it was answered)
+        events = [read_log(log) for log in logs]
+        for d in set().union(*({d for _e, d in e} for e in events)):  # a test server answered each call once
+            assert sum(e[("sent", d)] for e in events) <= 1, d
+        counts = summary["replicas"][spec]
+        assert counts[real.url]["failures"] >= 1 and counts[real.url]["taken_out"] >= 1  # out, its calls elsewhere
+        assert sum(r["calls"] - r["failures"] for r in counts.values()) == 4 * n  # one answer per call
+    finally:
+        real.stop()
+        for proc, _url in servers:
+            proc.kill()
+            proc.wait(10)

@@ -26,7 +26,7 @@ from typing import Any
 from .backends import Backend
 from .judging import AuxRequest, Conversation, Judge, JudgeCall, model_identity
 from .records import Kind, Shown
-from .sampling import SamplingParams
+from .sampling import SamplingParams, sampling_dict
 from .store import ItemLink, Store, cache_key
 from .verdicts import TEMPLATE_VERSION
 
@@ -34,7 +34,7 @@ from .verdicts import TEMPLATE_VERSION
 def _setup_parts(kind: Kind, judge: Judge) -> dict[str, Any]:
     """The parts of a judgment's key that say how the judge is asked."""
     s = judge.setup
-    return {"template": TEMPLATE_VERSION, "sampling": s.sampling.model_dump(),
+    return {"template": TEMPLATE_VERSION, "sampling": sampling_dict(s.sampling),
             "criteria": [[c.name, c.rubric] for c in s.criteria], "scale": [s.scale.low, s.scale.high],
             **({"method": s.method} if s.method != "plain" else {}),
             **({"format": s.fmt} if kind == "pairwise" and s.fmt != "full" else {}),
@@ -64,7 +64,7 @@ def judgment_key(kind: Kind, judge: Judge, prompt: str, shown: Sequence[str], re
 
 def generation_key(backend: Backend, sampling: SamplingParams, messages: Sequence[Mapping[str, str]]) -> str:
     """The cache key of one candidate's answer: the model, its sampling and the messages it is sent."""
-    return cache_key("gen", model=model_identity(backend), sampling=sampling.model_dump(), messages=messages)
+    return cache_key("gen", model=model_identity(backend), sampling=sampling_dict(sampling), messages=messages)
 
 
 def save_judgment(store: Store, key: str, kind: Kind, judge_name: str, call: JudgeCall,

@@ -10,3 +10,13 @@ class LLMJudgeError(Exception):
     """
 
     fatal = False
+
+
+class Deferred(Exception):  # noqa: N818 (not an error: a call whose answer comes later)
+    """A call put in a batch instead of being made now (``run --batch``): its answer comes with
+    the batch, and the job that made it runs again then. Not an ``LLMJudgeError``, so that no
+    judge or study stores it as a failure; the runner hands it back as the call's result."""
+
+    def __init__(self, custom_id: str) -> None:
+        super().__init__(f"request {custom_id} waits for its batch")
+        self.custom_id = custom_id

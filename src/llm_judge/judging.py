@@ -34,7 +34,7 @@ from . import verdicts as V
 from . import weighting as W
 from .backends import Backend, Completion, ReadAt, get_backend
 from .criteria import Criterion, Scale
-from .errors import LLMJudgeError
+from .errors import Deferred, LLMJudgeError
 from .records import ORDERS, Grade, Juror, Order, Probabilities, Shown, Verdict, Winner, in_order, shown_first
 from .sampling import SamplingParams
 
@@ -563,16 +563,17 @@ class Jury:
     def judge_order(self, question: str, answers: tuple[str, str], order: Order, *, reference: str | None = None,
                     history: History | None = None, auxiliary: AuxTexts | None = None,
                     earlier_references: Sequence[str | None] = ()) -> JudgeCall:
-        calls = [j.judge_order(question, answers, order, reference=reference, history=history, auxiliary=auxiliary,
-                               earlier_references=earlier_references) for j in self.judges]
+        calls = every_member(lambda j: j.judge_order(question, answers, order, reference=reference, history=history,
+                                                     auxiliary=auxiliary, earlier_references=earlier_references),
+                             self.judges)
         verdict = jury_verdict([(j.name, c.pair, c.error) for j, c in zip(self.judges, calls)])  # in the item's labels
         return self._call(order, calls, None if verdict is None else Shown.from_labels(verdict, order))
 
     def grade(self, question: str, answer: str, label: str, *, reference: str | None = None,
               history: Conversation | None = None, auxiliary: AuxTexts | None = None,
               earlier_references: Sequence[str | None] = ()) -> JudgeCall:
-        calls = [j.grade(question, answer, label, reference=reference, history=history, auxiliary=auxiliary,
-                         earlier_references=earlier_references) for j in self.judges]
+        calls = every_member(lambda j: j.grade(question, answer, label, reference=reference, history=history,
+                                               auxiliary=auxiliary, earlier_references=earlier_references), self.judges)
         return self._call(label, calls, jury_grade([(j.name, c.grade, c.error) for j, c in zip(self.judges, calls)]))
 
     def _call(self, order: Order | str, calls: list[JudgeCall], result: Shown | Grade | None) -> JudgeCall:
@@ -586,6 +587,20 @@ class Jury:
             errors = "; ".join(f"{j.name}: {c.error}" for j, c in zip(self.judges, calls))
             return JudgeCall(order, raw, None, f"no juror gave a readable verdict ({errors})", completion)
         return JudgeCall(order, raw, result, None, completion)
+
+
+def every_member(ask: Callable[[ModelJudge], JudgeCall], judges: Sequence[ModelJudge]) -> list[JudgeCall]:
+    """Each member's call; where some are put in a batch (``Deferred``), every member is asked all
+    the same, so that the whole jury's requests go in one batch, and then the first is raised."""
+    calls, deferred = [], None
+    for j in judges:
+        try:
+            calls.append(ask(j))
+        except Deferred as later:
+            deferred = deferred or later
+    if deferred is not None:
+        raise deferred
+    return calls
 
 
 def make_judge(backends: Sequence[Backend], setup: JudgeSetup) -> Judge:

@@ -6,7 +6,8 @@ A caller submits jobs, each with a *waiter* (what the caller needs back with the
 item, a label), and reads ``finished()``: one ``Finished`` per call as calls end, on the caller's
 thread, so results are written and progress told by one thread. It may submit more while reading
 (a study submits a judgment as soon as its answers are there). A job that fails with a non-fatal
-``LLMJudgeError`` ends as ``Finished.error``; any other exception (a fatal error, ``Cancelled``, a
+``LLMJudgeError`` ends as ``Finished.error``, one put in a batch (``errors.Deferred``) as its
+result; any other exception (a fatal error, ``Cancelled``, a
 bug) is raised to the caller as it was raised.
 
 The workers are daemon threads that carry the runner's stop event (``cancel``): ``stop`` (called
@@ -35,7 +36,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from . import cancel
-from .errors import LLMJudgeError
+from .backends.batches import repeat as batch_repeat
+from .errors import Deferred, LLMJudgeError
 
 if TYPE_CHECKING:
     from .backends import Backend, Completion, Messages, TokenCallback
@@ -100,6 +102,7 @@ class JudgeOrder:
     history: tuple[Messages, Messages] | None = None
     auxiliary: AuxTexts | None = None  # where a protocol's auxiliary texts come from (``cache``)
     earlier_references: tuple[str | None, ...] = ()  # the earlier turns' references (a protocol may show them)
+    repeat: int = 0  # the item's repeat (``--repeat``): in a batch, its own request
     stage: str = "judging"
 
     @property
@@ -107,9 +110,10 @@ class JudgeOrder:
         return self.judge.name
 
     def run(self) -> JudgeCall:
-        return self.judge.judge_order(self.question, self.answers, self.order, reference=self.reference,
-                                      history=self.history, auxiliary=self.auxiliary,
-                                      earlier_references=self.earlier_references)
+        with batch_repeat(self.repeat):
+            return self.judge.judge_order(self.question, self.answers, self.order, reference=self.reference,
+                                          history=self.history, auxiliary=self.auxiliary,
+                                          earlier_references=self.earlier_references)
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,7 @@ class GradeOne:
     history: Messages | None = None
     auxiliary: AuxTexts | None = None
     earlier_references: tuple[str | None, ...] = ()
+    repeat: int = 0
     stage: str = "judging"
 
     @property
@@ -133,9 +138,10 @@ class GradeOne:
         return self.judge.name
 
     def run(self) -> JudgeCall:
-        return self.judge.grade(self.question, self.answer, self.label, reference=self.reference,
-                                history=self.history, auxiliary=self.auxiliary,
-                                earlier_references=self.earlier_references)
+        with batch_repeat(self.repeat):
+            return self.judge.grade(self.question, self.answer, self.label, reference=self.reference,
+                                    history=self.history, auxiliary=self.auxiliary,
+                                    earlier_references=self.earlier_references)
 
 
 @dataclass(frozen=True)
@@ -206,7 +212,9 @@ class Runner(Generic[W]):
         self.stopped = stop or cancel.current() or threading.Event()
         self.stages: dict[str, _Stage] = {}
         self._state: _State[W] = _State()
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # the caller waits on it for calls that ended
+        self._idle = threading.Condition(lock)  # idle workers wait on it
         self.threads = [threading.Thread(target=self._work, name=f"llm-judge-worker-{i}", daemon=True)
                         for i in range(workers)]
         for t in self.threads:
@@ -234,7 +242,13 @@ class Runner(Generic[W]):
             pending = _Pending(job, [waiter])
             self._state.calls[(job.stage, job.key)] = pending
             self._state.queue.append(pending)
-            self._cond.notify_all()
+            self._idle.notify()  # one idle worker: waking them all for one job costs each call O(workers)
+
+    @property
+    def outstanding(self) -> int:
+        """Calls submitted and not yet read back (the window a caller keeps bounded)."""
+        with self._cond:
+            return len(self._state.calls)
 
     def expect(self, stage: str, total: int) -> None:
         """Announce how many items ``stage`` settles (and tell the progress)."""
@@ -264,12 +278,14 @@ class Runner(Generic[W]):
             self._state.queue.clear()
             self._state.closed = True
             self._cond.notify_all()
+            self._idle.notify_all()
 
     def close(self) -> None:
         """Let the threads end once no job is left to start."""
         with self._cond:
             self._state.closed = True
             self._cond.notify_all()
+            self._idle.notify_all()
 
     def _next(self) -> _Pending[W] | None:
         with self._cond:
@@ -298,6 +314,8 @@ class Runner(Generic[W]):
         while (pending := self._take()) is not None:
             try:
                 pending.result = pending.job.run()
+            except Deferred as exc:  # put in a batch (``run --batch``): its answer comes later
+                pending.result = exc
             except LLMJudgeError as exc:
                 if exc.fatal or isinstance(exc, cancel.Cancelled):
                     pending.outcome = exc
@@ -322,7 +340,7 @@ class Runner(Generic[W]):
                     return pending
                 if self._state.closed and not self._state.queue:
                     return None
-                self._cond.wait()
+                self._idle.wait()
 
     def _has_room(self, group: str) -> bool:
         return self._state.running[group] < self.limits.get(group, self.workers)
@@ -332,7 +350,8 @@ class Runner(Generic[W]):
             self._state.running[pending.job.group] -= 1
             if not self.stopped.is_set():
                 self._state.ended.append(pending)
-            self._cond.notify_all()
+            self._cond.notify()  # the caller, reading what ended
+            self._idle.notify()  # a slot of the job's group is free: one idle worker may take a job of it
 
 
 def _silent(stage: str, done: int, total: int, in_flight: int) -> None:

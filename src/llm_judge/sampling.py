@@ -8,6 +8,9 @@ explore plausible words without reaching the long tail of nonsense.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .defaults import ANSWER_MAX_TOKENS, JUDGE_MAX_TOKENS
@@ -67,3 +70,10 @@ def describe_validation_error(exc: ValidationError, what: str) -> str:
         return f"unknown {what} option {field!r}"
     value = err.get("input")
     return f"bad {what} value {field}={value!r}: {err['msg'].lower()}"
+
+
+@functools.lru_cache(maxsize=1024)
+def sampling_dict(sampling: SamplingParams) -> dict[str, Any]:
+    """``sampling.model_dump()``, made once per distinct value (a study's keys and rows need it for
+    every call): the dict is shared, so read it, never change it."""
+    return sampling.model_dump()

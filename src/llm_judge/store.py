@@ -188,6 +188,19 @@ def m009_judge_profiles(db: sqlite3.Connection) -> None:
         CREATE INDEX judge_profiles_by_judge ON judge_profiles(judge)""")
 
 
+@migration
+def m010_run_batches(db: sqlite3.Connection) -> None:
+    """The batches a run sent (``run --batch``, ``--batch-files``): its request file, then the batch
+    made of it, so that running the same study again reads those batches instead of paying twice.
+    ``status``: uploaded, the batch's own as last seen (validating ... completed, failed, expired,
+    cancelled), then read (its answers are in the store), gone (its files are) or refused."""
+    _script(db, """
+        CREATE TABLE run_batches (
+            run_id TEXT NOT NULL, input_file TEXT NOT NULL, batch_id TEXT, spec TEXT NOT NULL,
+            model TEXT NOT NULL, base_url TEXT NOT NULL, requests INTEGER NOT NULL, status TEXT NOT NULL,
+            created_at REAL NOT NULL, PRIMARY KEY (run_id, input_file))""")
+
+
 @dataclass(frozen=True)
 class ItemLink:
     """Which run item a result answers: its run, name, prompt, kind, candidates' labels, display
@@ -254,6 +267,9 @@ class Store:
             self.db.row_factory = sqlite3.Row
             self.lock = threading.RLock()  # one transaction at a time on this connection (UI threads)
             _retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
+            # a commit is in the log at once, on disk at the next checkpoint: a killed process loses
+            # none, a power cut the last moments (a run's batches are written durably: ``tx``)
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.migrate()
         except sqlite3.DatabaseError as exc:
@@ -283,8 +299,11 @@ class Store:
                     applied.append(fn.__name__)
         return applied
 
-    def tx(self) -> _Tx:
-        return _Tx(self.db, self.lock)
+    def tx(self, durable: bool = False) -> _Tx:
+        """One immediate transaction; ``durable``: on disk when it returns, a power cut included (a
+        run's batches, which are paid for), where other commits are in the log at once and on disk
+        at the next checkpoint."""
+        return _Tx(self.db, self.lock, durable)
 
     # --- runs --------------------------------------------------------------------------------
     def create_run(self, run_id: str, config: Mapping[str, Any], manifest: Mapping[str, Any], prompts: Sequence[Any],
@@ -363,6 +382,24 @@ class Store:
     def candidates(self, run_id: str) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM run_candidates WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
 
+    # --- batches -----------------------------------------------------------------------------
+    def add_batch(self, run_id: str, input_file: str, spec: str, model: str, base_url: str, requests: int) -> None:
+        """A run's request file, uploaded (or written), before any batch is made of it."""
+        with self.tx(durable=True):
+            self.db.execute("INSERT OR IGNORE INTO run_batches VALUES (?,?,?,?,?,?,?,?,?)",
+                            (run_id, input_file, None, spec, model, base_url, requests, "uploaded", time.time()))
+
+    def set_batch(self, run_id: str, input_file: str, *, batch_id: str | None = None, status: str) -> None:
+        """The batch made of a run's request file, and its status as last seen."""
+        with self.tx(durable=batch_id is not None):
+            self.db.execute("UPDATE run_batches SET batch_id=COALESCE(?, batch_id), status=? WHERE run_id=? "
+                            "AND input_file=?", (batch_id, status, run_id, input_file))
+
+    def batches(self, run_id: str) -> list[sqlite3.Row]:
+        """The run's batches, oldest first."""
+        return self.db.execute("SELECT * FROM run_batches WHERE run_id=? ORDER BY created_at, rowid",
+                               (run_id,)).fetchall()
+
     # --- results -----------------------------------------------------------------------------
     def generation(self, key: str) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.db.execute("SELECT * FROM generations WHERE key=? AND status='ok'",
@@ -372,19 +409,24 @@ class Store:
     def put_generation(self, key: str, spec: str, sampling: Mapping[str, Any], prompt: str, *, text: str | None = None,
                        error: str | None = None, prompt_tokens: int | None = None,
                        completion_tokens: int | None = None, seconds: float | None = None,
-                       finish_reason: str | None = None) -> str | None:
+                       finish_reason: str | None = None, link: ItemLink | None = None) -> str | None:
         """Store an answer (or its failure) unless an answer is stored under ``key`` already, and
         return the answer stored: the first one written stays, whoever wrote it (another process,
-        another run), because judgments are attached to it. None when only a failure is stored."""
+        another run), because judgments are attached to it. None when only a failure is stored.
+        ``link``: the run item it answers, linked in the same transaction where an answer is stored."""
         status = "failed" if error else "ok"
         error = None if error is None else redact(error)
         with self.tx():
             stored = self.db.execute("SELECT text FROM generations WHERE key=? AND status='ok'", (key,)).fetchone()
             if stored is not None:
+                if link is not None:
+                    self._link(link, key)
                 return cast(str, stored["text"])  # an answer is never replaced, by a failure or by another answer
             self.db.execute("INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                             (key, spec, _j(sampling), prompt, status, text, error, prompt_tokens,
                              completion_tokens, seconds, finish_reason, time.time()))
+            if link is not None and status == "ok":
+                self._link(link, key)
         return text if status == "ok" else None
 
     def judgment(self, key: str) -> StoredJudgment | None:
@@ -432,15 +474,24 @@ class Store:
     def items(self, run_id: str, kind: ItemKind | None = None, repeat: int | None = 0) -> list[RunItem]:
         """Every result of a run, joined with its generation or judgment (``repeat=None``: all
         repeats), in the order linked; pairwise verdicts in each item's labels."""
-        rows = self.db.execute("""
-            SELECT i.*, j.status AS j_status, j.raw, j.verdict, j.error AS j_error, j.judge_spec,
-                   g.status AS g_status, g.text, g.error AS g_error, g.completion_tokens AS g_tokens,
-                   g.seconds AS g_seconds
-            FROM run_items i LEFT JOIN judgments j ON j.key=i.result_key
-            LEFT JOIN generations g ON g.key=i.result_key
-            WHERE i.run_id=? AND (? IS NULL OR i.kind=?) AND (? IS NULL OR i.repeat=?) ORDER BY i.rowid""",
-                               (run_id, kind, kind, repeat, repeat)).fetchall()
-        return [_run_item(r) for r in rows]
+        # each item joined with the one table that holds its result: the generations (an answer, a
+        # protocol's auxiliary text) or the judgments
+        where = "i.run_id=? AND (? IS NULL OR i.kind=?) AND (? IS NULL OR i.repeat=?)"
+        rows = self.db.execute(f"""
+            SELECT * FROM (
+                SELECT i.rowid AS linked, i.*, NULL AS j_status, NULL AS raw, NULL AS verdict, NULL AS j_error,
+                       NULL AS judge_spec, g.status AS g_status, g.text, g.error AS g_error,
+                       g.completion_tokens AS g_tokens, g.seconds AS g_seconds
+                FROM run_items i LEFT JOIN generations g ON g.key=i.result_key
+                WHERE i.kind IN ('generation', 'auxiliary') AND {where}
+                UNION ALL
+                SELECT i.rowid AS linked, i.*, j.status, j.raw, j.verdict, j.error, j.judge_spec,
+                       NULL, NULL, NULL, NULL, NULL
+                FROM run_items i LEFT JOIN judgments j ON j.key=i.result_key
+                WHERE i.kind NOT IN ('generation', 'auxiliary') AND {where})
+            ORDER BY linked""", (run_id, kind, kind, repeat, repeat) * 2).fetchall()
+        labels: dict[str, tuple[str, ...]] = {}  # a run has a few label lists: each read once
+        return [_run_item(r, labels) for r in rows]
 
     def save_comparison(self, result: Mapping[str, Any]) -> int:
         with self.tx():
@@ -567,12 +618,14 @@ def _retry_busy(fn: Callable[[], T], seconds: float = 30.0) -> T:
 
 
 class _Tx:
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
-        self.db, self.lock = db, lock
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, durable: bool = False) -> None:
+        self.db, self.lock, self.durable = db, lock, durable
 
     def __enter__(self) -> sqlite3.Connection:
         self.lock.acquire()
         try:
+            if self.durable:
+                self.db.execute("PRAGMA synchronous=FULL")
             _retry_busy(lambda: self.db.execute("BEGIN IMMEDIATE"))
         except BaseException:
             self.lock.release()
@@ -583,6 +636,8 @@ class _Tx:
         try:
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
+            if self.durable:
+                self.db.execute("PRAGMA synchronous=NORMAL")
             self.lock.release()
         return False
 
@@ -591,13 +646,18 @@ def _j(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=False, sort_keys=True)
 
 
-def _run_item(r: sqlite3.Row) -> RunItem:
-    """A row of ``items``' join as a typed run item, its pairwise verdict in the item's labels."""
+def _run_item(r: sqlite3.Row, labels: dict[str, tuple[str, ...]]) -> RunItem:
+    """A row of ``items``' join as a typed run item, its pairwise verdict in the item's labels
+    (``labels``: the label lists read so far, by their JSON)."""
     generation = r["kind"] == "generation"
     verdict = None if generation else _decode(r["kind"], r["verdict"])
     if isinstance(verdict, Verdict):  # stored as shown; this item's labels by its display order
         verdict = Shown(verdict, r["display_order"]).in_labels()
-    return RunItem(r["item"], r["prompt_id"], r["kind"], tuple(json.loads(r["labels"])), r["display_order"],
+    text = r["labels"]
+    item_labels = labels.get(text)
+    if item_labels is None:
+        item_labels = labels[text] = tuple(json.loads(text))
+    return RunItem(r["item"], r["prompt_id"], r["kind"], item_labels, r["display_order"],
                    r["repeat"], r["turn"], r["result_key"], r["g_status"] if generation else r["j_status"],
                    r["raw"], verdict, r["g_error"] if generation else r["j_error"], r["judge_spec"], r["text"],
                    r["g_tokens"], r["g_seconds"])

@@ -221,8 +221,7 @@ class App:
 
     # --- Study ---------------------------------------------------------------------------------
     def run_choices(self) -> list[tuple[str, str]]:
-        return [(f"{r['id']} · {r['status']} · {r['n_prompts']} prompts x {r['n_candidates']}", r["id"])
-                for r in self.store.runs(page_only=self.own_runs_only)]
+        return [views.run_choice(r) for r in self.store.runs(page_only=self.own_runs_only)]
 
     def shown_run(self, run_id: str) -> str:
         """The full id of a run this page shows: on a public page only a run the page started

@@ -232,8 +232,10 @@ def reached_bound(raw: str) -> bool:
     >>> reached_bound('{"justification": "ok", "winner": "A"}'), reached_bound("no verdict")
     (False, False)
     """
+    if not isinstance(raw, str) or len(raw) < JUSTIFICATION_CHARS:  # JSON's text is never shorter than its string
+        return False
     return any(isinstance(obj.get("justification"), str) and len(obj["justification"]) >= JUSTIFICATION_CHARS
-               for obj in json_objects(raw if isinstance(raw, str) else ""))
+               for obj in json_objects(raw))
 
 
 def bound_warning(cut: int, total: int) -> list[str]:

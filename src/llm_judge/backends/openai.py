@@ -18,6 +18,11 @@ model whatever server answered: its identity (``describe()``'s ``spec``, the cac
 URLs sorted, so ``@U1,U2`` and ``@U2,U1`` share their results, and a single URL keeps its spec as
 written. The key decision above is made for each URL.
 
+Batches (``run --batch``): ``batched`` makes a twin of the backend that sends nothing: each request
+is answered from the study's batches (``batches.Book``) or waits for the next one; the answer is
+read as a live reply is, so the structured-output form and the fields a server refuses are settled
+as they are live, one batch later.
+
 Replies: their shape is checked in one place (``parse_completion``, ``parse_chunk`` for a stream)
 before anything reads them; one of another shape is a ``MalformedResponse``, retried like a 500
 and then a failed call. ``logprobs`` of another shape than OpenAI's are ignored.
@@ -25,9 +30,12 @@ and then a failed call. ``logprobs`` of another shape than OpenAI's are ignored.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -45,11 +53,12 @@ from ..redact import redact
 from ..sampling import SamplingParams
 from .base import TOP_TOKENS, Completion, Messages, Parsed, PublicPolicy, ReadAt, TokenCallback
 from .base import Options as BaseOptions
+from .batches import RETRY_STATUS, Book, Endpoint
+from .http11 import Connections, Reply, lean
 from .replicas import BACKOFF, Outcome, Replica, Replicas
 
 PREFIXES = ("openai",)
 ADDONS = ()
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 # Body fields beyond OpenAI's own that local servers (vLLM, llama.cpp, Ollama) accept.
 EXTENSIONS = ("min_p", "top_k", "repeat_penalty", "repetition_penalty")
 HOSTED_OPENAI = "api.openai.com"
@@ -333,8 +342,20 @@ class OpenAIBackend:
         hosted = any(urlparse(url).hostname == HOSTED_OPENAI for url in urls)
         self.dropped: set[str] = set(EXTENSIONS) if hosted else set()
         self._warn_lock = threading.Lock()
-        self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                                   limits=httpx.Limits(max_connections=self.concurrency + 4))
+        self.book: Book | None = None  # set on a batched twin (``batched``): answers come from batches
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self._threads = threading.local()  # each thread's own client (``client``)
+        self._lean: dict[str, bool] = {}  # whether a URL takes the lean path (``http11.lean``)
+
+    @property
+    def client(self) -> httpx.Client:
+        """This thread's HTTP client, with a connection to each replica: a study's workers each keep
+        their own (one pool shared by 64 threads spends their time on the pool's lock)."""
+        client = getattr(self._threads, "client", None)
+        if client is None:
+            limits = httpx.Limits(max_connections=len(self.pool.replicas) + 2)
+            client = self._threads.client = httpx.Client(timeout=self._timeout, limits=limits, verify=_tls())
+        return client
 
     def _sends_key(self, url: str) -> bool:
         """Whether the key goes to ``url``: always from the operator's own command line; for a spec a
@@ -367,7 +388,7 @@ class OpenAIBackend:
         key = os.environ.get(self.key_env)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def _headers_for(self, url: str) -> dict[str, str]:
+    def headers_for(self, url: str) -> dict[str, str]:
         """The headers of a request to ``url``: the key only where it is decided to go."""
         return self._headers() if self.keyed.get(url, False) else {}
 
@@ -470,9 +491,43 @@ class OpenAIBackend:
                 self.dropped.update(refused)
                 body = self._strip_dropped(dict(body))
 
+    def batched(self, book: Book) -> OpenAIBackend:
+        """A twin of this backend whose calls go into batches (``run --batch``): each request is
+        looked up in ``book`` instead of sent, and is pending there until a batch answers it."""
+        twin = copy.copy(self)
+        twin.book = book
+        return twin
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """Where this model's batches go: its first server in the order of its identity (the URLs
+        sorted), so that the same replicas listed in another order find the same batches."""
+        return Endpoint(self.spec, self.model, sorted(self.pool.urls)[0])
+
+    def _from_batch(self, book: Book, body: dict) -> Completion:
+        """The answer a batch gave to ``body`` (``Deferred`` until one has), read as a reply is."""
+        url = self.endpoint.base_url
+        answer = book.answer(self.endpoint, self, body)
+        if answer.status == 200:
+            try:
+                return parse_completion(answer.body, 0.0)
+            except MalformedResponse as exc:
+                raise RequestFailed(str(self._malformed(str(exc), json.dumps(answer.body), url))) from None
+        detail = redact(_detail(answer.body) or answer.error, [os.environ.get(self.key_env)])
+        if answer.status is not None and "response_format" in body and "response_format" in detail.lower():
+            raise RequestFailed(f"{url} rejected the response format: {detail}", answer.status, True)
+        if answer.final:
+            raise RequestFailed(f"{self.spec} got no answer from its batches: {detail}")
+        if answer.status is None or answer.status in RETRY_STATUS:
+            raise RequestFailed(f"{self.spec} gave no answer in {book.attempts} batches: "
+                                + (f"HTTP {answer.status}: {detail}" if answer.status else detail))
+        raise RequestFailed(_status_message(answer.status, detail, self, url), answer.status)
+
     def _post_once(self, body: dict, on_token: TokenCallback | None) -> Completion:
         """Up to ``max_attempts`` attempts, each on the replica the pool chooses (another after a failure,
         where one is in service: then without waiting); every replica out is a failed attempt."""
+        if self.book is not None:
+            return self._from_batch(self.book, body)
         last_error, failed_on = "no attempt made", None
         seen: dict[str, str] = {}  # the last error of each replica tried
         for attempt in range(self.max_attempts):
@@ -530,6 +585,19 @@ class OpenAIBackend:
         finally:
             self.pool.settle(replica, outcome, time.perf_counter() - start)
 
+    def _plain_post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response | Reply:
+        """A request without a stream: on this thread's lean connection to a plain-HTTP server
+        (``http11``), else on httpx."""
+        plain = self._lean.get(url)
+        if plain is None:
+            plain = self._lean[url] = lean(url)
+        if not plain:
+            return self.client.post(url, json=body, headers=headers)
+        conns = getattr(self._threads, "lean", None)
+        if conns is None:
+            conns = self._threads.lean = Connections(self._timeout.read or 120.0, self._timeout.connect or 10.0)
+        return conns.post(url, json.dumps(body, ensure_ascii=False).encode(), headers)
+
     def _located(self, url: str, error: str) -> str:
         """An attempt's error, naming the replica where there are several (one server: as before)."""
         return error if len(self.pool.replicas) == 1 else f"{url}: {error}"
@@ -537,9 +605,9 @@ class OpenAIBackend:
     def _send(self, base_url: str, body: dict[str, Any], on_token: TokenCallback | None, start: float
               ) -> tuple[Completion | None, str, str | None]:
         """POST one request; (the completion, "", None) on 200, else (None, the error, Retry-After)."""
-        url, headers = f"{base_url}/chat/completions", self._headers_for(base_url)
+        url, headers = f"{base_url}/chat/completions", self.headers_for(base_url)
         if on_token is None:
-            resp = self.client.post(url, json=body, headers=headers)
+            resp = self._plain_post(url, body, headers)
             if resp.status_code == 200:
                 return self._completion(resp, time.perf_counter() - start, base_url), "", None
         else:
@@ -557,7 +625,7 @@ class OpenAIBackend:
             raise RequestFailed(_status_message(status, detail, self, base_url), status)
         return None, self._located(base_url, f"HTTP {status}: {detail}"), resp.headers.get("retry-after")
 
-    def _completion(self, resp: httpx.Response, seconds: float, url: str) -> Completion:
+    def _completion(self, resp: httpx.Response | Reply, seconds: float, url: str) -> Completion:
         try:
             return parse_completion(resp.json(), seconds)
         except ValueError:  # not JSON at all: an HTML page, a body cut off
@@ -610,6 +678,12 @@ class OpenAIBackend:
         return facts if len(self.pool.replicas) == 1 else {**facts, "replicas": self.pool.counts()}
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """The TLS settings every client shares (httpx's default: certifi's roots), made once."""
+    return httpx.create_ssl_context()
+
+
 def decisions_from_logprobs(logprobs, text: str, offsets: list[int]) -> list[dict] | None:
     """``Completion.decisions`` from an OpenAI ``logprobs`` object: at each offset, the token that
     holds it and its ``top_logprobs`` as probabilities. None when the server gave none.
@@ -652,15 +726,26 @@ def decisions_from_logprobs(logprobs, text: str, offsets: list[int]) -> list[dic
     return out or None
 
 
-def _error_text(resp: httpx.Response) -> str:
+def _error_text(resp: httpx.Response | Reply) -> str:
     try:
-        data = resp.json()
-        err = data.get("error", data) if isinstance(data, dict) else data
-        msg = err.get("message", err) if isinstance(err, dict) else err
-        text = msg if isinstance(msg, str) else json.dumps(msg)
+        text = _detail(resp.json())
     except ValueError:
-        text = resp.text
-    return " ".join(text.split())[:200] or resp.reason_phrase
+        text = " ".join(resp.text.split())[:200]
+    return text or resp.reason_phrase
+
+
+def _detail(data: object) -> str:
+    """The message of an error reply's JSON, on one line.
+
+    >>> _detail({"error": {"message": "no  such model"}}), _detail(None)
+    ('no such model', '')
+    """
+    if data is None:
+        return ""
+    err = data.get("error", data) if isinstance(data, dict) else data
+    msg = err.get("message", err) if isinstance(err, dict) else err
+    text = msg if isinstance(msg, str) else json.dumps(msg)
+    return " ".join(text.split())[:200]
 
 
 def _status_message(status: int, detail: str, backend: OpenAIBackend, url: str) -> str:

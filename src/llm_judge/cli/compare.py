@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ..prompts import PromptItem
     from ..store import Store
     from ..study import StudyConfig
+    from ..study.batched import BatchOptions, Waiting
 
 
 @click.command()
@@ -136,20 +137,31 @@ def _known_figures(judge: str, db: str | None = None) -> list[str]:
 @click.option("--shard", default=None, metavar="K/N",
               help="run shard K of N only (a slice by prompt id, the same on every machine); "
                    "`llm-judge merge` joins the shards' stores")
+@click.option("--batch", is_flag=True,
+              help="send the OpenAI-compatible models' calls through their server's Batch API (half the price on "
+                   "hosted APIs); the same command again picks up the run's batches")
+@click.option("--batch-files", default=None, metavar="DIR",
+              help="write the calls as request files in DIR for an offline engine (vLLM's run_batch) and read "
+                   "its output files back on the next run of the same command")
+@click.option("--batch-poll", type=float, default=30.0, show_default=True, metavar="SECONDS",
+              help="seconds between two looks at a batch under way")
 @db_option
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @json_option("print the summary as JSON (with run_id)")
 def run(source: str, candidates: tuple[str, ...], judge: JudgeArgs, mode: str, baseline: str | None,
         limit: int | None, sample: int | None, sample_seed: int, references_file: str | None, n_ctx: int,
-        bootstrap: int, concurrency: int | None, repeat: int, generate_only: bool, shard: str | None, db: str | None,
-        quiet: bool, as_json: bool, **sampling: Any) -> None:
+        bootstrap: int, concurrency: int | None, repeat: int, generate_only: bool, shard: str | None, batch: bool,
+        batch_files: str | None, batch_poll: float, db: str | None, quiet: bool, as_json: bool,
+        **sampling: Any) -> None:
     """Run a study: every prompt x candidate, graded by the judge; stored and resumable."""
     from ..stats import check_resamples
     from ..study import run_study, summarize
+    from ..study.batched import Incomplete
     from ..study.shard import Shard
 
     check_resamples(bootstrap)  # before any work, not after the study
     slice_ = None if shard is None else Shard.parse(shard)
+    batching = _batch_options(batch, batch_files, batch_poll)
     judge = judge.resolved(db)
     prompts = _prompts(source, references_file, limit, sample, sample_seed)
     config = _study_config(prompts, candidates, judge, sampling, source=source, mode=mode, baseline=baseline,
@@ -158,7 +170,12 @@ def run(source: str, candidates: tuple[str, ...], judge: JudgeArgs, mode: str, b
     progress = progress_bar(quiet or as_json)
     try:
         run_id = run_study(config, store, progress.update if progress else None, concurrency=concurrency,
-                           generate_only=generate_only, settings=current_settings(), shard=slice_)
+                           generate_only=generate_only, settings=current_settings(), shard=slice_, batch=batching)
+    except Incomplete as waiting:
+        if progress:
+            progress.stop()
+        _report_waiting(config.run_id(), waiting.waiting, as_json)
+        return
     finally:
         if progress:
             progress.stop()
@@ -166,6 +183,29 @@ def run(source: str, candidates: tuple[str, ...], judge: JudgeArgs, mode: str, b
         _report_answers(store, run_id, as_json)
         return
     print_summary(summarize(store, run_id, n_boot=bootstrap), as_json)
+
+
+def _batch_options(batch: bool, folder: str | None, poll: float) -> BatchOptions | None:
+    """How the run's calls go in batches (None: live), or one line for a contradiction."""
+    from pathlib import Path
+
+    from ..study.batched import BatchOptions
+
+    if batch and folder:
+        raise LLMJudgeError("--batch sends batches to the server and --batch-files writes them to a folder: give one")
+    if poll <= 0:
+        raise LLMJudgeError(f"--batch-poll {poll}: give a number of seconds above 0")
+    if not (batch or folder):
+        return None
+    return BatchOptions(folder=Path(folder) if folder else None, poll=poll)
+
+
+def _report_waiting(run_id: str, waiting: Waiting, as_json: bool) -> None:
+    """A run stopped for its request files to be answered."""
+    if as_json:
+        click.echo(json.dumps({"run_id": run_id, "status": "incomplete", "waiting_for": waiting.files}))
+    else:
+        click.echo(waiting.message(run_id))
 
 
 def _prompts(source: str, references_file: str | None, limit: int | None, sample: int | None,

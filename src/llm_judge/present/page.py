@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..backends import PublicPolicy, public_refusal
 from ..config import Settings, resolve
@@ -177,3 +178,19 @@ def tables_html(tables: list[tuple[str, list[str], list[list[str]]]]) -> str:
 
 
 CRITERIA_CHOICES = list(CATALOGUE)
+
+
+def run_choice(row: Any) -> tuple[str, str]:
+    """A stored run as the Study tab lists it: its id, status as ``runs`` shows it (``partial`` for
+    a sharded run with shards missing), prompts and candidates; and its id.
+
+    >>> run_choice({"id": "r1", "status": "done", "manifest": '{"shards": {"of": 2, "done": [1]}}',
+    ...             "n_prompts": 3, "n_candidates": 2})
+    ('r1 · partial · 3 prompts x 2', 'r1')
+    """
+    import json
+
+    from ..study.shard import shown_status
+
+    status = shown_status(row["status"], json.loads(row["manifest"] or "{}"))
+    return f"{row['id']} · {status} · {row['n_prompts']} prompts x {row['n_candidates']}", row["id"]

@@ -18,29 +18,32 @@ from __future__ import annotations
 import itertools
 import platform
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, cast
 
 from .. import verdicts as V
 from ..backends import Backend, Completion, get_backend, parse_spec
+from ..backends.batches import Book
 from ..cache import StoredAuxiliary, generation_key, judgment_key, save_judgment, template_version
 from ..compare import Candidate, check_judging, check_n_ctx
 from ..config import Settings
 from ..criteria import Criterion, Scale
 from ..defaults import N_CTX
-from ..errors import LLMJudgeError
+from ..errors import Deferred, LLMJudgeError
 from ..judging import Judge, JudgeCall, JudgeSetup, check_fits, check_protocol, jury_name, make_judge
 from ..prompts import PromptItem
 from ..records import ORDERS, Kind, Order, in_order
 from ..runner import Finished, Generate, GradeOne, JudgeOrder, Progress, Runner
-from ..sampling import SamplingParams
+from ..sampling import SamplingParams, sampling_dict
 from ..store import ItemLink, Store, cache_key
 from . import shard as _shards
+from .batched import BatchOptions, Incomplete, Rounds, batched_backends
 from .shard import Shard
 
 MODES = ("single", "pairwise", "both")
+WINDOW = 256  # calls a study keeps under way at most (or 4 per worker, where that is more)
 
 
 @dataclass
@@ -189,7 +192,7 @@ def pool_size(backends: Mapping[str, Backend], concurrency: int | None) -> int:
 def run_study(config: StudyConfig, store: Store, progress: Progress | None = None,
               concurrency: int | None = None, *, generate_only: bool = False,
               load_options: Mapping[str, Any] | None = None, settings: Settings | None = None,
-              shard: Shard | None = None) -> str:
+              shard: Shard | None = None, batch: BatchOptions | None = None) -> str:
     """Run (or continue) a study; returns its run id.
 
     Remote calls run concurrently up to each endpoint's limit (or ``concurrency``, which also
@@ -199,12 +202,17 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
     thread) is writing the same run. ``load_options``: more load options for every model (the
     page's ``key_configured_only``); ``settings``: the engine and config file the models load under.
     ``shard``: only this shard's prompts (``study.shard``), into the study's run, whose manifest
-    records the shards done.
+    records the shards done. ``batch``: the OpenAI-compatible models' calls go in batches
+    (``study.batched``); with a folder the run may stop ``incomplete``, raising ``batched.Incomplete``
+    with the request files to answer.
     """
     config.validate(settings)
     if concurrency is not None and concurrency < 1:
         raise LLMJudgeError(f"concurrency {concurrency}: at least 1 request in flight")
     backends = _load(config, generate_only, concurrency, load_options or {}, settings)
+    book = Book() if batch is not None else None
+    if book is not None:
+        backends = batched_backends(backends, book)
     judge = None if generate_only else make_judge([backends[s] for s in config.judges], config.setup)
     run_id = config.run_id()
     with store.run_writer(run_id):  # one writer per run: another process on it is refused in one line
@@ -212,9 +220,18 @@ def run_study(config: StudyConfig, store: Store, progress: Progress | None = Non
         store.create_run(run_id, config.to_dict(), manifest(config, backends) | _shards_entry(shard), config.prompts,
                          config.candidates)
         prompts = config.prompts if shard is None else shard.select(config.prompts)
-        try:
+        def one_pass() -> int:
             with Runner[_Waiter](pool_size(backends, concurrency), _limits(backends, judge), progress) as runner:
-                failed = _Pipeline(config, store, run_id, backends, judge, runner, prompts).run()
+                return _Pipeline(config, store, run_id, backends, judge, runner, prompts).run()
+
+        try:
+            if batch is None or book is None:
+                failed = one_pass()
+            else:
+                failed = Rounds(batch, book, store, run_id, backends, progress).run(one_pass)
+        except Incomplete:  # request files written, their answers not there yet: the same command goes on
+            _finish(store, run_id, backends, 1, generate_only, shard)
+            raise
         except BaseException:
             # Ctrl-C, or an error no item can get past (a refused key): what finished is stored,
             # the calls in flight are dropped unwaited (the runner stopped) and the run is left to be continued.
@@ -292,7 +309,9 @@ class _Pipeline:
     """A study's calls as one stream: each call is submitted as soon as what it needs is there (a
     candidate's later turn after its earlier answer, a judgment after the answers it compares), so
     judging starts while the last answers are still being written and no slot waits for a stage to
-    drain. The runner makes the calls that share a cache key once; results are written here, by the
+    drain. Prompts are started in order while fewer than ``window`` calls are under way, and what is
+    held of a prompt is let go once its items are settled, so a study's memory does not grow with its
+    size. The runner makes the calls that share a cache key once; results are written here, by the
     calling thread.
 
     Answers are ``{(prompt id, label, turn): text}``, None where the generation failed (or an earlier
@@ -308,23 +327,57 @@ class _Pipeline:
         self.waiting: dict[_Planned, int] = {}  # a judgment -> how many of its answers are not there yet
         self.needs: dict[tuple[str, str, int], list[_Planned]] = {}  # an answer -> the judgments waiting for it
         self.failed = 0
-        questions = {p.question(t): (p.id, t) for p in self.prompts for t in range(1, p.turns + 1)}
-        self.auxiliary = StoredAuxiliary(store, run_id, questions)  # a protocol's texts from the question alone
+        self.open: dict[str, int] = {}  # a prompt started -> its items not settled yet
+        self.held: dict[str, list[tuple[str, str, int]]] = {}  # a prompt started -> its answers held
+        self.window = max(WINDOW, 4 * runner.workers)
+        self.pairs = config.pairs()
+        # a protocol's texts from the question alone, linked to the prompt that asks it
+        aux = judge is not None and judge.setup.protocol is not None and bool(judge.setup.protocol.auxiliary)
+        questions = {p.question(t): (p.id, t) for p in self.prompts for t in range(1, p.turns + 1)} if aux else {}
+        self.auxiliary = StoredAuxiliary(store, run_id, questions)
         self.version = "" if judge is None else template_version(judge)
 
     def run(self) -> int:
-        self.runner.expect("generating", sum(p.turns for p in self.prompts) * len(self.config.candidates))
+        c = self.config
+        self.runner.expect("generating", sum(p.turns for p in self.prompts) * len(c.candidates))
         if self.judge is not None:
-            self._plan_judgments()
-        for p in self.prompts:
-            for label in self.config.candidates:
-                self._generation_ready(p, label, 1)
+            self.runner.expect("judging", sum(self._judgments_per_turn() * p.turns for p in self.prompts))
+        left = iter(self.prompts)
+        self._admit(left)
         for finished in self.runner.finished():
             if isinstance(finished.job, Generate):
                 self._write_generation(finished)
             else:
                 self._write_judgment(finished)
+            self._admit(left)
         return self.failed
+
+    def _admit(self, left: Iterator[PromptItem]) -> None:
+        """Start the next prompts while fewer than ``window`` calls are under way: the study's calls
+        in flight, and what it holds of them, stay bounded however many prompts it has."""
+        while self.runner.outstanding < self.window:
+            p = next(left, None)
+            if p is None:
+                return
+            self.open[p.id] = sum(p.turns for _ in self.config.candidates)
+            if self.judge is not None:
+                self._plan_judgments(p)
+            for label in self.config.candidates:
+                self._generation_ready(p, label, 1)
+
+    def _settled(self, prompt_id: str, items: int = 1) -> None:
+        """Items of a prompt settled: once all are, what the study held of the prompt is let go."""
+        self.open[prompt_id] -= items
+        if self.open[prompt_id] == 0:
+            del self.open[prompt_id]
+            for key in self.held.pop(prompt_id, []):
+                del self.answers[key]
+
+    def _judgments_per_turn(self) -> int:
+        c = self.config
+        per = (len(c.candidates) if c.mode in ("single", "both") else 0) + (
+            2 * len(c.pairs()) if c.mode in ("pairwise", "both") else 0)
+        return per * c.repeat
 
     # generations
 
@@ -350,25 +403,32 @@ class _Pipeline:
         job = finished.job
         assert isinstance(job, Generate)
         answers = [w for w in finished.waiters if isinstance(w, _Answer)]
-        stored = self._put_generation(job, self.config.candidates[answers[0].label], finished.result, finished.error)
+        if isinstance(finished.result, Deferred):  # in a batch: written once it has answered
+            for a in answers:
+                self._answered(a.prompt, a.label, a.turn, None)
+            return
+        stored = self._put_generation(job, self.config.candidates[answers[0].label], finished.result, finished.error,
+                                      answers[0].link)
         # the answer stored under the key (another process's, written first, wins): it is the one judged
         for a in answers:
-            if stored is not None:
+            if stored is not None and a is not answers[0]:
                 self.store.link(a.link, result_key=job.key)
             self._answered(a.prompt, a.label, a.turn, stored)
 
     def _put_generation(self, job: Generate, cand: Candidate, comp: Completion | None,
-                        error: LLMJudgeError | None) -> str | None:
-        sampling, prompt = cand.sampling.model_dump(), job.messages[-1]["content"]
+                        error: LLMJudgeError | None, link: ItemLink) -> str | None:
+        """Store an answer (or its failure) and, where an answer is stored, link its item, in one transaction."""
+        sampling, prompt = sampling_dict(cand.sampling), job.messages[-1]["content"]
         if comp is None:
-            return self.store.put_generation(job.key, cand.spec, sampling, prompt, error=str(error))
+            return self.store.put_generation(job.key, cand.spec, sampling, prompt, error=str(error), link=link)
         return self.store.put_generation(job.key, cand.spec, sampling, prompt, text=comp.text,
                                          prompt_tokens=comp.prompt_tokens, completion_tokens=comp.completion_tokens,
-                                         seconds=comp.seconds, finish_reason=comp.finish_reason)
+                                         seconds=comp.seconds, finish_reason=comp.finish_reason, link=link)
 
     def _answered(self, p: PromptItem, label: str, turn: int, text: str | None) -> None:
         """An answer is settled (None: failed): note it, then start what was waiting for it."""
         self.answers[(p.id, label, turn)] = text
+        self.held.setdefault(p.id, []).append((p.id, label, turn))
         if text is None:
             self.failed += 1
         if turn < p.turns:
@@ -376,27 +436,28 @@ class _Pipeline:
         for planned in self.needs.pop((p.id, label, turn), []):
             self.waiting[planned] -= 1
             if self.waiting[planned] == 0:
+                del self.waiting[planned]
                 self._judgment_ready(planned)
+        self._settled(p.id)
 
     # judgments
 
-    def _plan_judgments(self) -> None:
-        """Every judgment the study makes, each waiting for the answers it needs."""
-        planned = list(self._judgments())
-        self.runner.expect("judging", len(planned))
-        for job in planned:
+    def _plan_judgments(self, p: PromptItem) -> None:
+        """Every judgment of a prompt, each waiting for the answers it needs."""
+        for job in self._judgments(p):
+            self.open[p.id] += 1
             self.waiting[job] = len(job.needs())
             for answer in job.needs():
                 self.needs.setdefault(answer, []).append(job)
 
-    def _judgments(self) -> Iterable[_Planned]:
+    def _judgments(self, p: PromptItem) -> Iterable[_Planned]:
         c = self.config
-        for r, p in itertools.product(range(c.repeat), self.prompts):
+        for r in range(c.repeat):
             for t in range(1, p.turns + 1):
                 if c.mode in ("single", "both"):
                     yield from (_Planned("single", p, (lab,), lab, r, t) for lab in c.candidates)
                 if c.mode in ("pairwise", "both"):
-                    yield from (_Planned("pairwise", p, pair, order, r, t) for pair in c.pairs() for order in ORDERS)
+                    yield from (_Planned("pairwise", p, pair, order, r, t) for pair in self.pairs for order in ORDERS)
 
     def _judgment_ready(self, planned: _Planned) -> None:
         p, t = planned.prompt, planned.turn
@@ -404,14 +465,16 @@ class _Pipeline:
         convo = [[a for a in answers_of if a is not None] for answers_of in answers]
         if any(len(c) < t for c in convo):
             self.failed += 1  # a generation failed: judged on a later run
-            return self.runner.count("judging")
+            self.runner.count("judging")
+            return self._settled(p.id)
         # what came before this turn, each candidate's own conversation (the shared context at turn 1)
         history = [p.messages(c[:-1], t)[:-1] for c in convo]
         job = self._job(planned, [c[-1] for c in convo], history)
         link = planned.link(self.run_id)
         if self.store.judgment(job.key) is not None:
             self.store.link(link, result_key=job.key)
-            return self.runner.count("judging")
+            self.runner.count("judging")
+            return self._settled(p.id)
         self.runner.submit(job, link)
 
     def _job(self, planned: _Planned, texts: list[str], history: list[list[dict[str, str]]]) -> JudgeOrder | GradeOne:
@@ -424,18 +487,25 @@ class _Pipeline:
         if planned.kind == "single":
             key = judgment_key("single", self.judge, question, texts, reference, planned.repeat, history, earlier)
             return GradeOne(self.judge, question, texts[0], planned.order, key, reference=reference,
-                            history=history[0], auxiliary=self.auxiliary, earlier_references=earlier)
+                            history=history[0], auxiliary=self.auxiliary, earlier_references=earlier,
+                            repeat=planned.repeat)
         order = cast(Order, planned.order)
         shown, shown_history = in_order((texts[0], texts[1]), order), in_order((history[0], history[1]), order)
         key = judgment_key("pairwise", self.judge, question, list(shown), reference, planned.repeat,
                            list(shown_history), earlier)
         return JudgeOrder(self.judge, question, (texts[0], texts[1]), order, key, reference=reference,
-                          history=(history[0], history[1]), auxiliary=self.auxiliary, earlier_references=earlier)
+                          history=(history[0], history[1]), auxiliary=self.auxiliary, earlier_references=earlier,
+                          repeat=planned.repeat)
 
     def _write_judgment(self, finished: Finished[_Waiter]) -> None:
         job, call = finished.job, finished.result
-        assert isinstance(job, JudgeOrder | GradeOne) and isinstance(call, JudgeCall)
         links = [w for w in finished.waiters if isinstance(w, ItemLink)]
+        for link in links:
+            self._settled(link.prompt_id)
+        if isinstance(call, Deferred):  # in a batch: made again once it has answered
+            self.failed += len(links)
+            return
+        assert isinstance(job, JudgeOrder | GradeOne) and isinstance(call, JudgeCall)
         kind: Kind = "pairwise" if isinstance(job, JudgeOrder) else "single"
         save_judgment(self.store, job.key, kind, self.config.judge_name, call, links[0], self.version)
         if call.status == "failed":

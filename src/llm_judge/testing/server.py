@@ -17,6 +17,11 @@ three faults of one field in a correct reply, streamed or not: ``usage`` (``"n/a
 every answer afresh and has each verdict name the tags it was shown (``varied``). ``GET /stats``
 returns the counts of what was served.
 
+It also serves the OpenAI Batch API (``/v1/files``, ``/v1/batches``; see ``batches.py``): batch
+lines get the same answers, without the live faults; ``--batch-step`` seconds per state,
+``--batch-rate`` lines per step, and ``--batch-fault-rate``, ``--batch-expire-after`` and
+``--batch-fail-all`` for failures.
+
 Written on raw asyncio streams so that faults such as a dropped connection are real.
 """
 
@@ -31,6 +36,8 @@ import re
 import secrets
 import sys
 from collections import Counter
+
+from llm_judge.testing.batches import BatchAPI, BatchSettings
 
 # faults of one field in an otherwise correct reply (also in streamed chunks)
 FIELD_FAULTS = ("usage", "content", "logprobs")
@@ -133,7 +140,7 @@ class TestServer:
     vary = False  # --vary (varied)
 
     def __init__(self, fault_rate=0.0, faults=FAULTS, delay=0.0, hang=5.0, retry_after="1", seed=0,
-                 require_key: str | None = None, reject_fields=()):
+                 require_key: str | None = None, reject_fields=(), batch_settings: BatchSettings | None = None):
         self.fault_rate, self.faults, self.delay, self.hang = fault_rate, tuple(faults), delay, hang
         self.retry_after = retry_after
         self.rng = random.Random(seed)
@@ -141,6 +148,21 @@ class TestServer:
         self.require_key = require_key
         self.reject_fields = tuple(reject_fields)
         self.in_flight = 0
+        self.batches = BatchAPI(batch_settings or BatchSettings(), self.answer_line, self.stats, seed)
+
+    def refused_field(self, data: dict) -> str | None:
+        """The first body field named in ``reject_fields`` (answered 400), or None."""
+        return next((name for name in self.reject_fields if name in data), None)
+
+    def content(self, data: dict) -> str:
+        return varied(data, expected_content(data)) if self.vary else expected_content(data)
+
+    def answer_line(self, data: dict) -> tuple[int, dict]:
+        """A batch line's (status, body): the live endpoint's answer, without its faults."""
+        refused = self.refused_field(data)
+        if refused:
+            return 400, refusal(refused)
+        return 200, completion_body(data, self.content(data))
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -170,7 +192,10 @@ class TestServer:
         path = path.split("?", 1)[0].rstrip("/")
         if method == "GET" and path == "/v1/models":
             return await _send(writer, 200, {"object": "list", "data": [{"id": "test", "object": "model"}]})
+        if path.startswith(("/v1/files", "/v1/batches")):
+            return await _send(writer, *self.batches.handle(method, path, headers or {}, body))
         if method == "GET" and path == "/stats":
+            self.batches.advance_all()
             return await _send(writer, 200, dict(self.stats))
         if method != "POST" or path != "/v1/chat/completions":
             return await _send(writer, 404, {"error": {"message": f"no route {method} {path}"}})
@@ -178,9 +203,9 @@ class TestServer:
             data = json.loads(body)
         except ValueError:
             return await _send(writer, 400, {"error": {"message": "request body is not JSON"}})
-        for name in self.reject_fields:
-            if name in data:
-                return await _send(writer, 400, {"error": {"message": f"Unrecognized request argument supplied: {name}"}})
+        refused = self.refused_field(data)
+        if refused:
+            return await _send(writer, 400, refusal(refused))
         fault = self.rng.choice(self.faults) if self.faults and self.rng.random() < self.fault_rate else None
         self.stats[fault or "ok"] += 1
         if fault == "429":
@@ -206,10 +231,14 @@ class TestServer:
             return await _send(writer, 200, {"object": "chat.completion", "choices": []})
         if self.delay:
             await asyncio.sleep(self.delay)
-        content = varied(data, expected_content(data)) if self.vary else expected_content(data)
+        content = self.content(data)
         if data.get("stream"):  # here fault is None or one of FIELD_FAULTS
             return await _send(writer, 200, stream_body(content, fault), {"Content-Type": "text/event-stream"})
         return await _send(writer, 200, completion_body(data, content, fault))
+
+
+def refusal(name: str) -> dict:
+    return {"error": {"message": f"Unrecognized request argument supplied: {name}", "type": "invalid_request_error"}}
 
 
 async def _read_request(reader: asyncio.StreamReader):
@@ -264,13 +293,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--require-key", default=None, help="answer 401 unless this key is sent")
     ap.add_argument("--reject-fields", default="", help="answer 400 to requests carrying these body fields")
     ap.add_argument("--vary", action="store_true", help="tag every answer afresh; verdicts name the tags they saw")
+    ap.add_argument("--batch-step", type=float, default=0.05, help="seconds per state of a batch")
+    ap.add_argument("--batch-rate", type=int, default=None, help="lines a batch runs per step (default: all)")
+    ap.add_argument("--batch-fault-rate", type=float, default=0.0, help="chance that a batch line fails with a 500")
+    ap.add_argument("--batch-expire-after", type=int, default=None, help="expire every batch after this many lines")
+    ap.add_argument("--batch-fail-all", action="store_true", help="every batch fails validation")
     args = ap.parse_args(argv)
     faults = [f for f in args.faults.split(",") if f]
     unknown = set(faults) - set(FAULTS)
     if unknown:
         sys.exit(f"unknown faults: {', '.join(sorted(unknown))}")
+    try:
+        batch = BatchSettings(args.batch_step, args.batch_rate, args.batch_expire_after, args.batch_fail_all,
+                              args.batch_fault_rate)
+    except ValueError as e:
+        sys.exit(str(e))
     server = TestServer(args.fault_rate, faults, args.delay, args.hang, args.retry_after, args.seed,
-                        args.require_key, [f for f in args.reject_fields.split(",") if f])
+                        args.require_key, [f for f in args.reject_fields.split(",") if f], batch)
     server.vary = args.vary
     try:
         asyncio.run(serve(server, args.host, args.port))
