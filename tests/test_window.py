@@ -39,7 +39,7 @@ def watched(monkeypatch):
     answered = study_run._Pipeline._answered
 
     def watching_answered(self, *args):
-        seen["held"] = max(seen["held"], len(self.answers))
+        seen["held"] = max(seen["held"], sum(len(held) for held in self.answers.values()))
         return answered(self, *args)
 
     monkeypatch.setattr(Runner, "submit", watching_submit)

@@ -12,6 +12,7 @@ unscored verdict counts as not agreeing, and the unscored count is reported besi
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
@@ -588,12 +589,10 @@ def length_controlled_full_ci(preference: Sequence[float], len_model: Sequence[i
                         "alone tell the wins from the losses (complete separation), so the fit has no finite value")
     beta = _logistic_fit(X, p, np.ones(p.size), l2=1e-6, iters=100)
     value = float(_sigmoid(beta[2] + beta[1] * d).mean())
-    rng = np.random.default_rng(seed)
-    draws = np.empty(check_resamples(n_boot))
-    for b in range(n_boot):
-        w = np.bincount(rng.integers(0, p.size, p.size), minlength=p.size).astype(float)
+    draws = []
+    for w in itertools.chain.from_iterable(resample_counts(np.random.default_rng(seed), p.size, check_resamples(n_boot))):
         beta_b = _logistic_fit(X, p, w, l2=1e-6, iters=30, start=beta)
-        draws[b] = float((w * _sigmoid(beta_b[2] + beta_b[1] * d)).sum() / w.sum())
+        draws.append(float((w * _sigmoid(beta_b[2] + beta_b[1] * d)).sum() / w.sum()))
     return bootstrap_estimate(value, draws, int(p.size), level)
 
 
@@ -650,10 +649,8 @@ def pooled_mean_ci(groups: Sequence[Sequence[float]], n_boot: int = DEFAULT_BOOT
     point = float(sums.sum() / counts.sum())
     if len(kept) < 2:
         return bootstrap_estimate(point, [], 1, level)
-    rng = np.random.default_rng(seed)
-    w = np.stack([np.bincount(rng.integers(0, len(kept), len(kept)), minlength=len(kept))
-                  for _ in range(check_resamples(n_boot))]).astype(float)
-    return bootstrap_estimate(point, (w @ sums) / (w @ counts), len(kept), level)
+    blocks = resample_counts(np.random.default_rng(seed), len(kept), check_resamples(n_boot))
+    return bootstrap_estimate(point, np.concatenate([(w @ sums) / (w @ counts) for w in blocks]), len(kept), level)
 
 
 # a weighted game: (i, j, s, weight), s = 1 (i won), 0.5 (tie) or 0; weight: how many times it counts

@@ -514,14 +514,13 @@ class OpenAIBackend:
             except MalformedResponse as exc:
                 raise RequestFailed(str(self._malformed(str(exc), json.dumps(answer.body), url))) from None
         detail = redact(_detail(answer.body) or answer.error, [os.environ.get(self.key_env)])
-        if answer.status is not None and "response_format" in body and "response_format" in detail.lower():
-            raise RequestFailed(f"{url} rejected the response format: {detail}", answer.status, True)
         if answer.final:
             raise RequestFailed(f"{self.spec} got no answer from its batches: {detail}")
-        if answer.status is None or answer.status in RETRY_STATUS:
-            raise RequestFailed(f"{self.spec} gave no answer in {book.attempts} batches: "
-                                + (f"HTTP {answer.status}: {detail}" if answer.status else detail))
-        raise RequestFailed(_status_message(answer.status, detail, self, url), answer.status)
+        refusal = None if answer.status is None else self._refusal(url, body, answer.status, detail)
+        if refusal is not None:
+            raise refusal
+        raise RequestFailed(f"{self.spec} gave no answer in {book.attempts} batches: "
+                            + (f"HTTP {answer.status}: {detail}" if answer.status else detail))
 
     def _post_once(self, body: dict, on_token: TokenCallback | None) -> Completion:
         """Up to ``max_attempts`` attempts, each on the replica the pool chooses (another after a failure,
@@ -617,13 +616,20 @@ class OpenAIBackend:
                 resp.read()
         status = resp.status_code
         detail = redact(_error_text(resp), [os.environ.get(self.key_env)])
-        if "response_format" in body and "response_format" in detail.lower():
-            # The server does not take this structured-output form (llama-cpp-python's
-            # server says so with a 500): no retry, the caller tries the next form.
-            raise RequestFailed(f"{base_url} rejected the response format: {detail}", status, True)
-        if status not in RETRY_STATUS:
-            raise RequestFailed(_status_message(status, detail, self, base_url), status)
+        refusal = self._refusal(base_url, body, status, detail)
+        if refusal is not None:
+            raise refusal
         return None, self._located(base_url, f"HTTP {status}: {detail}"), resp.headers.get("retry-after")
+
+    def _refusal(self, base_url: str, body: dict[str, Any], status: int, detail: str) -> RequestFailed | None:
+        """A reply no retry changes, live or in a batch: the structured-output form refused (the
+        caller tries the next form; llama-cpp-python's server says so with a 500), or a status not
+        worth retrying. None for a failure worth retrying."""
+        if "response_format" in body and "response_format" in detail.lower():
+            return RequestFailed(f"{base_url} rejected the response format: {detail}", status, True)
+        if status not in RETRY_STATUS:
+            return RequestFailed(_status_message(status, detail, self, base_url), status)
+        return None
 
     def _completion(self, resp: httpx.Response | Reply, seconds: float, url: str) -> Completion:
         try:

@@ -168,17 +168,18 @@ def run(source: str, candidates: tuple[str, ...], judge: JudgeArgs, mode: str, b
                            n_ctx=n_ctx, repeat=repeat)
     store = open_store(db)
     progress = progress_bar(quiet or as_json)
+    waiting = None
     try:
         run_id = run_study(config, store, progress.update if progress else None, concurrency=concurrency,
                            generate_only=generate_only, settings=current_settings(), shard=slice_, batch=batching)
-    except Incomplete as waiting:
-        if progress:
-            progress.stop()
-        _report_waiting(config.run_id(), waiting.waiting, as_json)
-        return
+    except Incomplete as stopped:  # request files written: their answers are not there yet
+        waiting = stopped.waiting
     finally:
         if progress:
             progress.stop()
+    if waiting is not None:
+        _report_waiting(config.run_id(), waiting, as_json)
+        return
     if generate_only:
         _report_answers(store, run_id, as_json)
         return

@@ -111,8 +111,7 @@ class Rounds:
         self.transport = transport or options.transport()
         self.by_spec = {b.spec: b for b in backends.values() if batchable(b)}
         self.tell = progress or (lambda *_: None)
-        self.read: set[str] = set()  # request files whose answers are in the book
-        self.done: set[str] = set()  # ... and in the store (a pass has run since)
+        self.read: set[str] = set()  # request files whose answers are in the book, not yet in the store
 
     def run(self, one_pass: Callable[[], int]) -> int:
         """Rounds until one has nothing pending; returns that pass's failures."""
@@ -130,11 +129,11 @@ class Rounds:
             self.collect()
 
     def _written(self) -> None:
-        """The batches read before this pass: their answers are in the store now, so a later run of
-        the command does not read them again."""
-        for input_file in self.read - self.done:
+        """The batches read before this pass: their answers are in the store now, so they are marked
+        ``read`` (settled: neither this run of the command nor a later one reads them again)."""
+        for input_file in self.read:
             self.store.set_batch(self.run_id, input_file, status="read")
-        self.done |= self.read
+        self.read.clear()
 
     def counts(self) -> dict[str, int]:
         """The run's batches and the requests they held (``run --json`` shows them)."""

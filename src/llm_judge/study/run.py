@@ -314,7 +314,7 @@ class _Pipeline:
     size. The runner makes the calls that share a cache key once; results are written here, by the
     calling thread.
 
-    Answers are ``{(prompt id, label, turn): text}``, None where the generation failed (or an earlier
+    Answers are ``{prompt id: {(label, turn): text}}``, None where the generation failed (or an earlier
     turn did): the judgments that need it count as failed, to be made by a later run.
     """
 
@@ -323,12 +323,11 @@ class _Pipeline:
         self.config, self.store, self.run_id, self.backends, self.judge = config, store, run_id, backends, judge
         self.runner = runner
         self.prompts = config.prompts if prompts is None else prompts  # a shard's, or every prompt
-        self.answers: dict[tuple[str, str, int], str | None] = {}
+        self.answers: dict[str, dict[tuple[str, int], str | None]] = {}  # prompt id -> (label, turn) -> text
         self.waiting: dict[_Planned, int] = {}  # a judgment -> how many of its answers are not there yet
         self.needs: dict[tuple[str, str, int], list[_Planned]] = {}  # an answer -> the judgments waiting for it
         self.failed = 0
         self.open: dict[str, int] = {}  # a prompt started -> its items not settled yet
-        self.held: dict[str, list[tuple[str, str, int]]] = {}  # a prompt started -> its answers held
         self.window = max(WINDOW, 4 * runner.workers)
         self.pairs = config.pairs()
         # a protocol's texts from the question alone, linked to the prompt that asks it
@@ -338,10 +337,9 @@ class _Pipeline:
         self.version = "" if judge is None else template_version(judge)
 
     def run(self) -> int:
-        c = self.config
-        self.runner.expect("generating", sum(p.turns for p in self.prompts) * len(c.candidates))
+        self.runner.expect("generating", sum(p.turns for p in self.prompts) * len(self.config.candidates))
         if self.judge is not None:
-            self.runner.expect("judging", sum(self._judgments_per_turn() * p.turns for p in self.prompts))
+            self.runner.expect("judging", sum(1 for p in self.prompts for _ in self._judgments(p)))
         left = iter(self.prompts)
         self._admit(left)
         for finished in self.runner.finished():
@@ -365,24 +363,17 @@ class _Pipeline:
             for label in self.config.candidates:
                 self._generation_ready(p, label, 1)
 
-    def _settled(self, prompt_id: str, items: int = 1) -> None:
-        """Items of a prompt settled: once all are, what the study held of the prompt is let go."""
-        self.open[prompt_id] -= items
+    def _settled(self, prompt_id: str) -> None:
+        """An item of a prompt settled: once all are, what the study held of the prompt is let go."""
+        self.open[prompt_id] -= 1
         if self.open[prompt_id] == 0:
             del self.open[prompt_id]
-            for key in self.held.pop(prompt_id, []):
-                del self.answers[key]
-
-    def _judgments_per_turn(self) -> int:
-        c = self.config
-        per = (len(c.candidates) if c.mode in ("single", "both") else 0) + (
-            2 * len(c.pairs()) if c.mode in ("pairwise", "both") else 0)
-        return per * c.repeat
+            self.answers.pop(prompt_id, None)
 
     # generations
 
     def _generation_ready(self, p: PromptItem, label: str, turn: int) -> None:
-        earlier = [self.answers[(p.id, label, k)] for k in range(1, turn)]
+        earlier = [self.answers[p.id][(label, k)] for k in range(1, turn)]
         if None in earlier:  # an earlier turn failed: this one waits for a rerun
             self.runner.count("generating")
             return self._answered(p, label, turn, None)
@@ -427,8 +418,7 @@ class _Pipeline:
 
     def _answered(self, p: PromptItem, label: str, turn: int, text: str | None) -> None:
         """An answer is settled (None: failed): note it, then start what was waiting for it."""
-        self.answers[(p.id, label, turn)] = text
-        self.held.setdefault(p.id, []).append((p.id, label, turn))
+        self.answers.setdefault(p.id, {})[(label, turn)] = text
         if text is None:
             self.failed += 1
         if turn < p.turns:
@@ -461,7 +451,7 @@ class _Pipeline:
 
     def _judgment_ready(self, planned: _Planned) -> None:
         p, t = planned.prompt, planned.turn
-        answers = [[self.answers[(p.id, lab, k)] for k in range(1, t + 1)] for lab in planned.labels]
+        answers = [[self.answers[p.id][(lab, k)] for k in range(1, t + 1)] for lab in planned.labels]
         convo = [[a for a in answers_of if a is not None] for answers_of in answers]
         if any(len(c) < t for c in convo):
             self.failed += 1  # a generation failed: judged on a later run
