@@ -130,6 +130,21 @@ def test_request_files_are_named_by_model_server_and_count_so_a_retry_is_a_new_f
     assert len(names) == 3 and all(n.startswith("m-") for n in names)
 
 
+def test_files_read_back_hold_line_separators_inside_their_strings(tmp_path):
+    """JSON Lines end at a newline only: an answer (vLLM writes UTF-8 as it is) or a prompt holding
+    U+2028 or U+2029 is one line, not a broken one."""
+    from llm_judge.backends.batchapi import BatchFiles
+
+    files = BatchFiles(tmp_path)
+    body = dict(BODY, messages=[{"role": "user", "content": "one\u2028two\u2029three\x85four"}])
+    name = files.upload(E, None, [request_line(body)], 1)
+    assert files.requests(E, None, name) == [request_line(body)]
+    answer = ok_line(body, "a\u2028b")
+    files.output(name).write_text(json.dumps(answer, ensure_ascii=False) + "\n", encoding="utf-8")
+    (line,) = files.lines(E, None, files.state(E, None, name))
+    assert read_answer(line)[1].body["choices"][0]["message"]["content"] == "a\u2028b"
+
+
 def test_lines_of_another_shape_are_not_answers():
     assert read_answer({"response": {"status_code": 200}}) is None
     assert read_answer({"custom_id": "c", "response": {"status_code": "200"}, "error": None}) is None
@@ -348,10 +363,11 @@ def test_request_files_cleaned_away_are_written_again_instead_of_waited_for(test
     assert len(again) == 1 and again != first and (tmp_path / "two" / again[0]).is_file()
 
 
-def test_an_unreadable_output_file_is_one_line_naming_it(test_server, tmp_path):
+@pytest.mark.parametrize("output", ['{"custom_id": "x"\n', "[" * 100_000 + "\n"], ids=["cut off", "nested"])
+def test_an_unreadable_output_file_is_one_line_naming_it(test_server, tmp_path, output):
     base = test_server()
     folder = tmp_path / "requests"
     name = invoke(study_args(base, tmp_path / "s.db", "--batch-files", str(folder)))["waiting_for"][0]
-    (folder / name.replace(".jsonl", ".output.jsonl")).write_text('{"custom_id": "x"\n')
+    (folder / name.replace(".jsonl", ".output.jsonl")).write_text(output)
     result = cli(study_args(base, tmp_path / "s.db", "--batch-files", str(folder)))
     assert result.exit_code == 2 and "line 1 is not JSON" in result.output and "Traceback" not in result.output

@@ -48,14 +48,22 @@ def parse_json(text: str, name: str, first_line: int = 1) -> Any:
     return value
 
 
-def iter_jsonl(text: str, name: str) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; a bad line is an error naming it.
+def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) for each non-blank line of JSON Lines text. Lines end at ``\\n`` only:
+    U+2028, U+2029 and U+0085 are valid inside JSON strings (``str.splitlines`` would cut there).
 
-    Lines end at ``\\n`` only (JSON Lines): U+2028, U+2029 and U+0085 are valid inside JSON strings.
+    >>> text = '{"a": "x' + chr(0x2028) + 'y"}' + chr(10) * 2 + '{"b": 1}'
+    >>> [(n, len(line)) for n, line in jsonl_lines(text)]
+    [(1, 12), (3, 8)]
     """
     for n, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
+        if line.strip():
+            yield n, line
+
+
+def iter_jsonl(text: str, name: str) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line (``jsonl_lines``); a bad line is an error naming it."""
+    for n, line in jsonl_lines(text):
         rec = parse_json(line, name, n)
         if not isinstance(rec, dict):
             raise LLMJudgeError(f"{name} line {n}: expected a JSON object")

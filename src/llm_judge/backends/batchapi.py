@@ -30,6 +30,7 @@ import httpx
 from ..cancel import pause
 from ..errors import LLMJudgeError
 from ..redact import redact
+from ..textfiles import jsonl_lines
 from .batches import ENDPOINT, Endpoint
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -82,15 +83,16 @@ def jsonl(lines: Sequence[Mapping[str, Any]]) -> bytes:
 
 
 def read_jsonl(data: bytes | str, where: str) -> list[dict[str, Any]]:
-    """The objects of a JSONL file; one line naming the file for one that is not JSON."""
+    """The objects of a JSONL file (its lines as ``textfiles.jsonl_lines`` reads them: an answer may
+    hold U+2028 as it is); one line naming the file for a line that is not JSON. Unlike a user's
+    own files, an engine's answer may hold a lone surrogate: it is read, and the reply's text made
+    whole as a live reply's is (``openai.whole_text``)."""
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    for n, line in jsonl_lines(text):
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past what Python reads
             raise LLMJudgeError(f"{where} line {n} is not JSON: give the engine's output file as it wrote it") from None
         if isinstance(obj, dict):
             out.append(obj)
@@ -98,18 +100,29 @@ def read_jsonl(data: bytes | str, where: str) -> list[dict[str, Any]]:
 
 
 def batch_state(data: object) -> BatchState:
-    """A batch object of the API as a ``BatchState``.
+    """A batch object of the API as a ``BatchState``; a field of another type than OpenAI's is
+    read as absent (a count that is no integer, a file id that is no string).
 
     >>> batch_state({"id": "b1", "status": "failed", "errors": {"data": [{"line": 2, "message": "bad"}]}}).why
     'line 2: bad'
+    >>> batch_state({"id": "b2", "status": "completed", "request_counts": {"total": "9", "completed": 1},
+    ...              "output_file_id": 7, "errors": {"data": 5}})
+    BatchState(id='b2', status='completed', output_file=None, error_file=None, counts={'completed': 1}, why='')
     """
     if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(data.get("status"), str):
         raise LLMJudgeError(f"the Batch API answered with no batch object ({str(data)[:80]!r})")
-    errors = (data.get("errors") or {}).get("data") or [] if isinstance(data.get("errors"), dict) else []
+    errors = data.get("errors")
+    listed = errors.get("data") if isinstance(errors, dict) else None
     why = "; ".join(f"line {e.get('line')}: {e.get('message')}" if e.get("line") else str(e.get("message"))
-                    for e in errors if isinstance(e, dict))
-    counts = data.get("request_counts") if isinstance(data.get("request_counts"), dict) else {}
-    return BatchState(data["id"], data["status"], data.get("output_file_id"), data.get("error_file_id"), counts, why)
+                    for e in (listed if isinstance(listed, list) else []) if isinstance(e, dict))
+    given = data.get("request_counts")
+    counts = {k: v for k, v in given.items() if isinstance(v, int)} if isinstance(given, dict) else {}
+    return BatchState(data["id"], data["status"], _text(data.get("output_file_id")), _text(data.get("error_file_id")),
+                      counts, why)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 class BatchAPI:
