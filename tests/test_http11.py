@@ -53,6 +53,10 @@ class RawServer:
             self.requests += 1
             if self.behaviour == "drop":
                 return  # closed with no answer
+            if self.behaviour == "nested":  # JSON nested past what Python's parser reads
+                deep = b"[" * 100_000
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(deep), deep))
+                return
             if self.behaviour == "hang":
                 time.sleep(3)
                 return
@@ -106,6 +110,14 @@ def test_a_reply_that_does_not_come_is_a_read_timeout(raw):
     server = raw("hang")
     with pytest.raises(httpx.ReadTimeout):
         Connections(0.3, 5.0).post(server.url, b"{}", {})
+
+
+def test_a_reply_nested_past_reading_is_a_malformed_response_in_one_line(raw):
+    server = raw("nested")
+    backend = get_backend(f"openai:m@{server.url.removesuffix('/chat/completions')}", max_attempts=1)
+    with pytest.raises(LLMJudgeError, match="malformed response .*not JSON") as info:
+        backend.generate([{"role": "user", "content": "hi"}], SamplingParams(max_tokens=4))
+    assert "\n" not in str(info.value)
 
 
 def test_a_refused_connection_is_a_connect_error():

@@ -634,7 +634,7 @@ class OpenAIBackend:
     def _completion(self, resp: httpx.Response | Reply, seconds: float, url: str) -> Completion:
         try:
             return parse_completion(resp.json(), seconds)
-        except ValueError:  # not JSON at all: an HTML page, a body cut off
+        except (ValueError, RecursionError):  # not JSON at all: an HTML page, a body cut off, nested past reading
             raise self._malformed("not JSON", resp.text, url) from None
         except MalformedResponse as exc:
             raise self._malformed(str(exc), resp.text, url) from None
@@ -662,7 +662,7 @@ class OpenAIBackend:
     def _chunk(self, payload: str, url: str) -> Chunk:
         try:
             return parse_chunk(json.loads(payload))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise self._malformed("a stream chunk is not JSON", payload, url) from None
         except MalformedResponse as exc:
             raise self._malformed(str(exc), payload, url) from None
@@ -735,7 +735,7 @@ def decisions_from_logprobs(logprobs, text: str, offsets: list[int]) -> list[dic
 def _error_text(resp: httpx.Response | Reply) -> str:
     try:
         text = _detail(resp.json())
-    except ValueError:
+    except (ValueError, RecursionError):
         text = " ".join(resp.text.split())[:200]
     return text or resp.reason_phrase
 
