@@ -54,6 +54,8 @@ case "$(uname -m)" in
 esac
 EXTRAS="ui,dev"
 [ $FINETUNE = 1 ] && EXTRAS="$EXTRAS,finetune"
+# Ninja keeps both cores busy through llama.cpp's build (scripts/build-llama.sh uses it where there is one)
+command -v ninja >/dev/null || $PIP install -q ninja || echo "note: no ninja; llama.cpp builds with make (slower)" >&2
 # llama.cpp compiles (both cores) while pip installs everything else (mostly downloads and unpacking)
 BUILD_LOG=$(mktemp)
 bash scripts/build-llama.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV" build >"$BUILD_LOG" 2>&1 &

@@ -117,3 +117,55 @@ def test_a_verdict_cut_at_the_bound_is_said_beside_the_comparison():
     result = compare("q", model_a="fake:a", model_b="fake:b", judge="fake:judge-cut", criteria=["Relevance"])
     assert any(f"1 of 2 verdicts' justifications reached the {V.JUSTIFICATION_CHARS}-character bound" in w
                for w in result.warnings), result.warnings
+
+
+def _optimisation(compile_commands: Path) -> dict[str, str]:
+    """Each llama.cpp source (its path inside llama.cpp) and the optimisation it was compiled with:
+    the last -O on its command line, the one the compiler keeps."""
+    levels = {}
+    for entry in json.loads(compile_commands.read_text()):
+        flags = [word for word in entry["command"].split() if word.startswith("-O")]
+        levels[entry["file"].split("/vendor/llama.cpp/", 1)[-1]] = flags[-1] if flags else "-O0"
+    return levels
+
+
+def check_arithmetic_at_full_optimisation(levels: dict[str, str]) -> None:
+    """What runs for every token is compiled as a release build compiles it (-O3), so a model's
+    numbers are a plain build's; the code that does not (scripts/llama-cold.cmake) at -O1, and mtmd,
+    which llm-judge never runs, at -O0."""
+    ggml = {source: level for source, level in levels.items() if source.startswith("ggml/")}
+    assert ggml and set(ggml.values()) == {"-O3"}, {s: lv for s, lv in ggml.items() if lv != "-O3"}
+    for hot in ("llama-context.cpp", "llama-graph.cpp", "llama-sampler.cpp", "llama-grammar.cpp",
+                "llama-kv-cache.cpp", "llama-batch.cpp", "llama-model.cpp", "llama-adapter.cpp"):
+        assert levels[f"src/{hot}"] == "-O3", hot
+    for cold in ("common/arg.cpp", "common/chat.cpp", "tools/server/server-context.cpp",
+                 "vendor/cpp-httplib/httplib.cpp", "src/llama-model-loader.cpp"):
+        assert levels[cold] == "-O1", cold
+    assert levels["tools/mtmd/clip.cpp"] == "-O0"
+
+
+_RECORD = Path(sys.prefix) / "lib" / "llama-cpp" / "compile_commands.json"
+
+
+@pytest.mark.skipif(not _RECORD.exists(), reason="llama.cpp was not built by scripts/build-llama.sh")
+def test_the_build_compiles_the_arithmetic_at_full_optimisation_and_the_rest_faster():
+    check_arithmetic_at_full_optimisation(_optimisation(_RECORD))
+
+
+def test_the_check_fails_on_a_build_that_lowered_the_arithmetic(tmp_path):
+    def entry(source: str, *flags: str) -> dict:
+        return {"file": f"/b/vendor/llama.cpp/{source}", "command": " ".join(["c++", *flags, "-c", source])}
+    good = [entry("ggml/src/ggml-cpu/ops.cpp", "-O3"), entry("common/arg.cpp", "-O3", "-O1"),
+            entry("common/chat.cpp", "-O3", "-O1"), entry("tools/server/server-context.cpp", "-O3", "-O1"),
+            entry("vendor/cpp-httplib/httplib.cpp", "-O3", "-O1"), entry("src/llama-model-loader.cpp", "-O3", "-O1"),
+            entry("tools/mtmd/clip.cpp", "-O3", "-O0")]
+    good += [entry(f"src/{hot}", "-O3", "-O1", "-O3") for hot in (
+        "llama-context.cpp", "llama-graph.cpp", "llama-sampler.cpp", "llama-grammar.cpp", "llama-kv-cache.cpp",
+        "llama-batch.cpp", "llama-model.cpp", "llama-adapter.cpp")]
+    record = tmp_path / "compile_commands.json"
+    record.write_text(json.dumps(good))
+    check_arithmetic_at_full_optimisation(_optimisation(record))
+    for lowered in (entry("src/llama-sampler.cpp", "-O3", "-O1"), entry("ggml/src/ggml-cpu/ops.cpp", "-O3", "-O1")):
+        record.write_text(json.dumps([e for e in good if e["file"] != lowered["file"]] + [lowered]))
+        with pytest.raises(AssertionError):
+            check_arithmetic_at_full_optimisation(_optimisation(record))

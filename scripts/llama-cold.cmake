@@ -1,0 +1,43 @@
+# Included by scripts/build-llama.sh into llama.cpp's CMake project (CMAKE_PROJECT_INCLUDE): the code
+# that does not run while a model generates is compiled with less optimisation, which takes about half
+# the compiler's time at -O3 (measured in docs/benchmarks.md, "Set-up"). What runs for every token
+# stays at the release build's -O3: all of ggml (the arithmetic), and llama's context, graph, memory,
+# batch, sampler and grammar, so the numbers a model computes are the same as in a plain release build
+# (the seed-10 study's answers and verdicts compared byte for byte).
+#
+# -O1: llama-server's request handling and HTTP, llama.cpp's common library (arguments, chat templates,
+#      JSON schemas), the tools, and llama's loading, tokenizing and per-architecture graph code.
+# -O0: mtmd (images and audio), which llama-server links but llm-judge never asks it to run.
+include_guard(GLOBAL)
+
+set(LLM_JUDGE_COLD_TARGETS llama-common llama-common-base cpp-httplib server-context llama-server-impl
+    llama-server llama-batched-bench-impl llama-batched-bench llama-export-lora llama-quantize-impl
+    llama-quantize)
+set(LLM_JUDGE_HOT_LLAMA_SOURCES llama.cpp llama-adapter.cpp llama-batch.cpp llama-context.cpp
+    llama-cparams.cpp llama-grammar.cpp llama-graph.cpp llama-hparams.cpp llama-kv-cache.cpp
+    llama-kv-cache-iswa.cpp llama-kv-cache-dsa.cpp llama-kv-cache-dsa-iswa.cpp llama-kv-cache-msa.cpp
+    llama-kv-cache-dsv4.cpp llama-memory.cpp llama-memory-hybrid.cpp llama-memory-hybrid-iswa.cpp
+    llama-memory-hybrid-idx.cpp llama-memory-recurrent.cpp llama-model.cpp llama-sampler.cpp)
+
+function(_llm_judge_cold)
+  foreach(target IN LISTS LLM_JUDGE_COLD_TARGETS)
+    if(TARGET ${target})
+      target_compile_options(${target} PRIVATE -O1)  # after the release flags' -O3, so it wins
+    endif()
+  endforeach()
+  if(TARGET mtmd)
+    target_compile_options(mtmd PRIVATE -O0)
+  endif()
+  if(TARGET llama)
+    target_compile_options(llama PRIVATE -O1)
+    # a source's own options come after its target's: the hot files are back at -O3 (they are kept
+    # out of llama's unity build already, so the property does not split a batch)
+    foreach(source IN LISTS LLM_JUDGE_HOT_LLAMA_SOURCES)
+      if(EXISTS "${CMAKE_SOURCE_DIR}/src/${source}")
+        set_source_files_properties("${CMAKE_SOURCE_DIR}/src/${source}" DIRECTORY "${CMAKE_SOURCE_DIR}/src"
+                                    PROPERTIES COMPILE_OPTIONS -O3)
+      endif()
+    endforeach()
+  endif()
+endfunction()
+cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL _llm_judge_cold)
