@@ -58,7 +58,7 @@ if [ $complete = 0 ]; then
   SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
   GENERATOR=()
   NINJA=$(command -v ninja || true)
-  [ -z "$NINJA" ] && [ -x "$VENV/bin/ninja" ] && NINJA="$VENV/bin/ninja"
+  [ -z "$NINJA" ] && [ -x "$VENV/bin/ninja" ] && NINJA="$(cd "$VENV/bin" && pwd)/ninja"
   [ -n "$NINJA" ] && GENERATOR=(-G Ninja "-DCMAKE_MAKE_PROGRAM=$NINJA")
   # shellcheck disable=SC2086
   cmake "${GENERATOR[@]}" -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release $FLAGS "-DCMAKE_PROJECT_INCLUDE=$COLD" \
