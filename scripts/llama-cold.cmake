@@ -33,10 +33,11 @@ function(_llm_judge_cold)
     # a source's own options come after its target's: the hot files are back at -O3 (they are kept
     # out of llama's unity build already, so the property does not split a batch)
     foreach(source IN LISTS LLM_JUDGE_HOT_LLAMA_SOURCES)
-      if(EXISTS "${CMAKE_SOURCE_DIR}/src/${source}")
-        set_source_files_properties("${CMAKE_SOURCE_DIR}/src/${source}" DIRECTORY "${CMAKE_SOURCE_DIR}/src"
-                                    PROPERTIES COMPILE_OPTIONS -O3)
+      if(NOT EXISTS "${CMAKE_SOURCE_DIR}/src/${source}")  # another llama.cpp: read the list again
+        message(FATAL_ERROR "llama-cold.cmake: src/${source} is not in this llama.cpp; update its list of per-token sources")
       endif()
+      set_source_files_properties("${CMAKE_SOURCE_DIR}/src/${source}" DIRECTORY "${CMAKE_SOURCE_DIR}/src"
+                                  PROPERTIES COMPILE_OPTIONS -O3)
     endforeach()
   endif()
 endfunction()
