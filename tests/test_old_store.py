@@ -129,7 +129,7 @@ def test_old_cards_and_comparisons_read_as_stored(store_copy):
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED["configs"]))
-def test_a_study_has_the_old_configuration_run_id_and_judgment_keys(store_copy, name):
+def test_a_study_has_the_old_configuration_run_id_and_judgment_keys(store_copy, name, prompt_version_before):
     config = old.studies()[name]
     assert_same(config.to_dict(), EXPECTED["configs"][name], f"{name}: StudyConfig.to_dict()")
     assert config.run_id() == EXPECTED["run_ids"][name]
@@ -157,7 +157,8 @@ def rerun_card(store_path: Path, folder: Path) -> None:
         os.chdir(here)
 
 
-def test_running_every_old_study_again_makes_no_call_and_changes_no_stored_row(store_copy, tmp_path):
+def test_running_every_old_study_again_makes_no_call_and_changes_no_stored_row(store_copy, tmp_path,
+                                                                            prompt_version_before):
     from llm_judge.study import run_study
 
     before = rows(store_copy)
@@ -174,6 +175,25 @@ def test_running_every_old_study_again_makes_no_call_and_changes_no_stored_row(s
         assert after[table] == before[table], f"{table}: a stored row changed"
     statuses = {r[0]: r[1] for r in sqlite3.connect(store_copy).execute("SELECT id, status FROM runs")}
     assert statuses == dict.fromkeys(EXPECTED["run_ids"].values(), "done")
+
+
+def test_an_old_study_run_under_todays_prompt_is_a_new_run_judged_again_and_the_old_rows_stay(store_copy):
+    """The prompt's version is part of a run's id and of every judgment's key: the same study under
+    today's prompt (v4) reuses every stored answer (no candidate is called), asks the judge again, and
+    leaves every row of before as it was."""
+    from llm_judge.study import run_study
+
+    before = rows(store_copy)
+    old.script_fakes()
+    store = Store(store_copy)
+    name, config = "both", old.studies()["both"]  # single grades and pairwise verdicts, one judge
+    assert run_study(config, store) != EXPECTED["run_ids"][name]
+    judge_calls = len(fake.named("judge").calls)
+    assert judge_calls > 0 and fake_calls() == judge_calls  # only the judge: the answers came from the store
+    store.close()
+    after = rows(store_copy)
+    assert after["generations"] == before["generations"]
+    assert after["judgments"][:len(before["judgments"])] == before["judgments"]
 
 
 def test_an_old_run_continued_reads_the_same(store_copy, tmp_path):

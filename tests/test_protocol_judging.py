@@ -40,7 +40,7 @@ def shown_answers(messages) -> tuple[str, str]:
     return ("GOOD", "bad") if text.index("GOOD") < text.index("bad") else ("bad", "GOOD")
 
 
-def test_the_key_of_llm_judges_own_protocol_is_unchanged():
+def test_the_key_of_llm_judges_own_protocol_is_unchanged(prompt_version_before):
     judge = ModelJudge(FakeBackend(spec="fake:k"), JudgeSetup(parse_criteria(None), Scale(), SAMPLING))
     builtin = ModelJudge(FakeBackend(spec="fake:k"), setup("llm-judge"))
     assert builtin.setup.own is None

@@ -106,6 +106,47 @@ def test_the_grammar_holds_a_judge_to_the_bound_on_both_engines(engine_name, mon
     assert len(verdict.justification) <= 40 and V.reached_bound(out.text), out.text
 
 
+@pytest.mark.parametrize("fmt", ["full", "winner", "single"])
+def test_every_verdict_prompt_of_a_study_starts_with_the_same_instructions_and_the_nonce_after_them(fmt):
+    """What a server's prompt cache can reuse: everything before the question is the same for every
+    item, and holds no nonce (each item's own, which an answer cannot predict)."""
+    def user(q, a, b):
+        if fmt == "single":
+            return V.single_messages(q, a, CRITERIA, Scale())[1]["content"]
+        return V.pairwise_messages(q, a, b, CRITERIA, Scale(), fmt=fmt)[1]["content"]
+
+    one, other = user("Name a fruit.", "Apple.", "Pear."), user("Why is the sky blue?", "Light scatters.", "It is.")
+    head = one[:one.index("Question:")]
+    assert other.startswith(head) and "<<" not in head
+    assert len(head) > len(one) / 2  # the instructions are most of a short item's prompt
+    assert one.rstrip().endswith(V.CLOSING)
+
+
+@pytest.mark.model
+def test_a_judge_on_the_server_reads_the_shared_instructions_once_and_a_candidates_prompt_afresh():
+    """Every verdict of a study starts with the same instructions (template v4): the server keeps a
+    judge's prompt in its slot and reads only what follows them; a candidate's prompt is read afresh
+    every time (its answer's arithmetic never depends on what ran before)."""
+    if engine.find_binary() is None:
+        pytest.skip("llama-server is not built here")
+    from llm_judge.backends import get_backend
+
+    backend = get_backend("embedded", engine="server", parallel=1)
+    sampling, scale = make_sampling(None, max_tokens=12, temperature=0.0), Scale()
+    pairs = [("Name a fruit.", "An apple."), ("Name a colour of the sky.", "Blue, mostly.")]
+    messages = [V.single_messages(q, a, CRITERIA, scale) for q, a in pairs]
+    verdicts = [backend.generate(m, sampling, schema=V.single_schema(CRITERIA, scale)) for m in messages]
+    first, second = (backend._formatter(messages=m).prompt for m in messages)
+    shared = next(i for i, (x, y) in enumerate(zip(first, second)) if x != y)
+    shared_tokens = len(backend.llm.tokenize(first[:shared].encode(), add_bos=True, special=True))
+    assert shared_tokens > 150  # the system message and the instructions
+    # the last token or two of the shared text may merge with what follows it
+    assert verdicts[1].cached_tokens is not None and verdicts[1].cached_tokens >= shared_tokens - 2, verdicts[1]
+    question = [{"role": "user", "content": "Name a fruit."}]
+    answers = [backend.generate(question, sampling) for _ in range(2)]
+    assert answers[0].text == answers[1].text and answers[1].cached_tokens == 0, answers[1]
+
+
 def test_a_verdict_cut_at_the_bound_is_said_beside_the_comparison():
     from llm_judge.testing import fake
 

@@ -156,7 +156,7 @@ LLM_JUDGE = Protocol(
     name="llm-judge", kind="pairwise", title="llm-judge's own JSON verdict (today's default)",
     summary="Built in code (llm_judge.verdicts): scores per criterion and a winner as one JSON object.",
     builtin=True, ties=True, scale=None, criterion="", needs_reference=False, auxiliary=(), max_tokens=None,
-    digest="", source="llm-judge's own, llm_judge.verdicts pairwise-v3/single-v3 (Apache-2.0)",
+    digest="", source="llm-judge's own, llm_judge.verdicts pairwise-v4/single-v4 (Apache-2.0)",
     path=str(_data() / "llm-judge"), turns=0)
 
 

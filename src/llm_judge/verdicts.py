@@ -39,12 +39,16 @@ from .records import (
     shown_first,
 )
 
-# v2: the reply's shape with placeholders, no example values; v3: the justification bounded
-TEMPLATE_VERSION = "pairwise-v3/single-v3"
+# v2: the reply's shape with placeholders, no example values; v3: the justification bounded; v4: the
+# instructions before the question and answers, so every verdict of a study starts with the same text
+# (a server that keeps prompt states reads that text once per slot: docs/engine.md)
+TEMPLATE_VERSION = "pairwise-v4/single-v4"
 # The most characters a justification may have: stated in the prompt and enforced by the grammar of
 # local judges (``maxLength``), so a small judge that repeats itself stops there instead of writing to
 # its token limit. Strong judges' reasons run well under it (docs/benchmarks.md).
 JUSTIFICATION_CHARS = 600
+# The last line of the prompt, after the answers: the reply asked for once more, where the judge writes
+CLOSING = "Your verdict, as one JSON object of the shape above:"
 FORMATS = ("full", "winner")  # full: reasons, scores per criterion, winner; winner: the winner alone
 Message = dict[str, str]
 Messages = list[Message]
@@ -174,23 +178,24 @@ def pairwise_messages(prompt: str, first: str, second: str, criteria: list[Crite
     tag = nonce(prompt, first, second, reference or "", *([json.dumps(history)] if history else []))
     ref = (f"\nA reference answer, for checking facts:\n{_block('REF', reference, tag, markers)}\n"
            if reference else "")
-    head = (
-        f"Compare two answers to the question below.\n\n{_history_section(history, tag, markers)}"
-        f"Question:\n{_block('Q', prompt, tag, markers)}\n{ref}\n"
-        f"Answer A (everything between <<A-{tag}>> and <</A-{tag}>>):\n{_block('A', first, tag, markers)}\n\n"
-        f"Answer B (everything between <<B-{tag}>> and <</B-{tag}>>):\n{_block('B', second, tag, markers)}\n\n")
     if fmt == "winner":
-        tail = (f"Weigh these criteria:\n{_criteria_lines(criteria)}\n\n"
-                "Reply with one JSON object naming the better answer, \"A\" or \"B\", or \"tie\" when neither "
-                'is better. Shape: {"winner": <"A", "B" or "tie">}')
-    else:
-        tail = (f"Rate each answer on each criterion from {scale.low} (poor) to {scale.high} (excellent):\n"
+        head = (f"Compare two answers, A and B, to the question below, weighing these criteria:\n"
                 f"{_criteria_lines(criteria)}\n\n"
+                "Reply with one JSON object naming the better answer, \"A\" or \"B\", or \"tie\" when neither "
+                'is better. Shape: {"winner": <"A", "B" or "tie">}\n\n')
+    else:
+        head = (f"Compare two answers, A and B, to the question below. Rate each answer on each criterion from "
+                f"{scale.low} (poor) to {scale.high} (excellent):\n{_criteria_lines(criteria)}\n\n"
                 f"Reply with one JSON object: a short \"justification\" comparing the answers (at most "
                 f"{JUSTIFICATION_CHARS} characters), \"scores\" "
                 "holding for every criterion the score of A and of B, and the \"winner\": \"A\", \"B\" or "
-                f"\"tie\". Shape: {_shape(criteria, scale, pairwise=True)}")
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": head + tail}]
+                f"\"tie\". Shape: {_shape(criteria, scale, pairwise=True)}\n\n")
+    body = (f"{_history_section(history, tag, markers)}"
+            f"Question:\n{_block('Q', prompt, tag, markers)}\n{ref}\n"
+            f"Answer A (everything between <<A-{tag}>> and <</A-{tag}>>):\n{_block('A', first, tag, markers)}\n\n"
+            f"Answer B (everything between <<B-{tag}>> and <</B-{tag}>>):\n{_block('B', second, tag, markers)}\n\n"
+            f"{CLOSING}")
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": head + body}]
 
 
 def single_messages(prompt: str, answer: str, criteria: list[Criterion], scale: Scale,
@@ -201,16 +206,15 @@ def single_messages(prompt: str, answer: str, criteria: list[Criterion], scale: 
     tag = nonce(prompt, answer, reference or "", *([json.dumps(history)] if history else []))
     ref = (f"\nA reference answer, for checking facts:\n{_block('REF', reference, tag, markers)}\n"
            if reference else "")
-    example = _shape(criteria, scale, pairwise=False)
     user = (
-        f"Rate the answer to the question below.\n\n{_history_section([history] if history else None, tag, markers)}"
+        f"Rate the answer to the question below on each criterion from {scale.low} (poor) to {scale.high} "
+        f"(excellent):\n{_criteria_lines(criteria)}\n\n"
+        f"Reply with one JSON object: a short \"justification\" (at most {JUSTIFICATION_CHARS} characters) and "
+        f"\"scores\" holding the score of every criterion. Shape: {_shape(criteria, scale, pairwise=False)}\n\n"
+        f"{_history_section([history] if history else None, tag, markers)}"
         f"Question:\n{_block('Q', prompt, tag, markers)}\n{ref}\n"
         f"Answer (everything between <<A-{tag}>> and <</A-{tag}>>):\n{_block('A', answer, tag, markers)}\n\n"
-        f"Rate it on each criterion from {scale.low} (poor) to {scale.high} (excellent):\n"
-        f"{_criteria_lines(criteria)}\n\n"
-        f"Reply with one JSON object: a short \"justification\" (at most {JUSTIFICATION_CHARS} characters) and "
-        "\"scores\" holding the score "
-        f"of every criterion. Shape: {example}"
+        f"{CLOSING}"
     )
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 

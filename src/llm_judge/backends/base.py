@@ -30,6 +30,7 @@ class Completion:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     seconds: float = 0.0
+    cached_tokens: int | None = None  # prompt tokens the server read from its cache, where it says
     finish_reason: str | None = None
     logprobs: Any = None  # the server's per-token log probabilities, where it gives them
     # what the model's next-token distribution was where ``read_at`` pointed: for each offset,

@@ -4,9 +4,13 @@ process itself (start, health, restart, counted users) is ``engine``'s. Not a ba
 
 The model's facts (chat template, control tokens, prompt length, hashes) come from the same GGUF
 file read in-process with its vocabulary only; generation goes to the server's OpenAI-compatible
-API through the ``openai`` backend's client, up to one request per slot at a time. The prompt is
-evaluated afresh for every request (``cache_prompt`` off), as in-process, so a cached prefix never
-changes the arithmetic of an answer. The operator's API key is never sent: the server is llm-judge's own.
+API through the ``openai`` backend's client, up to one request per slot at a time. A candidate's
+prompt is evaluated afresh for every request (``cache_prompt`` off), as in-process, so a cached prefix
+never changes the arithmetic of an answer. A judge's requests (constrained to a verdict) keep their
+prompt in the slot (``cache_prompt`` on): a study's verdicts all start with the same instructions
+(``verdicts``), which the slot then reads once, not once per verdict; the verdict text is the one a
+fresh evaluation gives (``tests/test_engine.py`` compares it with the in-process engine's). The
+operator's API key is never sent: the server is llm-judge's own.
 
 The server is held while the model is in the model cache (``close`` lets it go: it stops once no
 loaded model uses it, after the calls in flight). A call on a model already dropped from the cache
@@ -74,7 +78,8 @@ class LlamaServerBackend(LocalModel):
         self.concurrency = parallel
         self.client = LocalClient(spec, "local", self.server.url, timeout=REQUEST_SECONDS, max_attempts=2,
                                   concurrency=parallel,
-                                  extra_body={"cache_prompt": False}, explicit_sampling=True, structure=grammar_for,
+                                  extra_body={"cache_prompt": False}, verdict_body={"cache_prompt": True},
+                                  explicit_sampling=True, structure=grammar_for,
                                   keep_logprobs=False)
         self.warnings = self.client.warnings
 

@@ -183,6 +183,19 @@ def _token_counts(usage: object) -> tuple[int | None, int | None]:
             _optional(counts.get("completion_tokens"), int, "usage.completion_tokens"))
 
 
+def cached_tokens(usage: object) -> int | None:
+    """The prompt tokens a server read from its prompt cache (``usage.prompt_tokens_details.cached_tokens``,
+    OpenAI's and llama-server's field); None where it does not say. Informational: another shape is read
+    as not said, never as a malformed reply.
+
+    >>> cached_tokens({"prompt_tokens_details": {"cached_tokens": 228}}), cached_tokens({"prompt_tokens": 3})
+    (228, None)
+    """
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    value = details.get("cached_tokens") if isinstance(details, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def _is_top(entry: object) -> bool:
     logprob = entry.get("logprob") if isinstance(entry, dict) else None
     return (isinstance(entry, dict) and isinstance(entry.get("token"), str) and not isinstance(logprob, bool)
@@ -259,6 +272,7 @@ def parse_completion(data: object, seconds: float) -> Completion:
     text = whole_text(_optional(message.get("content"), str, "choices[0].message.content") or "")
     prompt_tokens, completion_tokens = _token_counts(data.get("usage"))
     return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, seconds=seconds,
+                      cached_tokens=cached_tokens(data.get("usage")),
                       finish_reason=_optional(choice.get("finish_reason"), str, "choices[0].finish_reason"),
                       logprobs=logprobs_or_none(choice.get("logprobs")))
 
@@ -319,7 +333,8 @@ class OpenAIBackend:
     def __init__(self, spec: str, model: str, base_url: str | Sequence[str], *, key_env: str = "OPENAI_API_KEY",
                  timeout: float = 120.0, max_attempts: int = 4, schema_mode: str | None = None,
                  concurrency: int = 16, backoff_base: float = 0.5, extra_body: dict | None = None,
-                 explicit_sampling: bool = False, structure: Callable[[dict], dict] | None = None,
+                 verdict_body: dict | None = None, explicit_sampling: bool = False,
+                 structure: Callable[[dict], dict] | None = None,
                  keep_logprobs: bool = True, key_configured_only: bool = False, replica_backoff: float = BACKOFF,
                  settings: Settings | None = None, clock: Callable[[], float] = time.monotonic):
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
@@ -329,6 +344,7 @@ class OpenAIBackend:
         self.structure = structure
         self.keep_logprobs = keep_logprobs  # False: only where a weighted verdict reads them (they cost time)
         self.extra_body = dict(extra_body or {})  # fields a known server takes on every request
+        self.verdict_body = dict(verdict_body or {})  # and those it takes on a judge's (constrained) requests
         self.key_env = key_env
         self.max_attempts = max(1, max_attempts)
         self.schema_mode = schema_mode  # None: detect on first structured request
@@ -442,6 +458,7 @@ class OpenAIBackend:
         body = self._body(messages, sampling)
         if schema is None and read_at is None and grammar is None:
             return self._post(body, on_token)
+        body.update(self.verdict_body)
         if "logprobs" not in self.dropped and (self.keep_logprobs or read_at is not None):
             body["logprobs"] = True  # kept with the verdict where the server gives them
         if read_at is not None and "top_logprobs" not in self.dropped:
