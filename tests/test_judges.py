@@ -248,7 +248,10 @@ def test_weighted_reading_on_the_real_model_agrees_with_its_greedy_verdict():
         assert sum(w.winner.values()) == pytest.approx(1.0, abs=1e-4)
         for pair in w.scores.values():
             assert all(1 <= pair[lab] <= 4 for lab in "AB")
-    assert r.weighted.calibrated and r.weighted.position_bias > 0.5  # the built-in judge favours the first
+    # the position bias is read from the two orders' probabilities (A shown first in AB, B in BA)
+    first = {o.order: o.verdict.probabilities.winner for o in r.orders}
+    bias = ((first["AB"]["A"] - first["AB"]["B"]) + (first["BA"]["B"] - first["BA"]["A"])) / 2
+    assert r.weighted.calibrated and r.weighted.position_bias == pytest.approx(bias, abs=1e-6)
 
 
 @pytest.mark.model
