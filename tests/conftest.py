@@ -54,11 +54,9 @@ PROMPT_VERSION_BEFORE = "pairwise-v3/single-v3"
 
 @pytest.fixture
 def prompt_version_before(monkeypatch):
-    import llm_judge.cache
     import llm_judge.verdicts
 
     monkeypatch.setattr(llm_judge.verdicts, "TEMPLATE_VERSION", PROMPT_VERSION_BEFORE)
-    monkeypatch.setattr(llm_judge.cache, "TEMPLATE_VERSION", PROMPT_VERSION_BEFORE)
     return PROMPT_VERSION_BEFORE
 
 

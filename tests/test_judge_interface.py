@@ -21,7 +21,6 @@ from llm_judge.store import Store
 from llm_judge.testing.fake import FakeBackend
 
 BEFORE = json.loads((Path(__file__).parent / "judge_calls_before_19.json").read_text())["calls"]
-
 ODD = parse_criteria("A=first,B=second,tie=third,winner=fourth")  # criteria named like labels and keys
 PLAIN = JudgeSetup(parse_criteria(None), Scale(), SamplingParams())
 ODD_PLAIN = JudgeSetup(ODD, Scale(), SamplingParams())

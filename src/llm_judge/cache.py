@@ -23,18 +23,18 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import verdicts  # its TEMPLATE_VERSION read at each call: the one place it is set
 from .backends import Backend
 from .judging import AuxRequest, Conversation, Judge, JudgeCall, model_identity
 from .records import Kind, Shown
 from .sampling import SamplingParams, sampling_dict
 from .store import ItemLink, Store, cache_key
-from .verdicts import TEMPLATE_VERSION
 
 
 def _setup_parts(kind: Kind, judge: Judge) -> dict[str, Any]:
     """The parts of a judgment's key that say how the judge is asked."""
     s = judge.setup
-    return {"template": TEMPLATE_VERSION, "sampling": sampling_dict(s.sampling),
+    return {"template": verdicts.TEMPLATE_VERSION, "sampling": sampling_dict(s.sampling),
             "criteria": [[c.name, c.rubric] for c in s.criteria], "scale": [s.scale.low, s.scale.high],
             **({"method": s.method} if s.method != "plain" else {}),
             **({"format": s.fmt} if kind == "pairwise" and s.fmt != "full" else {}),
@@ -46,7 +46,7 @@ def template_version(judge: Judge) -> str:
     """What the store records as the prompt's version: llm-judge's template's, or the protocol's
     name and the start of its digest."""
     p = judge.setup.own
-    return TEMPLATE_VERSION if p is None else f"{p.name}@{p.digest[:12]}"
+    return verdicts.TEMPLATE_VERSION if p is None else f"{p.name}@{p.digest[:12]}"
 
 
 def judgment_key(kind: Kind, judge: Judge, prompt: str, shown: Sequence[str], reference: str | None = None,
@@ -68,13 +68,13 @@ def generation_key(backend: Backend, sampling: SamplingParams, messages: Sequenc
 
 
 def save_judgment(store: Store, key: str, kind: Kind, judge_name: str, call: JudgeCall,
-                  link: ItemLink | None = None, judge_version: str = TEMPLATE_VERSION) -> None:
+                  link: ItemLink | None = None, judge_version: str | None = None) -> None:
     """Store a judge's call under its cache key: a pairwise verdict as shown (A = the answer shown
     first), with its raw output, reason, cost and log probabilities, and linked to its run item
     unless it failed. The one writer for studies, comparisons and judge evaluations."""
     comp = call.completion
     verdict = call.result.verdict if isinstance(call.result, Shown) else call.result
-    store.put_judgment(key, kind, judge_name, judge_version, call.order, status=call.status,
+    store.put_judgment(key, kind, judge_name, judge_version or verdicts.TEMPLATE_VERSION, call.order, status=call.status,
                        raw=call.raw, verdict=verdict, error=call.error,
                        completion_tokens=comp.completion_tokens if comp else None,
                        seconds=comp.seconds if comp else None, logprobs=comp.logprobs if comp else None,
