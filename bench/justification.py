@@ -35,7 +35,7 @@ def lengths(judge: str, db: Path, limit: int | None) -> tuple[list[int], int]:
     store = Store(db)
     run_id = run_study(config, store)
     items = store.items(run_id, kind="single")
-    return [len(i["verdict"].get("justification") or "") for i in items if i["verdict"]], sum(not i["verdict"] for i in items)
+    return [len(i.verdict.justification) for i in items if i.verdict is not None], sum(i.verdict is None for i in items)
 
 
 def main() -> None:
