@@ -80,8 +80,19 @@ if [ $complete = 0 ]; then
   # the libraries with their version links (the programs and the binding ask for libllama.so.0 ...)
   find "$WORK/build" \( -type f -o -type l \) -name 'lib*.so*' -exec cp -a {} "$CACHE.part/lib/" \;
   cp "$WORK"/wheel/*.whl "$CACHE.part/wheel/"
-  # how each source was compiled (its flags, the optimisation among them), kept beside the build
-  sed "s|$WORK/|BUILD/|g" "$WORK/build/compile_commands.json" >"$CACHE.part/compile_commands.json"
+  # how each source was compiled (its flags, the optimisation among them), kept beside the build; a
+  # unity batch (scripts/llama-cold.cmake) is listed as each source it includes, with the batch's command
+  "$PY" - "$WORK/build/compile_commands.json" <<'PY' | sed "s|$WORK/|BUILD/|g" >"$CACHE.part/compile_commands.json"
+import json, re, sys
+entries = []
+for entry in json.load(open(sys.argv[1])):
+    if re.search(r"/Unity/unity_[^/]*\.(cxx|c)$", entry["file"]):
+        sources = re.findall(r'^#include "([^"]+)"', open(entry["file"]).read(), flags=re.M)
+        entries += [{**entry, "file": source, "unity": entry["file"]} for source in sources]
+    else:
+        entries.append(entry)
+json.dump(entries, sys.stdout, indent=1)
+PY
   printf 'llama-cpp-python %s %s sha256:%s\n' "$VERSION" "$KEY" "$(sha256sum "$SDIST" | cut -d' ' -f1)" \
     >"$CACHE.part/$STAMP"
   rm -rf "$CACHE" && mkdir -p "$(dirname "$CACHE")" && mv "$CACHE.part" "$CACHE"

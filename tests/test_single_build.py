@@ -185,12 +185,29 @@ def check_arithmetic_at_full_optimisation(levels: dict[str, str]) -> None:
     assert levels["tools/mtmd/clip.cpp"] == "-O0"
 
 
+def _batched(compile_commands: Path) -> set[str]:
+    """The llama.cpp sources that were compiled inside a unity batch (their record names the batch)."""
+    return {entry["file"].split("/vendor/llama.cpp/", 1)[-1]
+            for entry in json.loads(compile_commands.read_text()) if "unity" in entry}
+
+
+def check_batches(batched: set[str], levels: dict[str, str]) -> None:
+    """The cold targets compile in unity batches (scripts/llama-cold.cmake); nothing that runs for every
+    token is combined with other sources, so its code is compiled as in a plain build."""
+    assert {"common/arg.cpp", "tools/server/server-context.cpp", "tools/mtmd/models/llava.cpp"} <= batched
+    hot = {s for s in levels if s.startswith("ggml/")} | {"common/sampling.cpp"} | {
+        f"src/{h}" for h in ("llama-context.cpp", "llama-graph.cpp", "llama-sampler.cpp", "llama-grammar.cpp",
+                             "llama-kv-cache.cpp", "llama-batch.cpp", "llama-model.cpp", "llama-adapter.cpp")}
+    assert not hot & batched, sorted(hot & batched)
+
+
 _RECORD = Path(sys.prefix) / "lib" / "llama-cpp" / "compile_commands.json"
 
 
 @pytest.mark.skipif(not _RECORD.exists(), reason="llama.cpp was not built by scripts/build-llama.sh")
 def test_the_build_compiles_the_arithmetic_at_full_optimisation_and_the_rest_faster():
     check_arithmetic_at_full_optimisation(_optimisation(_RECORD))
+    check_batches(_batched(_RECORD), _optimisation(_RECORD))
 
 
 def test_the_check_fails_on_a_build_that_lowered_the_arithmetic(tmp_path):
@@ -210,3 +227,23 @@ def test_the_check_fails_on_a_build_that_lowered_the_arithmetic(tmp_path):
         record.write_text(json.dumps([e for e in good if e["file"] != lowered["file"]] + [lowered]))
         with pytest.raises(AssertionError):
             check_arithmetic_at_full_optimisation(_optimisation(record))
+
+
+def test_the_check_fails_on_a_build_that_batched_per_token_code(tmp_path):
+    def entry(source: str, batch: str | None) -> dict:
+        e = {"file": f"/b/vendor/llama.cpp/{source}", "command": f"c++ -O3 -c {source}"}
+        return {**e, "unity": f"/b/build/Unity/{batch}.cxx"} if batch else e
+    cold = [entry(s, "unity_0_cxx") for s in ("common/arg.cpp", "tools/server/server-context.cpp",
+                                              "tools/mtmd/models/llava.cpp")]
+    hot = [entry("common/sampling.cpp", None), entry("ggml/src/ggml-cpu/ops.cpp", None), entry("src/llama-sampler.cpp", None)]
+    record = tmp_path / "compile_commands.json"
+    record.write_text(json.dumps(cold + hot))
+    check_batches(_batched(record), _optimisation(record))
+    for combined in ("common/sampling.cpp", "ggml/src/ggml-cpu/ops.cpp", "src/llama-sampler.cpp"):
+        record.write_text(json.dumps(cold + [entry(e["file"].split("/vendor/llama.cpp/")[1], "unity_1_cxx")
+                                             if e["file"].endswith(combined) else e for e in hot]))
+        with pytest.raises(AssertionError):
+            check_batches(_batched(record), _optimisation(record))
+    record.write_text(json.dumps(cold[1:] + [entry("common/arg.cpp", None)] + hot))  # the cold recipe lost
+    with pytest.raises(AssertionError):
+        check_batches(_batched(record), _optimisation(record))
