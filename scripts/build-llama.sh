@@ -13,8 +13,8 @@
 # It compiles with Ninja where there is one (on PATH, or in VENV/bin where scripts/setup.sh puts
 # PyPI's `ninja`; Make otherwise): Ninja starts a target's sources while the libraries it needs still
 # link, which keeps both cores busy. scripts/llama-cold.cmake sets the optimisation of the code that
-# does not run per token (-O1, mtmd -O0; the arithmetic stays -O3). Together: a third less time than
-# a plain release build with Make (docs/benchmarks.md, "Set-up").
+# does not run per token (-O1, mtmd -O0; the arithmetic stays -O3) and compiles it in unity batches.
+# Together: about half the time of a plain release build with Make (docs/benchmarks.md, "Set-up").
 #
 # The build is cached under ~/.cache/llm-judge/llama/VERSION-KEY-RECIPE (RECIPE: the first digits of
 # llama-cold.cmake's SHA-256, so a changed recipe builds again; bin/, lib/, the binding's
