@@ -170,14 +170,18 @@ def _optimisation(compile_commands: Path) -> dict[str, str]:
     return levels
 
 
+# libllama's sources that run for every token, checked at -O3 and outside any batch
+_PER_TOKEN_LLAMA = ("llama-context.cpp", "llama-graph.cpp", "llama-sampler.cpp", "llama-grammar.cpp",
+                    "llama-kv-cache.cpp", "llama-batch.cpp", "llama-model.cpp", "llama-adapter.cpp")
+
+
 def check_arithmetic_at_full_optimisation(levels: dict[str, str]) -> None:
     """What runs for every token is compiled as a release build compiles it (-O3), so a model's
     numbers are a plain build's; the code that does not (scripts/llama-cold.cmake) at -O1, and mtmd,
     which llm-judge never runs, at -O0."""
     ggml = {source: level for source, level in levels.items() if source.startswith("ggml/")}
     assert ggml and set(ggml.values()) == {"-O3"}, {s: lv for s, lv in ggml.items() if lv != "-O3"}
-    for hot in ("llama-context.cpp", "llama-graph.cpp", "llama-sampler.cpp", "llama-grammar.cpp",
-                "llama-kv-cache.cpp", "llama-batch.cpp", "llama-model.cpp", "llama-adapter.cpp"):
+    for hot in _PER_TOKEN_LLAMA:
         assert levels[f"src/{hot}"] == "-O3", hot
     for cold in ("common/arg.cpp", "common/chat.cpp", "tools/server/server-context.cpp",
                  "vendor/cpp-httplib/httplib.cpp", "src/llama-model-loader.cpp"):
@@ -195,9 +199,7 @@ def check_batches(batched: set[str], levels: dict[str, str]) -> None:
     """The cold targets compile in unity batches (scripts/llama-cold.cmake); nothing that runs for every
     token is combined with other sources, so its code is compiled as in a plain build."""
     assert {"common/arg.cpp", "tools/server/server-context.cpp", "tools/mtmd/models/llava.cpp"} <= batched
-    hot = {s for s in levels if s.startswith("ggml/")} | {"common/sampling.cpp"} | {
-        f"src/{h}" for h in ("llama-context.cpp", "llama-graph.cpp", "llama-sampler.cpp", "llama-grammar.cpp",
-                             "llama-kv-cache.cpp", "llama-batch.cpp", "llama-model.cpp", "llama-adapter.cpp")}
+    hot = {s for s in levels if s.startswith("ggml/")} | {"common/sampling.cpp"} | {f"src/{h}" for h in _PER_TOKEN_LLAMA}
     assert not hot & batched, sorted(hot & batched)
 
 
@@ -217,9 +219,7 @@ def test_the_check_fails_on_a_build_that_lowered_the_arithmetic(tmp_path):
             entry("common/chat.cpp", "-O3", "-O1"), entry("tools/server/server-context.cpp", "-O3", "-O1"),
             entry("vendor/cpp-httplib/httplib.cpp", "-O3", "-O1"), entry("src/llama-model-loader.cpp", "-O3", "-O1"),
             entry("tools/mtmd/clip.cpp", "-O3", "-O0")]
-    good += [entry(f"src/{hot}", "-O3", "-O1", "-O3") for hot in (
-        "llama-context.cpp", "llama-graph.cpp", "llama-sampler.cpp", "llama-grammar.cpp", "llama-kv-cache.cpp",
-        "llama-batch.cpp", "llama-model.cpp", "llama-adapter.cpp")]
+    good += [entry(f"src/{hot}", "-O3", "-O1", "-O3") for hot in _PER_TOKEN_LLAMA]
     record = tmp_path / "compile_commands.json"
     record.write_text(json.dumps(good))
     check_arithmetic_at_full_optimisation(_optimisation(record))
