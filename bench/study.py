@@ -1,9 +1,11 @@
 """The seed-10 study on the built-in model, a rerun from cache, and `analyze` at scale.
 
-    .venv/bin/python bench/study.py [--max-tokens 256] [--db /tmp/bench-study.db] [--skip-study]
+    .venv/bin/python bench/study.py [--max-tokens 256] [--db /tmp/bench-study.db] [--skip-study] [--timeline]
 
 Prints: wall time and tokens/s of the study (2 candidates, single grading), the rerun from cache,
-and the time of `analyze` on 100,000 synthetic verdicts (goal: under 5 s).
+and the time of `analyze` on 100,000 synthetic verdicts (goal: under 5 s). ``--timeline``: the
+study's requests as the local server logged them (slot, start and end in seconds since the server
+started, prompt tokens it evaluated, tokens generated), and their totals: where a study's time goes.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import tempfile
 import time
 from pathlib import Path
 
-from llm_judge import make_sampling, parse_criteria
+from llm_judge import engine, make_sampling, parse_criteria
 from llm_judge.analyze import analyze, read_verdicts
 from llm_judge.compare import Candidate
 from llm_judge.prompts import load_prompts
@@ -23,8 +26,40 @@ from llm_judge.sampling import JUDGE_DEFAULT
 from llm_judge.store import Store
 from llm_judge.study import StudyConfig, run_study
 
+STAMP = r"(\d+)\.(\d+)\.(\d+)\.(\d+) . slot +\w+: id +(\d+) \| task (\d+) \| "  # llama-server's m.ss.mmm.uuu
 
-def study(db: Path, max_tokens: int) -> None:
+
+def requests_from_log(log: str) -> list[dict]:
+    """One llama-server's requests, read from its log: slot, task, start and end (seconds since the
+    server started), prompt tokens evaluated (``pp``: those not already in the slot) and generated."""
+    tasks: dict[int, dict] = {}
+    for m in re.finditer(STAMP + r"(.*)", log):
+        minutes, sec, ms, us, slot, task, text = m.groups()
+        t = int(minutes) * 60 + int(sec) + int(ms) / 1e3 + int(us) / 1e6
+        row = tasks.setdefault(int(task), {"slot": int(slot), "task": int(task)})
+        if "processing task" in text:
+            row["start"] = t
+        elif "stop processing" in text:
+            row["end"] = t
+        elif (found := re.search(r"(prompt eval|^\s*eval) time = .*?/\s*(\d+) tokens", text)):
+            row["pp" if found[1] == "prompt eval" else "generated"] = int(found[2])
+    return sorted((r for r in tasks.values() if "start" in r and "end" in r), key=lambda r: (r["start"], r["task"]))
+
+
+def print_timeline(log: str) -> None:
+    rows = requests_from_log(log)
+    if not rows:
+        print("timeline: no local server request in the log (the in-process engine, or a remote judge)")
+        return
+    for r in rows:
+        print(f"  task {r['task']:4d}  slot {r['slot']:2d}  {r['start']:6.1f} - {r['end']:6.1f} s  "
+              f"prompt tokens evaluated {r.get('pp', 0):4d}  generated {r.get('generated', 0):4d}")
+    print(f"timeline: {len(rows)} requests from {rows[0]['start']:.1f} s to {max(r['end'] for r in rows):.1f} s; "
+          f"prompt tokens evaluated {sum(r.get('pp', 0) for r in rows):,}, "
+          f"tokens generated {sum(r.get('generated', 0) for r in rows):,}")
+
+
+def study(db: Path, max_tokens: int, timeline: bool = False) -> None:
     cfg = StudyConfig(prompts=load_prompts("seed-10"),
                       candidates={f"embedded@{p}": Candidate("embedded", make_sampling(p, max_tokens=max_tokens))
                                   for p in ("p1", "p2")},
@@ -41,6 +76,9 @@ def study(db: Path, max_tokens: int) -> None:
     print(f"seed-10 study (2 candidates x 10 prompts, single grading, max_tokens {max_tokens}): "
           f"{wall:.1f} s wall; generation {gen[0]} tokens at {gen[0] / gen[1]:.1f} tokens/s; "
           f"judging {jud[0]} tokens at {jud[0] / jud[1]:.1f} tokens/s (incl. prompt processing)")
+    if timeline:
+        for log in engine.server_logs() or [""]:
+            print_timeline(log)
     start = time.perf_counter()
     run_study(cfg, store)
     print(f"rerun from cache: {time.perf_counter() - start:.2f} s ({wall / (time.perf_counter() - start):.0f}x faster)")
@@ -149,13 +187,14 @@ def main() -> None:
     ap.add_argument("--db", default=None)
     ap.add_argument("--skip-study", action="store_true")
     ap.add_argument("--only-leaderboard", action="store_true", help="just the 20 x 1,000 summary")
+    ap.add_argument("--timeline", action="store_true", help="the study's requests as the local server logged them")
     args = ap.parse_args()
     leaderboard_bench()
     if args.only_leaderboard:
         return
     if not args.skip_study:
         with tempfile.TemporaryDirectory() as tmp:
-            study(Path(args.db) if args.db else Path(tmp) / "bench.db", args.max_tokens)
+            study(Path(args.db) if args.db else Path(tmp) / "bench.db", args.max_tokens, args.timeline)
     analyze_bench()
 
 

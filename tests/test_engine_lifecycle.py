@@ -79,6 +79,17 @@ def test_a_server_stops_when_its_model_leaves_the_cache(no_models):
 
 
 @needs_server
+def test_a_running_servers_log_is_readable_and_a_dead_ones_is_not_listed(no_models):
+    backend = get_backend("embedded", **SMALL)
+    backend.generate(HI, SamplingParams(max_tokens=4))
+    (log,) = engine.server_logs()
+    assert f"listening on http://127.0.0.1:{backend.server.port}" in log and "stop processing" in log
+    backend.server.proc.kill()
+    backend.server.proc.wait()
+    assert engine.server_logs() == []  # still held by its model, but not running
+
+
+@needs_server
 def test_two_loaded_models_on_one_server_keep_it_until_the_last_one_leaves(no_models):
     first = get_backend("embedded", **SMALL)
     second = get_backend(f"gguf:{first.path}", **SMALL)  # another spec, the same file and settings

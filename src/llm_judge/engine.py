@@ -207,8 +207,13 @@ class LocalServer:
         fd = self.log.fileno()
         return os.pread(fd, LOG_TAIL, max(0, os.fstat(fd).st_size - LOG_TAIL))
 
+    def log_text(self) -> str:
+        """The server's log so far (its last ``LOG_TAIL`` bytes): for diagnostics, such as the
+        per-request timeline ``bench/study.py --timeline`` prints."""
+        return self._read_log().decode(errors="replace")
+
     def last_log_line(self) -> str:
-        lines = [x for x in self._read_log().decode(errors="replace").splitlines() if x.strip()]
+        lines = [x for x in self.log_text().splitlines() if x.strip()]
         errors = [x for x in lines if "error" in x.lower()]
         return ((errors or lines or ["no output"])[-1]).strip()[:200]
 
@@ -284,6 +289,13 @@ def stop_all() -> None:
         _users.clear()
     for server in servers:
         server.stop()
+
+
+def server_logs() -> list[str]:
+    """The logs of the servers this process runs now, one per server."""
+    with _lock:
+        servers = list(_servers.values())
+    return [s.log_text() for s in servers if s.running]
 
 
 def running_pids() -> list[int]:
