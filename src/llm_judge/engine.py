@@ -291,16 +291,19 @@ def stop_all() -> None:
         server.stop()
 
 
+def _running() -> list[LocalServer]:
+    """The servers this process runs now (their logs are read outside the lock)."""
+    with _lock:
+        return [s for s in _servers.values() if s.running]
+
+
 def server_logs() -> list[str]:
     """The logs of the servers this process runs now, one per server."""
-    with _lock:
-        servers = list(_servers.values())
-    return [s.log_text() for s in servers if s.running]
+    return [s.log_text() for s in _running()]
 
 
 def running_pids() -> list[int]:
-    with _lock:
-        return [s.proc.pid for s in _servers.values() if s.running]
+    return [s.proc.pid for s in _running()]
 
 
 def _forget_parents_servers() -> None:
