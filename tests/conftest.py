@@ -15,13 +15,13 @@ from llm_judge.backends import forget_backends
 from llm_judge.testing import fake
 
 ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("LLM_JUDGE_SHARED", ROOT.parent / "shared"))
 
 # A suite started in the background (`pytest &`, or `( pytest & )` in a script) inherits Ctrl-C ignored
 # from the shell, and so would every program the tests start: the tests that press Ctrl-C on llm-judge
 # would then see it go on. A handler here (not an ignore) leaves the programs started by exec the default.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-SHARED = Path(os.environ.get("LLM_JUDGE_SHARED", ROOT.parent / "shared"))
 
 
 def shared_file(*parts: str) -> Path:
