@@ -68,19 +68,22 @@ def study_generation(engine_name: str, items: int, max_tokens: int, db: Path, pr
             "tokens_per_second": tokens / seconds, "mean_prompt_tokens": prompt_tokens}
 
 
-def batched_bench(parallel: int, prompt_tokens: int, gen_tokens: int) -> dict:
+def batched_bench(parallel: int, prompt_tokens: int, gen_tokens: int, ubatch: int = 512) -> dict:
+    """llama-batched-bench on the built-in model: generated tokens/s overall and in generation alone,
+    and its prompt processing rate (tokens/s)."""
     binary = engine.find_binary("llama-batched-bench")
     if binary is None:
         raise SystemExit("llama-batched-bench not found: run scripts/setup.sh")
     ctx = parallel * (prompt_tokens + gen_tokens) + 64
-    out = subprocess.run([str(binary), "-m", str(embedded_model_path()), "-c", str(ctx), "-b", "2048", "-ub", "512",
+    out = subprocess.run([str(binary), "-m", str(embedded_model_path()), "-c", str(ctx), "-b", "2048", "-ub", str(ubatch),
                           "-npp", str(prompt_tokens), "-ntg", str(gen_tokens), "-npl", str(parallel), "-fa", "off",
                           "-ngl", "0"], capture_output=True, text=True, check=True).stdout
     row = next(line for line in out.splitlines() if re.match(r"\|\s+\d+ \|", line))
     cells = [c.strip() for c in row.strip("|").split("|")]
     # PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s | T s | S t/s
     b, tg, total_s, s_tg = int(cells[2]), int(cells[1]), float(cells[8]), float(cells[7])
-    return {"parallel": b, "generated_per_second_overall": b * tg / total_s, "generation_only": s_tg}
+    return {"parallel": b, "generated_per_second_overall": b * tg / total_s, "generation_only": s_tg,
+            "prompt_per_second": float(cells[5])}
 
 
 def seed_study(engine_name: str, db: Path) -> float:
