@@ -8,8 +8,9 @@ seed-10 time alone says more about the hour than about the code. This runs ``llm
 temporary git worktree, on this checkout's virtual environment and llama.cpp build) and from this
 checkout, alternately, and prints each pair's wall times and their ratio, the judge tokens each run
 wrote, which set of answers each gave (a digest of its 20 texts: the same digest, the same
-answers), and the machine's prompt processing rate (``llama-batched-bench``, 4 sequences of 600
-tokens, as in docs/benchmarks.md) before each pair.
+answers), and the machine's prompt processing rate before each pair (``llama-batched-bench``, 4
+sequences of 600 tokens, ubatch 256: the reading docs/benchmarks.md gives with each day's figures,
+there with an 8,192-token context, here with the sequences' own 2,592).
 """
 
 from __future__ import annotations
