@@ -82,7 +82,14 @@ def test_a_server_stops_when_its_model_leaves_the_cache(no_models):
 def test_a_running_servers_log_is_readable_and_a_dead_ones_is_not_listed(no_models):
     backend = get_backend("embedded", **SMALL)
     backend.generate(HI, SamplingParams(max_tokens=4))
-    (log,) = engine.server_logs()
+    # The server writes its log from a thread of its own, so the line for the finished request can
+    # come a moment after the answer: read until it is there (the bound is against a hang).
+    deadline = time.monotonic() + HANG_GUARD
+    while True:
+        (log,) = engine.server_logs()
+        if "stop processing" in log or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert f"listening on http://127.0.0.1:{backend.server.port}" in log and "stop processing" in log
     backend.server.proc.kill()
     backend.server.proc.wait()
