@@ -44,7 +44,7 @@ def test_an_unknown_option_in_get_backend_is_one_line_naming_it_the_model_and_th
     assert text.startswith(f"model {NOWHERE} has unknown option 'max_attempt'")
     assert "did you mean 'max_attempts'?" in text and "key_env, max_attempts, schema_mode, timeout" in text
     with pytest.raises(LLMJudgeError, match=r"^model embedded has unknown option 'paralel' \(did you mean "
-                                            r"'parallel'\? known: engine, n_ctx, n_threads, parallel\)$"):
+                                            r"'parallel'\? known: engine, flash_attention, n_ctx, n_threads, parallel\)$"):
         get_backend("embedded", paralel=2)  # refused before anything is loaded
 
 
@@ -74,7 +74,8 @@ def test_a_config_option_of_another_backend_is_refused_where_the_model_is_loaded
     settings = Settings.from_env({}, config=config)
     with pytest.raises(LLMJudgeError) as info:
         get_backend("local", settings)
-    assert one_line(info) == ("model local has unknown option 'timeout' (known: engine, n_ctx, n_threads, parallel)")
+    assert one_line(info) == ("model local has unknown option 'timeout' "
+                              "(known: engine, flash_attention, n_ctx, n_threads, parallel)")
 
 
 def test_the_options_every_caller_passes_do_not_fail_a_backend_that_ignores_them():
@@ -94,6 +95,16 @@ def test_settings_are_read_from_the_environment_once_when_built(monkeypatch, tmp
     monkeypatch.setenv("LLM_JUDGE_ENGINE", "server")  # later changes do not reach settings already built
     assert settings.engine == "inprocess"
     assert Settings.from_env(engine="auto", parallel=None).engine == "auto"  # an override wins, None does not
+    assert settings.flash_attention is None  # unset: the engine's default (off)
+    for text, on in (("1", True), ("On", True), ("0", False), ("off", False)):
+        monkeypatch.setenv("LLM_JUDGE_FLASH_ATTENTION", text)
+        assert Settings.from_env().flash_attention is on
+    monkeypatch.setenv("LLM_JUDGE_FLASH_ATTENTION", "maybe")
+    with pytest.raises(LLMJudgeError, match=r"^LLM_JUDGE_FLASH_ATTENTION='maybe' is not on or off: set it to 1 or 0"):
+        Settings.from_env()
+    monkeypatch.delenv("LLM_JUDGE_FLASH_ATTENTION")
+    with pytest.raises(LLMJudgeError, match="flash_attention 'yes': give true or false"):
+        Settings(flash_attention="yes")  # type: ignore[arg-type]
     monkeypatch.setenv("LLM_JUDGE_PARALLEL", "many")
     with pytest.raises(LLMJudgeError, match="LLM_JUDGE_PARALLEL='many' is not a whole number"):
         Settings.from_env()
@@ -215,3 +226,17 @@ def test_the_graph_sees_imports_inside_functions():
 def test_no_import_cycle_reaches_the_backends_the_configuration_or_finetuning(area):
     touching = [sorted(c) for c in cycles(import_graph()) if any(m == area or m.startswith(area + ".") for m in c)]
     assert touching == []
+
+
+def test_flash_attention_is_a_local_models_option_in_the_config_file_and_its_own_value_wins(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('[models.fast]\nspec = "embedded"\nengine = "inprocess"\nflash_attention = true\n'
+                      '[models.plain]\nspec = "embedded"\nengine = "inprocess"\nflash_attention = false\n')
+    everywhere = Settings.from_env({}, config=config, flash_attention=True)
+    assert get_backend("fast", Settings.from_env({}, config=config)).flash_attention is True
+    assert get_backend("plain", everywhere).flash_attention is False  # the model's own option over the settings'
+    assert get_backend("embedded", everywhere, engine="inprocess").flash_attention is True
+    assert get_backend("embedded", Settings.from_env({}), engine="inprocess").flash_attention is False  # the default
+    with pytest.raises(LLMJudgeError, match="model embedded has option flash_attention='yes' of the wrong type"):
+        get_backend("embedded", flash_attention="yes")
+    forget_backends()

@@ -2,8 +2,8 @@
 
 Real parts only: the ``llama-server`` the set-up script builds, the built-in model, real processes
 and signals. Each safeguard has a test that fails without it: flash attention off and every sampling
-field sent (identical text on both engines), the death signal and the exit hook (no orphans), the
-fallback notice.
+field sent (identical text on both engines), flash attention turned on in both engines alike and
+cached apart, the death signal and the exit hook (no orphans), the fallback notice.
 """
 
 import json
@@ -77,18 +77,17 @@ def test_the_same_seed_gives_the_same_text_on_both_engines(temperature):
 
 
 @needs_server
-def test_flash_attention_would_change_the_text_so_the_engine_turns_it_off(monkeypatch):
-    """The reason for ``-fa off``: with llama.cpp's CPU flash attention the greedy answer differs."""
+def test_flash_attention_would_change_the_text_so_the_engine_turns_it_off():
+    """The reason for ``-fa off`` by default: with llama.cpp's CPU flash attention the greedy answer differs."""
     import httpx
 
     messages = [{"role": "user", "content": "Write a short poem about the sea."}]
     inproc = get_backend("embedded", engine="inprocess")
     expected = inproc.generate(messages, SamplingParams(max_tokens=24)).text
     assert get_backend("embedded", engine="server").generate(messages, SamplingParams(max_tokens=24)).text == expected
-    command = engine.ServerSpec.command
-    monkeypatch.setattr(engine.ServerSpec, "command",
-                        lambda self, b, p: [x for x in command(self, b, p) if x not in ("-fa", "off")])
-    flash = engine.LocalServer(engine.ServerSpec(str(inproc.path), None, 2048, 1, None), engine.find_binary())
+    spec = engine.ServerSpec(str(inproc.path), None, 2048, 1, None, flash_attention=True)
+    assert spec.command("llama-server")[-2:] == ["-fa", "on"]
+    flash = engine.LocalServer(spec, engine.find_binary())
     try:
         body = {"prompt": inproc._formatter(messages=messages).prompt, "n_predict": 24, "temperature": 0,
                 "cache_prompt": False}
@@ -96,6 +95,40 @@ def test_flash_attention_would_change_the_text_so_the_engine_turns_it_off(monkey
     finally:
         flash.stop()
     assert with_flash != expected
+
+
+@needs_server
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_flash_attention_turned_on_reaches_both_engines_and_they_still_agree(temperature):
+    """``flash_attention`` (``--flash-attention``): both engines sum the same way, so they give one text
+    for one seed again, and it is another text than without (the option reached each engine)."""
+    sampling = SamplingParams(temperature=temperature, min_p=0.0, top_k=0, max_tokens=40, seed=11)
+    prompts = ["Write a short poem about the sea.", *PROMPTS[:4]]
+    plain = [get_backend("embedded", engine="inprocess").generate([{"role": "user", "content": p}], sampling).text
+             for p in prompts]
+    inproc = get_backend("embedded", engine="inprocess", flash_attention=True)
+    server = get_backend("embedded", engine="server", parallel=1, flash_attention=True)
+    assert server.server_spec.flash_attention and inproc.describe()["flash_attention"] is True
+    expected = [inproc.generate([{"role": "user", "content": p}], sampling).text for p in prompts]
+    got = [server.generate([{"role": "user", "content": p}], sampling).text for p in prompts]
+    assert got == expected
+    assert expected != plain
+
+
+def test_flash_attention_is_part_of_a_local_models_identity_only_where_it_is_on():
+    """Answers made with flash attention are cached apart; with it off (the default) the keys are
+    those of earlier releases, so a store's answers stay found."""
+    from llm_judge.cache import generation_key
+    from llm_judge.judging import model_identity
+
+    sampling, messages = SamplingParams(max_tokens=8), [{"role": "user", "content": "Hi."}]
+    default = get_backend("embedded", engine="inprocess")
+    off = get_backend("embedded", engine="inprocess", flash_attention=False)
+    on = get_backend("embedded", engine="inprocess", flash_attention=True)
+    assert set(model_identity(default)) == {"sha256", "n_ctx"} and "flash_attention" not in default.describe()
+    assert generation_key(off, sampling, messages) == generation_key(default, sampling, messages)
+    assert generation_key(on, sampling, messages) != generation_key(default, sampling, messages)
+    assert model_identity(on) == {**model_identity(default), "flash_attention": True}
 
 
 @needs_server

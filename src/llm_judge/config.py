@@ -16,10 +16,12 @@ study's command line stays short.
     [models.tuned]
     spec = "gguf:/models/base.gguf+lora:/runs/a/step-0060.gguf"
     parallel = 4                 # a local model: slots on the server engine (engine = "inprocess" to opt out)
+    flash_attention = true       # a local model: llama.cpp's flash attention, in both engines (faster; other text)
 
 A configured name is used wherever a spec is: ``--judge judge``.
 
-The environment (``LLM_JUDGE_ENGINE``, ``LLM_JUDGE_PARALLEL``, ``LLM_JUDGE_CONFIG``) is read in one
+The environment (``LLM_JUDGE_ENGINE``, ``LLM_JUDGE_PARALLEL``, ``LLM_JUDGE_FLASH_ATTENTION``,
+``LLM_JUDGE_CONFIG``) is read in one
 place, :meth:`Settings.from_env`; nothing here keeps process-wide state but the parsed files, keyed
 by path, size and time. This module knows no backend: a table's option keys are checked against
 the names and types the backends declare (``known``, given by ``backends``), and each entry's
@@ -41,6 +43,9 @@ from .errors import LLMJudgeError
 Engine = Literal["auto", "server", "inprocess"]
 ENGINES: tuple[str, ...] = get_args(Engine)
 ENV_ENGINE, ENV_PARALLEL, ENV_CONFIG = "LLM_JUDGE_ENGINE", "LLM_JUDGE_PARALLEL", "LLM_JUDGE_CONFIG"
+ENV_FLASH_ATTENTION = "LLM_JUDGE_FLASH_ATTENTION"
+_BOOLEANS = {**dict.fromkeys(("1", "true", "t", "yes", "y", "on"), True),  # the words click takes for a flag
+             **dict.fromkeys(("0", "false", "f", "no", "n", "off"), False)}
 TABLE_KEYS = ("spec", "description", "base_url")  # a [models.NAME] table's own keys; the rest are load options
 
 
@@ -57,19 +62,24 @@ class Settings:
     engine: Engine | None = None  # None: auto (the server where it is built, else in-process)
     parallel: int | None = None  # slots of a local server; None: engine.DEFAULT_PARALLEL
     config: Path | None = None  # the config file; None: the user's (platformdirs)
+    # llama.cpp's flash attention for local models, in both engines; None: off (engine.FLASH_ATTENTION)
+    flash_attention: bool | None = None
 
     def __post_init__(self) -> None:
         check_engine(self.engine)
         if self.parallel is not None and (isinstance(self.parallel, bool) or self.parallel < 1):
             raise LLMJudgeError(f"parallel {self.parallel}: a local server needs at least 1 slot")
+        if self.flash_attention is not None and not isinstance(self.flash_attention, bool):
+            raise LLMJudgeError(f"flash_attention {self.flash_attention!r}: give true or false")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """The environment's settings, with the ``overrides`` that are not None (engine,
-        parallel, config) taking their place: the one place these variables are read."""
+        parallel, config, flash_attention) taking their place: the one place these variables are read."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {"engine": env.get(ENV_ENGINE) or None, "parallel": _int_env(env, ENV_PARALLEL),
-                                  "config": Path(env[ENV_CONFIG]) if env.get(ENV_CONFIG) else None}
+                                  "config": Path(env[ENV_CONFIG]) if env.get(ENV_CONFIG) else None,
+                                  "flash_attention": _bool_env(env, ENV_FLASH_ATTENTION)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values["config"] is not None:
             values["config"] = Path(values["config"])
@@ -100,6 +110,15 @@ def _int_env(env: Mapping[str, str], name: str) -> int | None:
         return int(text)
     except ValueError:
         raise LLMJudgeError(f"{name}={text!r} is not a whole number: set it to the slots a local server has") from None
+
+
+def _bool_env(env: Mapping[str, str], name: str) -> bool | None:
+    text = (env.get(name) or "").strip()
+    if not text:
+        return None
+    if text.lower() not in _BOOLEANS:
+        raise LLMJudgeError(f"{name}={text!r} is not on or off: set it to 1 or 0 (or unset it)")
+    return _BOOLEANS[text.lower()]
 
 
 def settings_or_env(settings: Settings | None) -> Settings:

@@ -46,6 +46,10 @@ from .errors import LLMJudgeError
 BINARY = "llama-server"
 ENV_BINARY = "LLM_JUDGE_LLAMA_SERVER"
 DEFAULT_PARALLEL = 8  # slots: the gain on this project's 2-core reference machine levels off at 8-16
+# llama.cpp's flash attention, in both engines alike: off by default, so a local model's text stays the
+# text earlier releases gave for the same seed (it sums in another order); on, studies run 10-15% faster
+# on CPUs (docs/engine.md). Settings.flash_attention, or a model's ``flash_attention`` option, turn it on.
+FLASH_ATTENTION = False
 STARTUP_SECONDS = 180.0
 LISTENING = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")  # what the server logs once it serves
 LOG_TAIL = 1 << 20  # bytes of a server's log read back (its port, its last error)
@@ -127,12 +131,13 @@ class ServerSpec:
     n_ctx: int  # per slot
     parallel: int
     threads: int | None
+    flash_attention: bool = FLASH_ATTENTION
 
     def command(self, binary: Path, port: int = 0) -> list[str]:
         """The server's command line; port 0: the server binds a free port of its own choosing."""
         cmd = [str(binary), "-m", self.model, "--host", "127.0.0.1", "--port", str(port),
                "-c", str(self.n_ctx * self.parallel), "-np", str(self.parallel), "--no-kv-unified",
-               "--no-webui", "-ngl", "0", "--no-warmup", "-fa", "off"]
+               "--no-webui", "-ngl", "0", "--no-warmup", "-fa", "on" if self.flash_attention else "off"]
         if self.lora:
             cmd += ["--lora", self.lora]
         if self.threads:

@@ -243,7 +243,8 @@ def model_identity(backend: Backend) -> dict[str, Any]:
     d = backend.describe()
     if "sha256" not in d:
         return {"spec": d["spec"]}
-    return {"sha256": d["sha256"], "n_ctx": d.get("n_ctx"), **({"lora": d["lora_sha256"]} if d.get("lora_sha256") else {})}
+    return {"sha256": d["sha256"], "n_ctx": d.get("n_ctx"), **({"lora": d["lora_sha256"]} if d.get("lora_sha256") else {}),
+            **({"flash_attention": True} if d.get("flash_attention") else {})}  # other arithmetic: other answers
 
 
 def _reader(method: str, criteria: list[Criterion], scale: Scale, mode: str) -> ReadAt | None:

@@ -101,12 +101,14 @@ class LocalModel:
     """What both local engines know from the GGUF file itself: its chat template, its control
     tokens, how many tokens a prompt takes, and the facts that identify it (file and adapter hashes)."""
 
-    def __init__(self, spec: str, path: Path, llm, *, n_ctx: int, lora: Path | None = None):
+    def __init__(self, spec: str, path: Path, llm, *, n_ctx: int, lora: Path | None = None,
+                 flash_attention: bool = False):
         self.spec = spec
         self.path = path
         self.llm = llm
         self.n_ctx = n_ctx
         self.lora = lora
+        self.flash_attention = flash_attention
         self.warnings: list[str] = []
         self._formatter = self._make_formatter()
         self._special: frozenset[str] | None = None
@@ -168,6 +170,8 @@ class LocalModel:
             "name": meta.get("general.name"),
             "file_type": meta.get("general.file_type"),
             "n_ctx": self.n_ctx,
+            # other arithmetic, other text: part of the model's identity (cache keys) where it is on
+            **({"flash_attention": True} if self.flash_attention else {}),
             "schema_mode": "grammar",  # verdicts are constrained by a grammar built from the schema
         }
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..engine import FLASH_ATTENTION
 from ..errors import LLMJudgeError
 from ..sampling import SamplingParams
 from .base import TOP_TOKENS, Completion, Messages, ReadAt, TokenCallback
@@ -27,17 +28,17 @@ class LlamaCppBackend(LocalModel):
     engine = "inprocess"
 
     def __init__(self, spec: str, path: Path, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None,
-                 lora: Path | None = None):
+                 lora: Path | None = None, flash_attention: bool = FLASH_ATTENTION):
         from llama_cpp import Llama
 
         self.lock = threading.Lock()
         try:
             llm = Llama(model_path=str(check_gguf(path)), n_ctx=n_ctx, n_threads=n_threads, verbose=False,
-                        lora_path=str(lora) if lora else None)
+                        lora_path=str(lora) if lora else None, flash_attn=flash_attention)
         except (ValueError, RuntimeError) as exc:
             raise LLMJudgeError(f"llama.cpp could not load {path}{' with ' + str(lora) if lora else ''}: {exc} "
                                 "(is the file complete, and the adapter made for this model?)") from None
-        super().__init__(spec, path, llm, n_ctx=n_ctx, lora=lora)
+        super().__init__(spec, path, llm, n_ctx=n_ctx, lora=lora, flash_attention=flash_attention)
 
     def generate(self, messages: Messages, sampling: SamplingParams, *, schema: dict | None = None,
                  on_token: TokenCallback | None = None, read_at: ReadAt | None = None,

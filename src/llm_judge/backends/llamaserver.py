@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .. import engine
+from ..engine import FLASH_ATTENTION
 from ..errors import LLMJudgeError
 from ..sampling import SamplingParams
 from .base import Completion, Messages, ReadAt, TokenCallback
@@ -58,7 +59,7 @@ class LlamaServerBackend(LocalModel):
     engine = "server"
 
     def __init__(self, spec: str, path: Path, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None,
-                 lora: Path | None = None, parallel: int):
+                 lora: Path | None = None, parallel: int, flash_attention: bool = FLASH_ATTENTION):
         from llama_cpp import Llama
 
         if parallel < 1:
@@ -70,8 +71,9 @@ class LlamaServerBackend(LocalModel):
                 vocab = Llama(model_path=str(check_gguf(path)), vocab_only=True, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise LLMJudgeError(f"llama.cpp could not load {path}: {exc} (is the file complete?)") from None
-        super().__init__(spec, path, vocab, n_ctx=n_ctx, lora=lora)
-        self.server_spec = engine.ServerSpec(str(path), str(lora) if lora else None, n_ctx, parallel, n_threads)
+        super().__init__(spec, path, vocab, n_ctx=n_ctx, lora=lora, flash_attention=flash_attention)
+        self.server_spec = engine.ServerSpec(str(path), str(lora) if lora else None, n_ctx, parallel, n_threads,
+                                             flash_attention)
         self.server = engine.acquire(self.server_spec)
         self._pid, self._use, self._calls = os.getpid(), threading.Lock(), 0
         self._held, self._closed = True, False

@@ -2,9 +2,9 @@
 engine asked for: llama.cpp's own server with parallel slots (``llamaserver``), in this process
 (``llamacpp``), or the server where it is built and else in-process (``auto``).
 
-The engine and slots come from the model's options (``engine``, ``parallel``: a config file's
-entry, a caller's), else from the caller's ``Settings``. What the file says is ``gguf``'s; this
-module only chooses, checks and says what a public page allows.
+The engine, slots and flash attention come from the model's options (``engine``, ``parallel``,
+``flash_attention``: a config file's entry, a caller's), else from the caller's ``Settings``. What
+the file says is ``gguf``'s; this module only chooses, checks and says what a public page allows.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ ADDONS = ("lora",)  # BASE+lora:ADAPTER.gguf
 
 
 class Options(BaseOptions):
-    """A local model's load options; ``engine`` and ``parallel`` where its ``Settings`` should not decide."""
+    """A local model's load options; ``engine``, ``parallel`` and ``flash_attention`` where its
+    ``Settings`` should not decide."""
 
     n_ctx: int | None = None  # tokens per request (per slot on the server); None: DEFAULT_N_CTX
     n_threads: int | None = Field(None, ge=1)
     engine: Engine | None = None
     parallel: int | None = Field(None, ge=1)
+    flash_attention: bool | None = None
 
 
 def from_spec(prefix: str, rest: str, options: Options, settings: Settings) -> Backend:
@@ -40,10 +42,13 @@ def from_spec(prefix: str, rest: str, options: Options, settings: Settings) -> B
     if notice:
         engines.notify(notice)
     n_ctx = options.n_ctx or DEFAULT_N_CTX
+    flash = next((f for f in (options.flash_attention, settings.flash_attention) if f is not None),
+                 engines.FLASH_ATTENTION)
     if chosen == "server":
         parallel = options.parallel or settings.parallel or engines.DEFAULT_PARALLEL
-        return LlamaServerBackend(spec, path, n_ctx=n_ctx, n_threads=options.n_threads, lora=lora, parallel=parallel)
-    return LlamaCppBackend(spec, path, n_ctx=n_ctx, n_threads=options.n_threads, lora=lora)
+        return LlamaServerBackend(spec, path, n_ctx=n_ctx, n_threads=options.n_threads, lora=lora, parallel=parallel,
+                                  flash_attention=flash)
+    return LlamaCppBackend(spec, path, n_ctx=n_ctx, n_threads=options.n_threads, lora=lora, flash_attention=flash)
 
 
 def check(prefix: str, rest: str, options: Options, settings: Settings) -> str:

@@ -1,8 +1,8 @@
 """The ``llm-judge`` command: parses the command line, calls the library, formats what it returns
 (``present``). Every rule (a candidate's syntax, the context size, resamples) lives in the library.
 
-This module holds the group (``--config``, ``--engine``, ``--parallel``), the entry point ``main``
-(user errors as one line and exit code 2) and the list of commands; each family of commands is a
+This module holds the group (``--config``, ``--engine``, ``--parallel``, ``--flash-attention``), the
+entry point ``main`` (user errors as one line and exit code 2) and the list of commands; each family of commands is a
 module of its own (``compare``, ``runs``, ``merge``, ``analyze``, ``judges``, ``finetune``, ``models``,
 ``page``) and the options they share are declared once in ``options``. It leaves out every rule.
 """
@@ -36,14 +36,20 @@ from .runs import export, report, runs
                    "a time, or auto (the server where it is built)  [default: auto]")
 @click.option("--parallel", type=click.IntRange(1, 64), default=None, envvar="LLM_JUDGE_PARALLEL",
               help="requests a local model serves at once on the server engine  [default: 8]")
+@click.option("--flash-attention/--no-flash-attention", "flash_attention", default=None,
+              envvar="LLM_JUDGE_FLASH_ATTENTION",
+              help="llama.cpp's flash attention for local models, in either engine: faster on CPUs, but their "
+                   "answers differ from those made without it (cached apart)  [default: off]")
 @click.pass_context
-def cli(ctx: click.Context, config_file: str | None, engine: str | None, parallel: int | None) -> None:
+def cli(ctx: click.Context, config_file: str | None, engine: str | None, parallel: int | None,
+        flash_attention: bool | None) -> None:
     """Compare language models by letting another model judge their answers."""
     from ..config import Settings
 
     if config_file and not Path(config_file).is_file():
         raise LLMJudgeError(f"config file not found: {config_file}")
-    ctx.obj = Settings.from_env(engine=engine, parallel=parallel, config=config_file)  # what every command passes down
+    ctx.obj = Settings.from_env(engine=engine, parallel=parallel, config=config_file,  # what every command passes down
+                                flash_attention=flash_attention)
 
 
 for _command in (compare, run, runs, report, export, merge, analyze, finetune, judges, models, ui):
