@@ -21,6 +21,7 @@ the seed-10 study under 90 s.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -48,7 +49,7 @@ SHORT = "Write a short paragraph about {}."
 
 def study_generation(engine_name: str, items: int, max_tokens: int, db: Path, prompt: str = LONG) -> dict:
     """Aggregate generated tokens/s of a study's answers on one engine."""
-    engine.set_defaults(engine=engine_name)
+    os.environ["LLM_JUDGE_ENGINE"] = engine_name  # the settings every call of this process reads
     forget_backends()
     prompts = [PromptItem(str(i), prompt.format(TOPICS[i % len(TOPICS)])) for i in range(items)]
     config = StudyConfig(prompts=prompts, candidates={"a": Candidate("embedded", make_sampling("p1", max_tokens=max_tokens))},
@@ -112,7 +113,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="in-process, server and ceiling back to back, this many times")
     ap.add_argument("--skip-seed-study", action="store_true")
     args = ap.parse_args()
-    engine.set_defaults(parallel=args.parallel)
+    os.environ["LLM_JUDGE_PARALLEL"] = str(args.parallel)
     print(f"local study, built-in model, {args.items} items, {args.max_tokens}-token answers, {args.parallel} slots; "
           f"{args.rounds} rounds. This machine's speed drifts by 10-20% from minute to minute, so each server run is "
           "set against the mean of the ceiling measured just before and just after it, and the ratios are the "

@@ -11,6 +11,7 @@ Goal: <= 1.10.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -47,9 +48,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=256)
     args = ap.parse_args()
-    from llm_judge import engine
-
-    engine.set_defaults(engine="inprocess")  # compare's overhead over the very library it calls in-process
+    os.environ["LLM_JUDGE_ENGINE"] = "inprocess"  # compare's overhead over the very library it calls in-process
     crits, scale = parse_criteria(None), Scale()
     sa, sb = make_sampling("p1", max_tokens=args.max_tokens), make_sampling("p2", max_tokens=args.max_tokens)
     compare(PROMPT, sampling_a=sa, sampling_b=sb)  # warm-up: loads the model once

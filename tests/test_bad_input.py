@@ -313,3 +313,10 @@ def test_case_count_matches_the_docs():
                        r"report/export paths, (\d+) through the Python API, (\d+) through\nthe page's handlers", doc)
     assert stated, "docs/hardening.md no longer states the counts in the expected words"
     assert tuple(map(int, stated.groups())) == (total, len(CLI_CASES), len(API_CASES), len(UI_CASES))
+
+
+def test_a_bad_flash_attention_variable_is_one_line_naming_it_and_a_flag_overrides_it(cli_env, capsys, monkeypatch):
+    monkeypatch.setenv("LLM_JUDGE_FLASH_ATTENTION", "maybe")
+    line = one_line_error(capsys, ["models"])
+    assert "LLM_JUDGE_FLASH_ATTENTION='maybe' is not on or off: set it to 1 or 0" in line, line
+    assert main(["--no-flash-attention", "models"]) == 0  # the flag given, the variable is not read

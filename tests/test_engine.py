@@ -22,6 +22,8 @@ from llm_judge.backends import forget_backends, get_backend
 from llm_judge.cli import main
 from llm_judge.sampling import SamplingParams
 
+from .conftest import within
+
 pytestmark = pytest.mark.model
 
 needs_server = pytest.mark.skipif(engine.find_binary() is None and not os.environ.get("CI"),
@@ -43,12 +45,7 @@ def alive(pid: int) -> bool:
 
 
 def gone_within(pid: int, seconds: float) -> bool:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if not alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
+    return within(seconds, lambda: not alive(pid), poll=0.1)
 
 
 @needs_server
@@ -95,6 +92,13 @@ def test_flash_attention_would_change_the_text_so_the_engine_turns_it_off():
     finally:
         flash.stop()
     assert with_flash != expected
+
+
+def test_flash_attention_is_part_of_the_key_a_server_is_shared_by():
+    off = engine.ServerSpec("m.gguf", None, 2048, 1, None)
+    on = engine.ServerSpec("m.gguf", None, 2048, 1, None, True)
+    assert off != on and len({off, on}) == 2  # a server with it on never serves a request made with it off
+    assert off == engine.ServerSpec("m.gguf", None, 2048, 1, None, False)
 
 
 @needs_server

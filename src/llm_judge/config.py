@@ -77,10 +77,12 @@ class Settings:
         """The environment's settings, with the ``overrides`` that are not None (engine,
         parallel, config, flash_attention) taking their place: the one place these variables are read."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {"engine": env.get(ENV_ENGINE) or None, "parallel": _int_env(env, ENV_PARALLEL),
-                                  "config": Path(env[ENV_CONFIG]) if env.get(ENV_CONFIG) else None,
-                                  "flash_attention": _bool_env(env, ENV_FLASH_ATTENTION)}
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        read = {"engine": lambda: env.get(ENV_ENGINE) or None, "parallel": lambda: _int_env(env, ENV_PARALLEL),
+                "config": lambda: Path(env[ENV_CONFIG]) if env.get(ENV_CONFIG) else None,
+                "flash_attention": lambda: _bool_env(env, ENV_FLASH_ATTENTION)}
+        given = {k: v for k, v in overrides.items() if v is not None}  # a variable is read only where nothing overrides it
+        values: dict[str, Any] = {k: given[k] if k in given else from_variable() for k, from_variable in read.items()}
+        values.update(given)
         if values["config"] is not None:
             values["config"] = Path(values["config"])
         return cls(**values)

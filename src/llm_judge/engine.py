@@ -1,6 +1,6 @@
 """The local engine: llama.cpp's own ``llama-server`` running a local GGUF model with parallel slots.
 
-One server per (model, adapter, context, slots, threads) per process, started on demand on a
+One server per (model, adapter, context, slots, threads, flash attention) per process, started on demand on a
 loopback port it binds itself (``--port 0``: the kernel's choice, read back from its log, so no other
 process can be listening there first), health-checked, reused by every command and page request of
 the process, and counted: it stops when the last loaded model using it leaves the model cache

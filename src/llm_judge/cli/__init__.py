@@ -36,8 +36,7 @@ from .runs import export, report, runs
                    "a time, or auto (the server where it is built)  [default: auto]")
 @click.option("--parallel", type=click.IntRange(1, 64), default=None, envvar="LLM_JUDGE_PARALLEL",
               help="requests a local model serves at once on the server engine  [default: 8]")
-@click.option("--flash-attention/--no-flash-attention", "flash_attention", default=None,
-              envvar="LLM_JUDGE_FLASH_ATTENTION",
+@click.option("--flash-attention/--no-flash-attention", "flash_attention", default=None,  # its variable: Settings
               help="llama.cpp's flash attention for local models, in either engine: faster on CPUs, but their "
                    "answers differ from those made without it (cached apart)  [default: off]")
 @click.pass_context
