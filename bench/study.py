@@ -32,6 +32,11 @@ STAMP = r"(\d+)\.(\d+)\.(\d+)\.(\d+) . slot +\w+: id +(\d+) \| task (\d+) \| "  
 def requests_from_log(log: str) -> list[dict]:
     """One llama-server's requests, read from its log: slot, task, start and end (seconds since the
     server started), prompt tokens evaluated (``pp``: those not already in the slot) and generated."""
+    return sorted((r for r in _tasks(log) if "start" in r and "end" in r), key=lambda r: (r["start"], r["task"]))
+
+
+def _tasks(log: str) -> list[dict]:
+    """Every task the log names, finished or not."""
     tasks: dict[int, dict] = {}
     for m in re.finditer(STAMP + r"(.*)", log):
         minutes, sec, ms, us, slot, task, text = m.groups()
@@ -43,7 +48,19 @@ def requests_from_log(log: str) -> list[dict]:
             row["end"] = t
         elif (found := re.search(r"(prompt eval|^\s*eval) time = .*?/\s*(\d+) tokens", text)):
             row["pp" if found[1] == "prompt eval" else "generated"] = int(found[2])
-    return sorted((r for r in tasks.values() if "start" in r and "end" in r), key=lambda r: (r["start"], r["task"]))
+    return list(tasks.values())
+
+
+def finished_logs(wait: float = 5.0) -> list[str]:
+    """The local servers' logs once every request they started has its end line: a server writes its
+    log from a thread of its own, so a request's last line can come a moment after its answer."""
+    deadline = time.monotonic() + wait
+    while True:
+        logs = engine.server_logs()
+        unfinished = [t for log in logs for t in _tasks(log) if "start" in t and "end" not in t]
+        if not unfinished or time.monotonic() > deadline:
+            return logs
+        time.sleep(0.05)
 
 
 def print_timeline(log: str) -> None:
@@ -77,7 +94,7 @@ def study(db: Path, max_tokens: int, timeline: bool = False) -> None:
           f"{wall:.1f} s wall; generation {gen[0]} tokens at {gen[0] / gen[1]:.1f} tokens/s; "
           f"judging {jud[0]} tokens at {jud[0] / jud[1]:.1f} tokens/s (incl. prompt processing)")
     if timeline:
-        for log in engine.server_logs() or [""]:
+        for log in finished_logs() or [""]:
             print_timeline(log)
     start = time.perf_counter()
     run_study(cfg, store)

@@ -113,6 +113,17 @@ def llama_server():
     stop(proc)
 
 
+def within(seconds: float, condition, poll: float = 0.05) -> bool:
+    """Whether ``condition()`` comes true within ``seconds``: asked again every ``poll`` seconds, and once
+    more when the time is up. The bound is against a hang (a generous one), never a measure of speed."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return bool(condition())
+        time.sleep(poll)
+    return True
+
+
 def wait_until_serving(proc: subprocess.Popen, url: str, seconds: float, what: str) -> None:
     """Poll ``url`` until it answers 200; fail (and kill ``proc``) if it exits or time runs out."""
     deadline = time.time() + seconds

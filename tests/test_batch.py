@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from llm_judge.errors import Deferred, LLMJudgeError
 from llm_judge.sampling import SamplingParams
 from llm_judge.store import Store
 
-from .conftest import server_stats
+from .conftest import server_stats, within
 
 E = Endpoint("openai:m@http://x/v1", "m", "http://x/v1")
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -212,10 +211,7 @@ def test_the_same_command_after_a_kill_reads_the_run_s_batches_instead_of_paying
     args = [sys.executable, "-m", "llm_judge.cli", *study_args(base, db, "--batch")]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not _stored_batch(db):
-            time.sleep(0.05)
-        assert _stored_batch(db), "the run stored its batch"
+        assert within(60, lambda: _stored_batch(db)), "the run stored its batch"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from llm_judge import engine
 from llm_judge.backends import MAX_LOADED, forget_backends, get_backend, http11
 from llm_judge.backends.llamacpp import embedded_model_path
 from llm_judge.sampling import SamplingParams
+from tests.conftest import within
 from tests.test_engine import alive, gone_within, needs_server
 
 HI = [{"role": "user", "content": "Say hi."}]
@@ -84,12 +84,8 @@ def test_a_running_servers_log_is_readable_and_a_dead_ones_is_not_listed(no_mode
     backend.generate(HI, SamplingParams(max_tokens=4))
     # The server writes its log from a thread of its own, so the line for the finished request can
     # come a moment after the answer: read until it is there (the bound is against a hang).
-    deadline = time.monotonic() + HANG_GUARD
-    while True:
-        (log,) = engine.server_logs()
-        if "stop processing" in log or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    within(HANG_GUARD, lambda: "stop processing" in engine.server_logs()[0])
+    (log,) = engine.server_logs()
     assert f"listening on http://127.0.0.1:{backend.server.port}" in log and "stop processing" in log
     backend.server.proc.kill()
     backend.server.proc.wait()
@@ -254,9 +250,7 @@ def test_a_server_whose_parent_died_before_the_death_signal_was_set_does_not_sta
     parent = subprocess.Popen([sys.executable, "-c", LATE, str(pidfile)], env=env, start_new_session=True)
     child = None
     try:
-        deadline = time.monotonic() + HANG_GUARD
-        while not pidfile.exists() and time.monotonic() < deadline and parent.poll() is None:
-            time.sleep(0.05)
+        within(HANG_GUARD, lambda: pidfile.exists() or parent.poll() is not None)
         child = int(pidfile.read_text())
         parent.kill()
         parent.wait(HANG_GUARD)

@@ -15,6 +15,8 @@ import pytest
 from llm_judge.store import Store
 from llm_judge.study import summarize
 
+from .conftest import within
+
 EXE = os.path.join(os.path.dirname(sys.executable), "llm-judge")
 N_PROMPTS = 15
 TOTAL_ITEMS = N_PROMPTS * 2 + N_PROMPTS * 2 + N_PROMPTS * 2  # generations, single grades, pairwise orders
@@ -48,9 +50,7 @@ def test_kill_9_at_ten_random_points_then_resume(study_cmd):
     kills = []
     for target in sorted(rng.sample(range(2, TOTAL_ITEMS - 2), 10)):  # ten points spread over the run
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 60
-        while proc.poll() is None and time.time() < deadline and len(linked(db)) < target:
-            time.sleep(0.02)
+        within(60, lambda p=proc, n=target: p.poll() is not None or len(linked(db)) >= n, poll=0.02)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.wait()

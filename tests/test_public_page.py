@@ -19,7 +19,7 @@ from llm_judge.store import Store
 from llm_judge.study import StudyConfig, export_run, run_study, verdict_records
 from llm_judge.testing import fake
 
-from .conftest import free_port, prefers
+from .conftest import free_port, prefers, within
 
 KEY = "sk-operator-secret-4242"
 PUBLIC = dict(public=True, allowed_dirs=[], configured=set())
@@ -274,10 +274,7 @@ def comparing() -> list[threading.Thread]:
 
 
 def wait_for(condition, seconds: float = 60.0, what=lambda: "") -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting {what()}"
-        time.sleep(0.05)
+    assert within(seconds, condition), f"gave up waiting {what()}"
 
 
 def test_comparisons_stop_when_their_visitors_leave(tmp_path, recorder):

@@ -23,7 +23,7 @@ from llm_judge.prompts import load_prompts
 from llm_judge.store import Store
 from llm_judge.study import StudyConfig, run_study
 
-from .conftest import free_port, server_stats
+from .conftest import free_port, server_stats, within
 
 EXE = os.path.join(os.path.dirname(sys.executable), "llm-judge")
 TAG = re.compile(r"vary-[0-9a-f]{8}")
@@ -171,10 +171,7 @@ def test_ctrl_c_stops_a_study_whose_calls_hang_at_once_and_the_rerun_reuses_what
     db = tmp_path / "study.db"
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 60
-        while proc.poll() is None and time.time() < deadline and not (
-                linked(db) and server_stats(base).get("timeout", 0) >= 1):
-            time.sleep(0.05)
+        within(60, lambda: proc.poll() is not None or bool(linked(db) and server_stats(base).get("timeout", 0) >= 1))
         assert proc.poll() is None, "the study ended before it could be interrupted"
         proc.send_signal(signal.SIGINT)
         try:
