@@ -126,15 +126,14 @@ def within(seconds: float, condition, poll: float = 0.05) -> bool:
 
 def wait_until_serving(proc: subprocess.Popen, url: str, seconds: float, what: str) -> None:
     """Poll ``url`` until it answers 200; fail (and kill ``proc``) if it exits or time runs out."""
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            break
+    def serving() -> bool:
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
+            return httpx.get(url, timeout=2).status_code == 200
         except httpx.HTTPError:
-            time.sleep(0.5)
+            return False
+
+    if within(seconds, lambda: proc.poll() is not None or serving(), poll=0.5) and proc.poll() is None:
+        return
     proc.kill()
     raise RuntimeError(f"{what} did not start within {seconds:.0f} s")
 

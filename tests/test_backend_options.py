@@ -228,15 +228,18 @@ def test_no_import_cycle_reaches_the_backends_the_configuration_or_finetuning(ar
     assert touching == []
 
 
+@pytest.mark.model  # loads the built-in model in-process, with and without flash attention
 def test_flash_attention_is_a_local_models_option_in_the_config_file_and_its_own_value_wins(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text('[models.fast]\nspec = "embedded"\nengine = "inprocess"\nflash_attention = true\n'
                       '[models.plain]\nspec = "embedded"\nengine = "inprocess"\nflash_attention = false\n')
     everywhere = Settings.from_env({}, config=config, flash_attention=True)
-    assert get_backend("fast", Settings.from_env({}, config=config)).flash_attention is True
-    assert get_backend("plain", everywhere).flash_attention is False  # the model's own option over the settings'
-    assert get_backend("embedded", everywhere, engine="inprocess").flash_attention is True
-    assert get_backend("embedded", Settings.from_env({}), engine="inprocess").flash_attention is False  # the default
-    with pytest.raises(LLMJudgeError, match="model embedded has option flash_attention='yes' of the wrong type"):
-        get_backend("embedded", flash_attention="yes")
-    forget_backends()
+    try:
+        assert get_backend("fast", Settings.from_env({}, config=config)).flash_attention is True
+        assert get_backend("plain", everywhere).flash_attention is False  # the model's own option over the settings'
+        assert get_backend("embedded", everywhere, engine="inprocess").flash_attention is True
+        assert get_backend("embedded", Settings.from_env({}), engine="inprocess").flash_attention is False  # default
+        with pytest.raises(LLMJudgeError, match="model embedded has option flash_attention='yes' of the wrong type"):
+            get_backend("embedded", flash_attention="yes")
+    finally:
+        forget_backends()  # the loaded models leave the cache even where an assertion failed

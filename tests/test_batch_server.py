@@ -19,7 +19,7 @@ from llm_judge.testing.batches import (
     validate,
 )
 
-from .conftest import server_stats
+from .conftest import server_stats, within
 
 URL = "/v1/chat/completions"
 SCHEMA = {"type": "object", "properties": {"justification": {"type": "string"}, "winner": {"enum": ["A", "B", "tie"]}}}
@@ -56,13 +56,15 @@ def create(api: httpx.Client, lines: list, **extra) -> dict:
 
 def wait_for(api: httpx.Client, batch_id: str, *statuses: str, seconds: float = 10) -> dict:
     """Poll the batch until it reaches one of ``statuses`` (a generous deadline, not a timing check)."""
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        batch = api.get(f"/batches/{batch_id}").json()
-        if batch["status"] in statuses:
-            return batch
-        time.sleep(0.02)
-    raise AssertionError(f"batch still {batch['status']} after {seconds} s, not {statuses}")
+    seen: dict = {}
+
+    def reached() -> bool:
+        seen.update(api.get(f"/batches/{batch_id}").json())
+        return seen["status"] in statuses
+
+    if within(seconds, reached, poll=0.02):
+        return seen
+    raise AssertionError(f"batch still {seen['status']} after {seconds} s, not {statuses}")
 
 
 def file_lines(api: httpx.Client, file_id: str | None) -> list[dict]:

@@ -3,7 +3,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -17,7 +16,7 @@ from llm_judge.store import MIGRATIONS, Store
 from llm_judge.study import StudyConfig, export_run, run_study, summarize
 from llm_judge.testing import fake
 
-from .conftest import prefers, shared_file
+from .conftest import prefers, shared_file, within
 
 
 def config(mode="both", n=3, **kw):
@@ -172,19 +171,18 @@ def test_kill_minus_9_and_resume_real_process(tmp_path):
            "embedded@p2", "--max-tokens", "24", "--judge-max-tokens", "200", "--db", str(db), "--quiet", "--json"]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    deadline = time.time() + 300
-    done = 0
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.3)
+    def graded() -> int:
         try:
             with sqlite3.connect(db, timeout=1) as c:
-                done = c.execute("SELECT COUNT(*) FROM run_items WHERE kind='single'").fetchone()[0]
-        except sqlite3.Error:
-            continue
-        if done >= 1:
-            proc.kill()
-            break
+                return c.execute("SELECT COUNT(*) FROM run_items WHERE kind='single'").fetchone()[0]
+        except sqlite3.Error:  # not created yet, or busy
+            return 0
+
+    in_time = within(300, lambda: proc.poll() is not None or graded() >= 1, poll=0.3)
+    if proc.poll() is None:
+        proc.kill()  # at its first stored grade (or, hung, at the bound)
     proc.wait()
+    assert in_time, "no grade was stored within the bound"
     assert proc.returncode == -9, "the study finished before it could be killed"
     with sqlite3.connect(db) as c:
         before = set(c.execute("SELECT result_key FROM run_items"))
