@@ -114,14 +114,15 @@ def llama_server():
 
 
 def within(seconds: float, condition, poll: float = 0.05) -> bool:
-    """Whether ``condition()`` comes true within ``seconds``: asked again every ``poll`` seconds, and once
-    more when the time is up. The bound is against a hang (a generous one), never a measure of speed."""
+    """Whether ``condition()`` comes true within ``seconds``: asked again every ``poll`` seconds, the last time
+    once the time is up. The bound is against a hang (a generous one), never a measure of speed."""
     deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return bool(condition())
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(poll)
-    return True
 
 
 def wait_until_serving(proc: subprocess.Popen, url: str, seconds: float, what: str) -> None:

@@ -228,6 +228,13 @@ def test_no_import_cycle_reaches_the_backends_the_configuration_or_finetuning(ar
     assert touching == []
 
 
+def test_flash_attention_is_part_of_the_key_a_server_is_shared_by():
+    off = engine.ServerSpec("m.gguf", None, 2048, 1, None)
+    on = engine.ServerSpec("m.gguf", None, 2048, 1, None, True)
+    assert off != on and len({off, on}) == 2  # a server with it on never serves a request made with it off
+    assert off == engine.ServerSpec("m.gguf", None, 2048, 1, None, False)
+
+
 @pytest.mark.model  # loads the built-in model in-process, with and without flash attention
 def test_flash_attention_is_a_local_models_option_in_the_config_file_and_its_own_value_wins(tmp_path):
     config = tmp_path / "config.toml"

@@ -94,13 +94,6 @@ def test_flash_attention_would_change_the_text_so_the_engine_turns_it_off():
     assert with_flash != expected
 
 
-def test_flash_attention_is_part_of_the_key_a_server_is_shared_by():
-    off = engine.ServerSpec("m.gguf", None, 2048, 1, None)
-    on = engine.ServerSpec("m.gguf", None, 2048, 1, None, True)
-    assert off != on and len({off, on}) == 2  # a server with it on never serves a request made with it off
-    assert off == engine.ServerSpec("m.gguf", None, 2048, 1, None, False)
-
-
 @needs_server
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
 def test_flash_attention_turned_on_reaches_both_engines_and_they_still_agree(temperature):

@@ -21,8 +21,9 @@ study's command line stays short.
 A configured name is used wherever a spec is: ``--judge judge``.
 
 The environment (``LLM_JUDGE_ENGINE``, ``LLM_JUDGE_PARALLEL``, ``LLM_JUDGE_FLASH_ATTENTION``,
-``LLM_JUDGE_CONFIG``) is read in one
-place, :meth:`Settings.from_env`; nothing here keeps process-wide state but the parsed files, keyed
+``LLM_JUDGE_CONFIG``) is read in one place, :meth:`Settings.from_env` (the CLI's ``--engine``,
+``--parallel`` and ``--config`` also take their variables through click, which checks a variable's
+value as it checks the option's); nothing here keeps process-wide state but the parsed files, keyed
 by path, size and time. This module knows no backend: a table's option keys are checked against
 the names and types the backends declare (``known``, given by ``backends``), and each entry's
 options against its own backend's ``Options`` where the model is loaded.
