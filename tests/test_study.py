@@ -171,6 +171,7 @@ def test_kill_minus_9_and_resume_real_process(tmp_path):
            "embedded@p2", "--max-tokens", "24", "--judge-max-tokens", "200", "--db", str(db), "--quiet", "--json"]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
     def graded() -> int:
         try:
             with sqlite3.connect(db, timeout=1) as c:
