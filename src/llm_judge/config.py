@@ -82,8 +82,7 @@ class Settings:
                 "config": lambda: Path(env[ENV_CONFIG]) if env.get(ENV_CONFIG) else None,
                 "flash_attention": lambda: _bool_env(env, ENV_FLASH_ATTENTION)}
         given = {k: v for k, v in overrides.items() if v is not None}  # a variable is read only where nothing overrides it
-        values: dict[str, Any] = {k: given[k] if k in given else from_variable() for k, from_variable in read.items()}
-        values.update(given)
+        values: dict[str, Any] = {k: from_variable() for k, from_variable in read.items() if k not in given} | given
         if values["config"] is not None:
             values["config"] = Path(values["config"])
         return cls(**values)
