@@ -44,8 +44,12 @@ def seed_run(src: Path, db: Path, max_tokens: int) -> dict:
     with sqlite3.connect(db) as con:
         texts = sorted(t or "" for (t,) in con.execute("SELECT text FROM generations"))
         judge_tokens = con.execute("SELECT SUM(completion_tokens) FROM judgments").fetchone()[0]
-    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:8]
-    return {"seconds": seconds, "judge_tokens": judge_tokens, "answers": digest}
+    return {"seconds": seconds, "judge_tokens": judge_tokens, "answers": texts_digest(texts)}
+
+
+def texts_digest(texts: list[str]) -> str:
+    """Which set of texts a run gave: the same digest, the same texts in the same order."""
+    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:8]
 
 
 def main() -> None:

@@ -9,20 +9,19 @@ after round, so a machine whose speed drifts drifts for all of them alike.
 
     .venv/bin/python bench/server_env.py [--rounds 3] [--threads 2] [VARIANT ...]
 
-Variants: default, omp-active, omp-passive, spin-1m, spin-3m, spin-30m, spin-300m, omp-bind, huge-pages,
-load-none, load-none-huge-pages (figures: docs/benchmarks.md).
+VARIANT: the names in ``VARIANTS`` below, every one when none is named (figures: docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from seed_against import texts_digest
 
 from llm_judge import engine
 from llm_judge.backends.gguf import embedded_model_path
@@ -53,12 +52,12 @@ def huge_kib(pid: int) -> int:
         return sum(int(line.split()[1]) for line in fh if line.startswith("AnonHugePages"))
 
 
-def one_variant(name: str, threads: int) -> str:
+def one_variant(name: str, binary: Path, threads: int) -> str:
     saved = dict(os.environ)
     os.environ.update(VARIANTS[name])  # the server inherits this process's environment
     try:
         spec = engine.ServerSpec(model=str(embedded_model_path()), lora=None, n_ctx=2048, parallel=8, threads=threads)
-        server = engine.LocalServer(spec, engine.find_binary())
+        server = engine.LocalServer(spec, binary)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -81,7 +80,7 @@ def one_variant(name: str, threads: int) -> str:
     finally:
         server.stop()
     tokens = sum(n for _, n in answers)
-    digest = hashlib.sha256("\x00".join(text for text, _ in answers).encode()).hexdigest()[:8]
+    digest = texts_digest([text for text, _ in answers])
     return (f"{name:22s} {tokens / wall:6.1f} tokens/s ({tokens} in {wall:5.2f} s)  idle CPU {idle:4.2f} cores  "
             f"huge pages {huge // 1024:4d} MiB  answers {digest}")
 
@@ -95,11 +94,12 @@ def main() -> None:
     unknown = [name for name in args.variants if name not in VARIANTS]
     if unknown:
         raise SystemExit(f"bench/server_env.py: no variant {unknown[0]!r}; choose from: {', '.join(VARIANTS)}")
-    if engine.find_binary() is None:
+    binary = engine.find_binary()
+    if binary is None:
         raise SystemExit("bench/server_env.py: no llama-server; run: bash scripts/setup.sh")
     for _ in range(args.rounds):
         for name in args.variants or list(VARIANTS):
-            print(one_variant(name, args.threads), flush=True)
+            print(one_variant(name, binary, args.threads), flush=True)
 
 
 if __name__ == "__main__":
